@@ -1,0 +1,132 @@
+//! Condition types and reasons: one place for every string a user can `kubectl wait` on,
+//! alert on or read in an Event. Reasons are stable CamelCase identifiers; they also label
+//! metrics, so they must never be formatted with data.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+/// Condition types.
+pub mod types {
+    /// The object is fully working: published (EmailSettings) or verified and usable (SenderIdentity).
+    pub const READY: &str = "Ready";
+    /// The connection test for the current generation passed.
+    pub const CONNECTION_VERIFIED: &str = "ConnectionVerified";
+    /// The `from` address is covered by a verified SenderIdentity (AdvancedSmtp).
+    pub const SENDER_VERIFIED: &str = "SenderVerified";
+    /// A verified domain identity covers the from domain, so mail carries a DKIM signature of
+    /// the sender's own domain (AdvancedSmtp).
+    pub const DMARC_ALIGNED: &str = "DmarcAligned";
+    /// The SenderIdentity passed the policy and may exist in SES.
+    pub const ACCEPTED: &str = "Accepted";
+    /// SES reports the identity verified.
+    pub const VERIFIED: &str = "Verified";
+    /// SES reports Easy DKIM verified for the identity.
+    pub const DKIM_VERIFIED: &str = "DkimVerified";
+}
+
+/// Condition reasons, grouped by where they arise.
+pub mod reasons {
+    // Admission and cross-object policy.
+    /// The object does not satisfy its schema or CEL rules.
+    pub const INVALID: &str = "Invalid";
+    /// The object passed every rule.
+    pub const ACCEPTED: &str = "Accepted";
+    /// The identity's domain is not an active user's domain or a subdomain of one.
+    pub const NOT_AN_ACTIVE_USER_DOMAIN: &str = "NotAnActiveUserDomain";
+    /// The EmailSettings already has its one domain identity or three email identities.
+    pub const LIMIT_EXCEEDED: &str = "LimitExceeded";
+    /// A domain identity and an email identity would share a domain.
+    pub const DOMAIN_CONFLICT: &str = "DomainConflict";
+    /// Another SenderIdentity of the same EmailSettings already names this identity.
+    pub const DUPLICATE_IDENTITY: &str = "DuplicateIdentity";
+    /// The referenced EmailSettings does not exist.
+    pub const EMAIL_SETTINGS_NOT_FOUND: &str = "EmailSettingsNotFound";
+    /// The referenced EmailSettings has no `advancedSmtp` block, so there is no SES region.
+    pub const SES_NOT_CONFIGURED: &str = "SesNotConfigured";
+    /// Another EmailSettings in the namespace publishes to the same Secret.
+    pub const OUTPUT_SECRET_CONFLICT: &str = "OutputSecretConflict";
+    /// The SES identity exists and is not tagged as ours.
+    pub const IDENTITY_NOT_OWNED: &str = "IdentityNotOwned";
+
+    // Connection test (the source's error table, plus SenderRejected).
+    pub const UNKNOWN_HOST: &str = "UnknownHost";
+    pub const CONNECT_FAILED: &str = "ConnectFailed";
+    pub const CONNECT_TIMEOUT: &str = "ConnectTimeout";
+    pub const BAD_CREDENTIALS: &str = "BadCredentials";
+    pub const AUTHENTICATION_FAILED: &str = "AuthenticationFailed";
+    pub const AUTHENTICATION_REQUIRED: &str = "AuthenticationRequired";
+    pub const READ_TIMEOUT: &str = "ReadTimeout";
+    pub const TLS_UPGRADE_FAILED: &str = "TlsUpgradeFailed";
+    pub const SENDER_REJECTED: &str = "SenderRejected";
+    /// `delivery: Default` but the operator was started without a default relay.
+    pub const DEFAULT_RELAY_NOT_CONFIGURED: &str = "DefaultRelayNotConfigured";
+}
+
+/// Builds a condition stamped with `now` and the generation it describes.
+pub fn condition(
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: impl Into<String>,
+    observed_generation: Option<i64>,
+    now: Time,
+) -> Condition {
+    Condition {
+        type_: type_.to_string(),
+        status: if status { "True" } else { "False" }.to_string(),
+        reason: reason.to_string(),
+        message: message.into(),
+        observed_generation,
+        last_transition_time: now,
+    }
+}
+
+/// Puts `new` into `conditions`, keeping the old `lastTransitionTime` when the status did not
+/// change (so `kubectl describe` shows when the state really changed, not when it was last seen).
+pub fn set_condition(conditions: &mut Vec<Condition>, mut new: Condition) {
+    match conditions.iter_mut().find(|c| c.type_ == new.type_) {
+        Some(old) => {
+            if old.status == new.status {
+                new.last_transition_time = old.last_transition_time.clone();
+            }
+            *old = new;
+        }
+        None => conditions.push(new),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn at(secs: i64) -> Time {
+        Time(Timestamp::from_second(secs).unwrap())
+    }
+
+    #[test]
+    fn transition_time_moves_only_when_status_changes() {
+        let mut conds = vec![];
+        set_condition(
+            &mut conds,
+            condition("Ready", false, "Pending", "a", Some(1), at(10)),
+        );
+        set_condition(
+            &mut conds,
+            condition("Ready", false, "Pending", "b", Some(2), at(20)),
+        );
+        assert_eq!(conds.len(), 1);
+        assert_eq!(conds[0].last_transition_time, at(10));
+        assert_eq!(conds[0].message, "b");
+        assert_eq!(conds[0].observed_generation, Some(2));
+        set_condition(
+            &mut conds,
+            condition("Ready", true, "Verified", "c", Some(2), at(30)),
+        );
+        assert_eq!(conds[0].last_transition_time, at(30));
+        set_condition(
+            &mut conds,
+            condition("Accepted", true, "Accepted", "", Some(2), at(40)),
+        );
+        assert_eq!(conds.len(), 2);
+    }
+}

@@ -1,0 +1,69 @@
+//! The API: `EmailSettings` and `SenderIdentity` (group `email.ops.dev`, version `v1alpha1`).
+//!
+//! Per-object rules live in the schema as CEL (`x-kubernetes-validations`) so the API server
+//! rejects bad input at admission; cross-object rules live in [`crate::policy`].
+
+pub mod conditions;
+pub mod email_settings;
+pub mod sender_identity;
+
+pub use email_settings::{EmailSettings, EmailSettingsSpec, EmailSettingsStatus};
+pub use sender_identity::{SenderIdentity, SenderIdentitySpec, SenderIdentityStatus};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of both kinds.
+pub const GROUP: &str = "email.ops.dev";
+/// API version of both kinds.
+pub const VERSION: &str = "v1alpha1";
+/// `apiVersion` as written in manifests.
+pub const API_VERSION: &str = "email.ops.dev/v1alpha1";
+
+/// Both CRDs, in the order `email-operator crds` prints them.
+pub fn all() -> Vec<CustomResourceDefinition> {
+    vec![EmailSettings::crd(), SenderIdentity::crd()]
+}
+
+/// The YAML `email-operator crds` prints and `crds/` holds: both CRDs as one multi-document
+/// stream, each led by `---`.
+pub fn crds_yaml() -> Result<String, serde_saphyr::SerializeError> {
+    let mut out = String::new();
+    for crd in all() {
+        out.push_str("---\n");
+        out.push_str(&serde_saphyr::to_string(&crd)?);
+    }
+    Ok(out)
+}
+
+/// A reference to one key of a Secret in the same namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Name of the Secret, in the same namespace as the referring object.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within the Secret's `data`.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// A reference to a Secret in the same namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRef {
+    /// Name of the Secret, in the same namespace as the referring object.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// A reference to another object of a known kind in the same namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalObjectRef {
+    /// Name of the object, in the same namespace as the referring object.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}

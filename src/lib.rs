@@ -1,0 +1,11 @@
+//! email-operator: declare in Kubernetes how applications send email.
+//!
+//! The library holds the API types ([`crd`]), the pure policy ([`policy`]) and record-building
+//! ([`dns`]) steps, the offline [`plan`] and, later, the controllers; `main.rs` is only the
+//! command line.
+
+pub mod crd;
+pub mod dns;
+pub mod names;
+pub mod openapi;
+pub mod policy;

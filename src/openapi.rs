@@ -1,0 +1,1 @@
+//! Structural-schema validation (filled in by the test-bed work).
