@@ -8,4 +8,6 @@ pub mod crd;
 pub mod dns;
 pub mod names;
 pub mod openapi;
+pub mod plan;
 pub mod policy;
+pub mod smtp;

@@ -1,6 +1,8 @@
 //! The `email-operator` command line.
 
 use clap::{Parser, Subcommand};
+use email_operator::plan;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -17,20 +19,92 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Print the CustomResourceDefinitions as YAML (what `crds/` holds).
-    Crds,
+    Crds {
+        /// Write one file per CRD into this directory instead of printing.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
+    /// Reconcile manifests offline, for GitOps pipelines: schema, CEL rules, sender policy,
+    /// the SES actions the operator would take and the DNS records already knowable.
+    ///
+    /// Exit status: 0 when every object would be accepted, 1 when any would be rejected or
+    /// is invalid, 2 for usage errors or unreadable or malformed input.
+    Plan {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: plan::Format,
+        /// Manifest files or directories (searched recursively for *.yaml, *.yml, *.json).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Derive the Amazon SES SMTP password for a region from an IAM secret access key read
+    /// from standard input.
+    SmtpPassword {
+        /// The SES region the password is for, e.g. us-east-1.
+        #[arg(long)]
+        region: String,
+    },
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Crds => match email_operator::crd::crds_yaml() {
-            Ok(yaml) => {
-                print!("{yaml}");
-                ExitCode::SUCCESS
-            }
+        Command::Crds { out_dir } => match write_crds(out_dir.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("error: cannot render the CRDs: {e}");
+                eprintln!("error: {e}");
                 ExitCode::FAILURE
             }
         },
+        Command::SmtpPassword { region } => smtp_password(&region),
+        Command::Plan { output, paths } => {
+            let docs = match plan::load(&paths) {
+                Ok(docs) => docs,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let report = plan::evaluate(&docs);
+            print!("{}", plan::render(&report, output));
+            if report.all_accepted() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
     }
+}
+
+fn smtp_password(region: &str) -> ExitCode {
+    let region_ok =
+        regex::Regex::new("^[a-z]{2}(-[a-z]+)+-[0-9]+$").is_ok_and(|re| re.is_match(region));
+    if !region_ok {
+        eprintln!("error: {region:?} is not an AWS region such as us-east-1");
+        return ExitCode::from(2);
+    }
+    let mut key = String::new();
+    if std::io::stdin().read_line(&mut key).is_err() || key.trim().is_empty() {
+        eprintln!("error: expected the secret access key on standard input");
+        return ExitCode::from(2);
+    }
+    println!(
+        "{}",
+        email_operator::smtp::ses_password::smtp_password(key.trim(), region)
+    );
+    ExitCode::SUCCESS
+}
+
+fn write_crds(out_dir: Option<&std::path::Path>) -> Result<(), String> {
+    use email_operator::crd;
+    let Some(dir) = out_dir else {
+        let yaml = crd::crds_yaml().map_err(|e| format!("cannot render the CRDs: {e}"))?;
+        print!("{yaml}");
+        return Ok(());
+    };
+    for (file, definition) in crd::all() {
+        let yaml = crd::crd_yaml(&definition).map_err(|e| format!("cannot render {file}: {e}"))?;
+        let path = dir.join(file);
+        std::fs::write(&path, yaml).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(())
 }

@@ -61,23 +61,11 @@ pub enum Authentication {
     status = "EmailSettingsStatus",
     cel,
     doc = "How a tenant's applications send email: the delivery method, its connection settings, and the Secret the operator publishes once the connection test passes.",
-    printcolumn(name = "Delivery", type_ = "string", json_path = ".spec.delivery"),
-    printcolumn(name = "From", type_ = "string", json_path = ".spec.from"),
-    printcolumn(
-        name = "Connection",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"ConnectionVerified\")].reason"
-    ),
-    printcolumn(
-        name = "Ready",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn = r#"{"name": "Delivery", "type": "string", "jsonPath": ".spec.delivery"}"#,
+    printcolumn = r#"{"name": "From", "type": "string", "jsonPath": ".spec.from"}"#,
+    printcolumn = r#"{"name": "Connection", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"ConnectionVerified\")].reason"}"#,
+    printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
 )]
 #[x_kube(
     validation = kube::core::Rule::new("self.delivery != 'ExternalSmtp' || has(self.externalSmtp)")

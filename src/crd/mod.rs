@@ -22,20 +22,23 @@ pub const VERSION: &str = "v1alpha1";
 /// `apiVersion` as written in manifests.
 pub const API_VERSION: &str = "email.ops.dev/v1alpha1";
 
-/// Both CRDs, in the order `email-operator crds` prints them.
-pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![EmailSettings::crd(), SenderIdentity::crd()]
+/// Both CRDs with the file each is kept in under `crds/`, in the order `email-operator crds`
+/// prints them.
+pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
+    vec![
+        ("emailsettings.yaml", EmailSettings::crd()),
+        ("senderidentities.yaml", SenderIdentity::crd()),
+    ]
 }
 
-/// The YAML `email-operator crds` prints and `crds/` holds: both CRDs as one multi-document
-/// stream, each led by `---`.
+/// One CRD as a YAML document led by `---` (the content of its file in `crds/`).
+pub fn crd_yaml(crd: &CustomResourceDefinition) -> Result<String, serde_saphyr::SerializeError> {
+    Ok(format!("---\n{}", serde_saphyr::to_string(crd)?))
+}
+
+/// What `email-operator crds` prints: both CRDs as one multi-document stream.
 pub fn crds_yaml() -> Result<String, serde_saphyr::SerializeError> {
-    let mut out = String::new();
-    for crd in all() {
-        out.push_str("---\n");
-        out.push_str(&serde_saphyr::to_string(&crd)?);
-    }
-    Ok(out)
+    all().iter().map(|(_, crd)| crd_yaml(crd)).collect()
 }
 
 /// A reference to one key of a Secret in the same namespace.

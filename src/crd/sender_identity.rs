@@ -22,24 +22,12 @@ use serde::{Deserialize, Serialize};
     status = "SenderIdentityStatus",
     cel,
     doc = "A domain or email address verified in Amazon SES for an EmailSettings: the operator creates the SES identity and reports the DNS records to publish and the verification state.",
-    printcolumn(name = "Identity", type_ = "string", json_path = ".spec.identity"),
-    printcolumn(name = "Type", type_ = "string", json_path = ".status.identityType"),
-    printcolumn(
-        name = "Verification",
-        type_ = "string",
-        json_path = ".status.verificationStatus"
-    ),
-    printcolumn(name = "DKIM", type_ = "string", json_path = ".status.dkimStatus"),
-    printcolumn(
-        name = "Ready",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn = r#"{"name": "Identity", "type": "string", "jsonPath": ".spec.identity"}"#,
+    printcolumn = r#"{"name": "Type", "type": "string", "jsonPath": ".status.identityType"}"#,
+    printcolumn = r#"{"name": "Verification", "type": "string", "jsonPath": ".status.verificationStatus"}"#,
+    printcolumn = r#"{"name": "DKIM", "type": "string", "jsonPath": ".status.dkimStatus"}"#,
+    printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
 )]
 #[x_kube(
     validation = kube::core::Rule::new("!has(self.mailFromDomain) || !self.identity.contains('@')")

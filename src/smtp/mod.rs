@@ -1,0 +1,139 @@
+//! The SMTP connection test ("test connection and save"): connect (or open an implicit-TLS
+//! socket, with plain fallback), EHLO, STARTTLS when required, AUTH, `MAIL FROM:<from>`, RSET,
+//! QUIT. Nothing is ever sent. Failures are classified into the source's table ([`Failure`]).
+//!
+//! [`Prober`] is the seam the controller and `plan --check-smtp` use; [`LettreProber`] is the
+//! real implementation, tested against real servers.
+
+mod failure;
+pub mod oauth2;
+mod probe;
+pub mod ses_password;
+
+pub use failure::{Failure, describe_tls_error};
+pub use probe::LettreProber;
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+/// A secret string: printed as `***` by `Debug` so it cannot reach logs by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    /// The secret itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// How to authenticate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// AUTH PLAIN or LOGIN.
+    Password { username: String, password: Secret },
+    /// AUTH XOAUTH2 with an access token.
+    XOAuth2 { username: String, token: Secret },
+}
+
+/// Implicit TLS ("SSL socket factory") settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImplicitTls {
+    /// The TLS port, used instead of the plain port.
+    pub port: u16,
+    /// On failure of the TLS socket, retry plain on the plain port.
+    pub fallback: bool,
+}
+
+/// What to test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub implicit_tls: Option<ImplicitTls>,
+    /// STARTTLS is required (never silently plain text).
+    pub start_tls: bool,
+    /// None: the relay accepts mail without authentication.
+    pub auth: Option<Auth>,
+    /// The envelope sender tried with `MAIL FROM`.
+    pub from: String,
+    /// PEM roots that replace the web PKI roots (a private relay's CA).
+    pub ca_bundle_pem: Option<Vec<u8>>,
+}
+
+/// How the connection that passed was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionPath {
+    /// TLS from the first byte.
+    Implicit,
+    /// The implicit-TLS socket failed and the plain fallback worked.
+    FallbackPlain,
+    /// Plain, upgraded with STARTTLS.
+    StartTls,
+    /// Plain text throughout.
+    Plain,
+}
+
+impl ConnectionPath {
+    /// As shown in `status.lastConnectionTest.path`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Implicit => "implicit",
+            Self::FallbackPlain => "fallback-plain",
+            Self::StartTls => "starttls",
+            Self::Plain => "plain",
+        }
+    }
+
+    /// The `tls` key of the published Secret: `none`, `starttls` or `implicit`.
+    pub fn tls(self) -> &'static str {
+        match self {
+            Self::Implicit => "implicit",
+            Self::StartTls => "starttls",
+            Self::Plain | Self::FallbackPlain => "none",
+        }
+    }
+}
+
+/// A passed test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub path: ConnectionPath,
+    /// The port that worked.
+    pub port: u16,
+    pub duration: Duration,
+}
+
+/// Bounds on one test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// For the TCP connect.
+    pub connect: Duration,
+    /// For everything after the connect (greeting, TLS, AUTH, MAIL FROM…) of one attempt.
+    pub conversation: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(10),
+            conversation: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Runs connection tests.
+pub trait Prober: Send + Sync {
+    fn probe(&self, target: &Target) -> impl Future<Output = Result<Outcome, Failure>> + Send;
+}
