@@ -74,8 +74,10 @@ impl FieldErrorKind {
 /// CEL rules (creation rules always; transition rules with oldSelf only when `old` is Some)
 /// — returns the pruned+defaulted object or all errors.
 ///
-/// CEL rules run only when the schema validation passed, so a rule never sees a value of
-/// the wrong type (the apiserver reports such rules as evaluation errors instead).
+/// As in kube-apiserver, the CEL rules are skipped when a *blocking* schema error was
+/// found (unsupported enum value, required, too long, too many, wrong type); one more
+/// error at path `<nil>` then says that some rules were not checked. Other schema errors
+/// (pattern, format, bounds) are reported together with the CEL failures.
 pub fn admit(
     schema: &Value,
     object: &Value,
@@ -86,9 +88,23 @@ pub fn admit(
     prune::apply_defaults(schema, &mut obj);
     let mut errors = Vec::new();
     validate::validate(schema, &obj, &Path::root(), true, &mut errors);
-    if errors.is_empty()
-        && let Err(failures) = Validator::new().validate(schema, &obj, old)
-    {
+    let blocking = errors.iter().any(|e| {
+        matches!(
+            e.kind,
+            FieldErrorKind::Unsupported
+                | FieldErrorKind::Required
+                | FieldErrorKind::TooLong
+                | FieldErrorKind::TooMany
+                | FieldErrorKind::TypeInvalid
+        )
+    });
+    if blocking {
+        errors.push(FieldError {
+            path: "<nil>".into(),
+            kind: FieldErrorKind::Invalid,
+            message: "Invalid value: \"null\": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation".into(),
+        });
+    } else if let Err(failures) = Validator::new().validate(schema, &obj, old) {
         for f in failures.iter() {
             errors.push(cel_error(
                 schema,
@@ -273,7 +289,8 @@ mod tests {
             paths(&errs),
             vec![
                 ("spec.from", FieldErrorKind::Required),
-                ("spec.port", FieldErrorKind::Required)
+                ("spec.port", FieldErrorKind::Required),
+                ("<nil>", FieldErrorKind::Invalid)
             ]
         );
         assert!(
@@ -313,6 +330,42 @@ mod tests {
             "Invalid value: \"string\": identity is immutable"
         );
         assert!(admit(&schema(), &old, Some(&old)).is_ok());
+    }
+
+    #[test]
+    fn cel_runs_beside_non_blocking_errors_only() {
+        // Pattern and bounds violations do not block CEL: both kinds are reported.
+        let obj = json!({"spec": {"from": "a@b.c", "port": 1, "delivery": "ExternalSmtp", "host": "UPPER"}});
+        let errs = admit(&schema(), &obj, None).expect_err("invalid");
+        assert_eq!(
+            paths(&errs),
+            vec![("spec.host", FieldErrorKind::Invalid)],
+            "host is set, so the CEL rule passes"
+        );
+        let obj = json!({"spec": {"from": "a@b.c", "port": 0, "delivery": "ExternalSmtp"}});
+        let errs = admit(&schema(), &obj, None).expect_err("invalid");
+        assert_eq!(
+            paths(&errs),
+            vec![
+                ("spec.port", FieldErrorKind::Invalid),
+                ("spec", FieldErrorKind::Invalid)
+            ]
+        );
+        // A blocking error (enum) skips CEL and says so.
+        let obj = json!({"spec": {"from": "a@b.c", "port": 1, "delivery": "Pigeon"}});
+        let errs = admit(&schema(), &obj, None).expect_err("invalid");
+        assert_eq!(
+            paths(&errs),
+            vec![
+                ("spec.delivery", FieldErrorKind::Unsupported),
+                ("<nil>", FieldErrorKind::Invalid)
+            ]
+        );
+        assert!(
+            errs[1]
+                .message
+                .contains("some validation rules were not checked")
+        );
     }
 
     #[test]

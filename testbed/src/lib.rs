@@ -1,1 +1,21 @@
-//! Test bed.
+//! Test bed for email-operator: in-process stand-ins for the systems the operator talks to.
+//!
+//! * [`kube`] — a wire-level Kubernetes API server stand-in (CRDs, core resources, watch,
+//!   server-side apply, status subresource, admission with OpenAPI schema + CEL, GC, Tables).
+//! * [`dns`] — an authoritative DNS server serving a zone the test bed edits.
+//! * [`ses`] — an SES v2 stand-in (restJson1) whose verification is driven by real DNS.
+//! * [`control`] — the HTTP/JSON control API over DNS, clock and SES (see the README, "Control API").
+//! * [`demo`] — `testbed demo`: everything up, examples applied, the real operator run.
+//! * [`clock`] — the controllable clock behind SES's 72 h / 24 h lifecycle windows.
+//!
+//! Every server binds 127.0.0.1 (ephemeral port unless told otherwise) and is started both by
+//! the integration tests and by the `testbed up` command. Nothing here is linked into the
+//! operator binary.
+
+pub mod kube;
+
+pub mod clock;
+pub mod control;
+pub mod demo;
+pub mod dns;
+pub mod ses;

@@ -1,0 +1,153 @@
+//! The test bed's control API: HTTP/JSON on 127.0.0.1 for what tests, benchmarks and demos
+//! need to change or observe — DNS records, the stand-in clock, SES faults and counters, SES
+//! identities, the outbox, and "clicking" email verification links. See the README, "Control API".
+//!
+//! [`AwsTestbed`] starts DNS, SES and this API together, wired to one zone and one clock.
+
+pub mod routes;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::clock::Clock;
+use crate::dns::{DnsServer, Zone};
+use crate::ses::{SesOptions, SesServer, SesState};
+
+/// What the control API operates on.
+pub struct ControlState {
+    pub zone: Zone,
+    pub clock: Clock,
+    pub ses: Arc<SesState>,
+}
+
+/// The control API's routes.
+pub fn router(state: Arc<ControlState>) -> Router {
+    Router::new()
+        .route("/healthz", get(routes::healthz))
+        .route(
+            "/dns/records",
+            get(routes::list_records)
+                .post(routes::add_record)
+                .delete(routes::remove_record),
+        )
+        .route("/clock", get(routes::get_clock))
+        .route("/clock/advance", post(routes::advance_clock))
+        .route(
+            "/ses/faults",
+            get(routes::get_faults).put(routes::put_faults),
+        )
+        .route(
+            "/ses/calls",
+            get(routes::get_calls).delete(routes::reset_calls),
+        )
+        .route("/ses/identities", get(routes::list_identities))
+        .route("/ses/outbox", get(routes::outbox))
+        .route("/ses/confirm-email", post(routes::confirm_email))
+        .with_state(state)
+}
+
+/// A running control API. Dropping it stops the server.
+pub struct ControlServer {
+    addr: SocketAddr,
+    _stop: oneshot::Sender<()>,
+}
+
+impl ControlServer {
+    /// Serves the control API on `addr` (port 0 = ephemeral).
+    pub async fn start(addr: SocketAddr, state: Arc<ControlState>) -> io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let app = router(state);
+        tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            });
+            if let Err(error) = serve.await {
+                tracing::warn!(%error, "control API stopped with an error");
+            }
+        });
+        tracing::info!(%addr, "control API listening");
+        Ok(Self { addr, _stop: stop })
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The base URL (`TESTBED_CONTROL`).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// Ports for [`AwsTestbed::start`]; 0 means ephemeral.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AwsPorts {
+    pub dns: u16,
+    pub ses: u16,
+    pub control: u16,
+}
+
+/// DNS server, SES stand-in and control API, sharing one zone and one clock.
+pub struct AwsTestbed {
+    pub clock: Clock,
+    pub dns: DnsServer,
+    pub ses: SesServer,
+    pub control: ControlServer,
+}
+
+impl AwsTestbed {
+    /// Starts all three on 127.0.0.1; SES checks records against this DNS server.
+    pub async fn start(ports: AwsPorts) -> io::Result<Self> {
+        let clock = Clock::new();
+        let zone = Zone::new();
+        let dns = DnsServer::start(([127, 0, 0, 1], ports.dns).into(), zone.clone()).await?;
+        let mut ses_options = SesOptions::new(dns.addr(), clock.clone());
+        ses_options.addr = ([127, 0, 0, 1], ports.ses).into();
+        let ses = SesServer::start(ses_options).await?;
+        let state = Arc::new(ControlState {
+            zone,
+            clock: clock.clone(),
+            ses: ses.state(),
+        });
+        let control = ControlServer::start(([127, 0, 0, 1], ports.control).into(), state).await?;
+        Ok(Self {
+            clock,
+            dns,
+            ses,
+            control,
+        })
+    }
+
+    /// The `export NAME=value` lines for the SES/DNS/control part of `DIR/env`
+    /// (`AWS_ENDPOINT_URL_SESV2`, `AWS_REGION`, `AWS_DEFAULT_REGION`, dummy credentials, `TESTBED_DNS`,
+    /// `TESTBED_CONTROL`). The caller adds `KUBECONFIG`.
+    pub fn env_lines(&self, region: &str) -> Vec<String> {
+        [
+            ("AWS_ENDPOINT_URL_SESV2", self.ses.endpoint_url()),
+            ("AWS_REGION", region.to_string()),
+            // AWS CLI v1 and older SDKs read this one instead.
+            ("AWS_DEFAULT_REGION", region.to_string()),
+            ("AWS_ACCESS_KEY_ID", "AKIDTESTBED".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "testbed-secret".to_string()),
+            ("TESTBED_DNS", self.dns.addr().to_string()),
+            ("TESTBED_CONTROL", self.control.url()),
+        ]
+        .into_iter()
+        .map(|(name, value)| export_line(name, &value))
+        .collect()
+    }
+}
+
+/// One `export NAME='value'` line, single-quoted so any value is safe to source.
+pub fn export_line(name: &str, value: &str) -> String {
+    format!("export {name}='{}'", value.replace('\'', r"'\''"))
+}

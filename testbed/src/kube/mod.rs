@@ -1,0 +1,207 @@
+//! A wire-level stand-in for kube-apiserver, for tests and demos.
+//!
+//! It serves plain HTTP on 127.0.0.1 and speaks enough of the real API for the `kube` client,
+//! `kube::runtime::Controller` and `kubectl` to work unmodified: discovery, get/list/watch,
+//! create/update/patch (merge, JSON patch, server-side apply)/delete, the status subresource,
+//! finalizers, owner-reference garbage collection, CRD schema + CEL admission, and Tables.
+//!
+//! [`KubeServer::start`] returns a handle; the caller decides what runs beside it.
+
+mod admission;
+mod apply;
+mod builtin;
+mod crd;
+mod delete;
+mod discovery;
+mod error;
+mod gc;
+mod http;
+mod jsonpath;
+mod kubeconfig;
+mod meta;
+mod openapi_doc;
+mod patch;
+mod protobuf;
+mod read;
+mod resources;
+mod selector;
+mod state;
+mod store;
+mod table;
+mod watch;
+mod write;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch as signal;
+use tokio::task::JoinHandle;
+
+pub use error::ApiError;
+pub use state::State;
+
+/// How to run the stand-in.
+#[derive(Debug, Clone)]
+pub struct KubeOptions {
+    /// Listen address; port 0 picks an ephemeral port.
+    pub addr: SocketAddr,
+    /// Directories whose `*.yaml` / `*.yml` / `*.json` CRDs are installed at start.
+    pub crd_dirs: Vec<PathBuf>,
+    /// How many change events are kept for watch resumption; older versions get 410 Gone.
+    pub history: usize,
+    /// Interval between BOOKMARK events on watches that allow them.
+    pub bookmark_interval: Duration,
+}
+
+impl Default for KubeOptions {
+    fn default() -> Self {
+        Self {
+            addr: ([127, 0, 0, 1], 0).into(),
+            crd_dirs: Vec::new(),
+            history: 10_000,
+            bookmark_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why the stand-in could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot read CRDs from {path}: {source}")]
+    ReadCrd {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot parse CRD document in {path}: {message}")]
+    ParseCrd { path: PathBuf, message: String },
+    #[error("CRD in {path} refused: {message}")]
+    RefusedCrd { path: PathBuf, message: String },
+}
+
+/// A running stand-in. Dropping the handle stops it too.
+pub struct KubeServer {
+    addr: SocketAddr,
+    state: Arc<State>,
+    stop: signal::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl KubeServer {
+    /// Bind, install the CRDs found in `opts.crd_dirs`, and start serving.
+    pub async fn start(opts: KubeOptions) -> Result<Self, StartError> {
+        let state = Arc::new(State::new(&opts));
+        for dir in &opts.crd_dirs {
+            install_dir(&state, dir)?;
+        }
+        let listener = TcpListener::bind(opts.addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: opts.addr,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: opts.addr,
+            source,
+        })?;
+        let (stop, stopped) = signal::channel(false);
+        let serve = tokio::spawn(http::serve(listener, state.clone(), stopped.clone()));
+        let gc = tokio::spawn(gc::run(state.clone(), stopped));
+        Ok(Self {
+            addr,
+            state,
+            stop,
+            tasks: vec![serve, gc],
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The shared state, for installing CRDs or inspecting objects from tests.
+    pub fn state(&self) -> &Arc<State> {
+        &self.state
+    }
+
+    /// Install (or replace) a CRD given as JSON, exactly as `kubectl apply` of it would.
+    pub fn install_crd(&self, crd: serde_json::Value) -> Result<(), ApiError> {
+        self.state.install_crd(crd)
+    }
+
+    /// A kubeconfig pointing at this server (context `testbed`, namespace `default`).
+    pub fn kubeconfig(&self) -> String {
+        kubeconfig::render(&self.url())
+    }
+
+    pub fn write_kubeconfig(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::write(path, self.kubeconfig())
+    }
+
+    /// Stop accepting, close open connections and watches, and wait for the tasks to end.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for KubeServer {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+fn install_dir(state: &State, dir: &Path) -> Result<(), StartError> {
+    let read_err = |source| StartError::ReadCrd {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(read_err)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml" | "json")
+            )
+        })
+        .collect();
+    paths.sort();
+    for path in paths {
+        let text = std::fs::read_to_string(&path).map_err(|source| StartError::ReadCrd {
+            path: path.clone(),
+            source,
+        })?;
+        let docs = crd::parse_documents(&text).map_err(|message| StartError::ParseCrd {
+            path: path.clone(),
+            message,
+        })?;
+        for doc in docs {
+            if doc.get("kind").and_then(|k| k.as_str()) != Some("CustomResourceDefinition") {
+                continue;
+            }
+            state.install_crd(doc).map_err(|e| StartError::RefusedCrd {
+                path: path.clone(),
+                message: e.message,
+            })?;
+        }
+    }
+    Ok(())
+}

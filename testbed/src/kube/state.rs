@@ -1,0 +1,137 @@
+//! Shared server state: the registry of served types and the object store, behind one
+//! mutex (every request is short and never awaits while holding it), plus the wake-up for
+//! the garbage collector.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use super::error::{ApiError, ApiResult};
+use super::resources::{self, ResourceType, TypeKey};
+use super::store::Store;
+use super::{KubeOptions, crd, meta, write};
+
+pub struct State {
+    inner: Mutex<Inner>,
+    pub(crate) bookmark_interval: Duration,
+    pub(crate) gc_wakeup: Arc<Notify>,
+}
+
+pub struct Inner {
+    pub types: Vec<ResourceType>,
+    pub store: Store,
+    pub gc_wakeup: Arc<Notify>,
+}
+
+impl State {
+    pub(crate) fn new(opts: &KubeOptions) -> Self {
+        let gc_wakeup = Arc::new(Notify::new());
+        let mut inner = Inner {
+            types: resources::builtins(),
+            store: Store::new(opts.history),
+            gc_wakeup: gc_wakeup.clone(),
+        };
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            let ns_type = inner.builtin("", "namespaces");
+            let obj =
+                json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns } });
+            if let Some(rt) = ns_type {
+                // Cannot fail: fixed, valid names in an empty store.
+                let _ = write::create(&mut inner, &rt, "", obj, &write::WriteOpts::system());
+            }
+        }
+        // external-dns' DNSEndpoint is always served, as in a cluster running external-dns.
+        let _ = inner.install_crd(crd::dns_endpoint_crd());
+        Self {
+            inner: Mutex::new(inner),
+            bookmark_interval: opts.bookmark_interval,
+            gc_wakeup,
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves plain data behind; keep serving.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Install or replace a CRD, as `kubectl apply` of it would.
+    pub fn install_crd(&self, crd: Value) -> Result<(), ApiError> {
+        self.lock().install_crd(crd)
+    }
+
+    /// A stored object, for tests: `group`, `plural`, namespace ("" for cluster scope), name.
+    pub fn get(&self, group: &str, plural: &str, namespace: &str, name: &str) -> Option<Value> {
+        let key = TypeKey {
+            group: group.to_string(),
+            plural: plural.to_string(),
+        };
+        self.lock().store.get(&key, namespace, name).cloned()
+    }
+}
+
+impl Inner {
+    pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<ResourceType> {
+        self.types
+            .iter()
+            .find(|t| t.group == group && t.version == version && t.plural == plural)
+            .cloned()
+    }
+
+    pub fn builtin(&self, group: &str, plural: &str) -> Option<ResourceType> {
+        self.types
+            .iter()
+            .find(|t| t.group == group && t.plural == plural && t.crd.is_none())
+            .cloned()
+    }
+
+    /// The first served version of a stored type (for GC and namespace cleanup).
+    pub fn any_version(&self, key: &TypeKey) -> Option<ResourceType> {
+        self.types
+            .iter()
+            .find(|t| t.group == key.group && t.plural == key.plural)
+            .cloned()
+    }
+
+    pub fn namespace_state(&self, ns: &str) -> NamespaceState {
+        let key = TypeKey {
+            group: String::new(),
+            plural: "namespaces".into(),
+        };
+        match self.store.get(&key, "", ns) {
+            None => NamespaceState::Missing,
+            Some(obj) if meta::is_deleting(obj) => NamespaceState::Terminating,
+            Some(_) => NamespaceState::Active,
+        }
+    }
+
+    /// Create or update the CRD object through the normal write path.
+    pub fn install_crd(&mut self, mut crd: Value) -> ApiResult<()> {
+        let rt = self
+            .builtin("apiextensions.k8s.io", "customresourcedefinitions")
+            .ok_or_else(|| ApiError::internal("CRD type missing"))?;
+        let name = meta::name(&crd).to_string();
+        let opts = write::WriteOpts::system();
+        match self.store.get(&rt.key(), "", &name).cloned() {
+            None => write::create(self, &rt, "", crd, &opts).map(|_| ()),
+            Some(existing) => {
+                if let Some(rv) = meta::resource_version(&existing) {
+                    meta::meta_mut(&mut crd).insert("resourceVersion".into(), json!(rv));
+                }
+                write::update(self, &rt, "", &name, false, crd, &opts).map(|_| ())
+            }
+        }
+    }
+
+    pub fn wake_gc(&self) {
+        self.gc_wakeup.notify_one();
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamespaceState {
+    Missing,
+    Active,
+    Terminating,
+}
