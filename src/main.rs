@@ -18,6 +18,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the controllers against a cluster (in-cluster config, --kubeconfig or KUBECONFIG).
+    Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions as YAML (what `crds/` holds).
     Crds {
         /// Write one file per CRD into this directory instead of printing.
@@ -46,8 +48,132 @@ enum Command {
     },
 }
 
+/// Flags of `email-operator run`.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Kubeconfig file (default: in-cluster configuration, then KUBECONFIG, then ~/.kube/config).
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Names this cluster in the ownership tags on SES identities; give every cluster sharing
+    /// an AWS account its own.
+    #[arg(long, env = "EMAIL_OPERATOR_CLUSTER_ID", default_value = "default")]
+    cluster_id: String,
+    /// SES requests per second per account and region (client-side limit, adaptive on throttling).
+    #[arg(long, default_value_t = 5.0)]
+    ses_max_rps: f64,
+    /// How often verified identities are re-checked (in bulk, one ListEmailIdentities page per
+    /// 1,000 identities), e.g. 12h, 30m, 10s.
+    #[arg(long, default_value = "12h", value_parser = parse_duration)]
+    verified_recheck_interval: std::time::Duration,
+    /// Pending identities are polled with backoff between these bounds (the interval grows with
+    /// the age of the attempt).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pending_recheck_min: std::time::Duration,
+    #[arg(long, default_value = "15m", value_parser = parse_duration)]
+    pending_recheck_max: std::time::Duration,
+    /// Ask this DNS server (HOST:PORT) when checking published records, instead of the system resolvers.
+    #[arg(long, env = "EMAIL_OPERATOR_DNS_SERVER")]
+    dns_server: Option<std::net::SocketAddr>,
+    /// The AWS account id of identity ARNs (default: from the role ARN, else STS GetCallerIdentity).
+    #[arg(long, env = "AWS_ACCOUNT_ID")]
+    aws_account_id: Option<String>,
+}
+
+/// `90s`, `15m`, `12h`, `1h30m`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let re =
+        regex::Regex::new(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$").map_err(|e| e.to_string())?;
+    let caps = re
+        .captures(s)
+        .filter(|_| !s.is_empty())
+        .ok_or_else(|| format!("{s:?} is not a duration such as 12h, 30m or 10s"))?;
+    let part = |i: usize, unit: u64| {
+        caps.get(i)
+            .map_or(0, |m| m.as_str().parse::<u64>().unwrap_or(0) * unit)
+    };
+    let secs = part(1, 3600) + part(2, 60) + part(3, 1);
+    if secs == 0 {
+        return Err("the duration must be positive".into());
+    }
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    use email_operator::controller;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,kube=warn,aws=warn,hyper=warn".into()),
+        )
+        .json()
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let config = match &args.kubeconfig {
+            Some(path) => {
+                let options = kube::config::KubeConfigOptions::default();
+                match kube::config::Kubeconfig::read_from(path) {
+                    Ok(kc) => kube::Config::from_custom_kubeconfig(kc, &options)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            None => kube::Config::infer().await.map_err(|e| e.to_string()),
+        };
+        let client = match config.and_then(|c| kube::Client::try_from(c).map_err(|e| e.to_string()))
+        {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: cannot reach Kubernetes: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let dns = match email_operator::dns::lookup::HickoryLookup::new(args.dns_server) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("error: cannot set up DNS lookups: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let config = controller::Config {
+            cluster_id: args.cluster_id,
+            ses_max_rps: args.ses_max_rps,
+            aws_account_id: args.aws_account_id,
+            windows: controller::sender_identity::step::Windows {
+                pending_min: args.pending_recheck_min,
+                pending_max: args.pending_recheck_max.max(args.pending_recheck_min),
+                ..Default::default()
+            },
+        };
+        tracing::info!(
+            cluster_id = config.cluster_id,
+            ses_max_rps = config.ses_max_rps,
+            "email-operator starting"
+        );
+        controller::run(
+            client,
+            config,
+            dns,
+            std::sync::Arc::new(email_operator::clock::SystemClock),
+            args.verified_recheck_interval,
+        )
+        .await;
+        tracing::info!("email-operator stopped");
+        ExitCode::SUCCESS
+    })
+}
+
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Run(args) => run(*args),
         Command::Crds { out_dir } => match write_crds(out_dir.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

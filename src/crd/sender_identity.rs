@@ -197,6 +197,27 @@ pub struct SenderIdentityStatus {
     /// How many times verification has been started (creations and re-sent emails).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification_attempts: Option<i32>,
+
+    /// The value of the `email.ops.dev/retry` annotation last acted on; changing the
+    /// annotation retries a Failed verification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_retry: Option<String>,
+
+    /// Where the SES identity lives, kept so it can be cleaned up even after the EmailSettings
+    /// is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ses: Option<SesLocation>,
+}
+
+/// The SES account (role) and region of an identity.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SesLocation {
+    /// The SES region.
+    pub region: String,
+    /// The IAM role assumed for SES calls, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
 }
 
 /// One DNS record to publish.

@@ -6,6 +6,8 @@
 //!   with `include:amazonses.com` merged in exactly once, keeping its mechanisms and qualifier.
 //! * Custom MAIL FROM: an MX to the region's feedback endpoint and an SPF TXT on that domain.
 
+pub mod lookup;
+
 use crate::crd::sender_identity::DnsRecord;
 use crate::names::DomainName;
 

@@ -1,0 +1,252 @@
+//! `email-operator run`: the controllers, their shared context and the watch wiring.
+//!
+//! Each kind's reconcile is a pipeline (dereference → policy → SES apply → status) in its own
+//! module; this module owns what they share: the Kubernetes client and caches, SES clients per
+//! account and region, DNS lookups, the clock, Events, and status writes by server-side apply.
+
+pub mod recheck;
+pub mod sender_identity;
+
+use crate::clock::Clock;
+use crate::crd::{EmailSettings, SenderIdentity};
+use crate::dns::lookup::HickoryLookup;
+use crate::ses::aws::AwsSes;
+use crate::ses::limiter::RateLimiter;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::Store;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+/// The field manager of every status write.
+pub const FIELD_MANAGER: &str = "email-operator";
+/// The finalizer on SenderIdentities (SES cleanup).
+pub const FINALIZER: &str = "email.ops.dev/ses-identity";
+/// Annotation: adopt an existing SES identity that is not tagged as ours.
+pub const ADOPT_ANNOTATION: &str = "email.ops.dev/adopt";
+/// Annotation: retry a Failed verification when its value changes.
+pub const RETRY_ANNOTATION: &str = "email.ops.dev/retry";
+
+/// Operator-wide settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Names this cluster in SES ownership tags.
+    pub cluster_id: String,
+    /// Client-side SES request rate per account and region.
+    pub ses_max_rps: f64,
+    /// The AWS account of identity ARNs, when STS should not be asked.
+    pub aws_account_id: Option<String>,
+    pub windows: sender_identity::step::Windows,
+}
+
+/// Where an SES identity lives.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SesKey {
+    pub region: String,
+    pub role_arn: Option<String>,
+}
+
+/// What the controllers share.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub settings: Store<EmailSettings>,
+    pub identities: Store<SenderIdentity>,
+    pub dns: HickoryLookup,
+    pub clock: Arc<dyn Clock>,
+    pub config: Config,
+    ses: tokio::sync::Mutex<HashMap<SesKey, AwsSes>>,
+    /// Identities whose listed SES status changed since they were last read.
+    dirty: Mutex<HashSet<(SesKey, String)>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        settings: Store<EmailSettings>,
+        identities: Store<SenderIdentity>,
+        dns: HickoryLookup,
+        clock: Arc<dyn Clock>,
+        config: Config,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: "email-operator".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            settings,
+            identities,
+            dns,
+            clock,
+            config,
+            ses: tokio::sync::Mutex::new(HashMap::new()),
+            dirty: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The SES client of an account/role and region, built once and reused (with its limiter).
+    pub async fn ses(&self, key: &SesKey) -> AwsSes {
+        let mut clients = self.ses.lock().await;
+        if let Some(c) = clients.get(key) {
+            return c.clone();
+        }
+        let limiter = Arc::new(RateLimiter::new(self.config.ses_max_rps));
+        let client = AwsSes::new(
+            &key.region,
+            key.role_arn.as_deref(),
+            self.config.aws_account_id.as_deref(),
+            limiter,
+        )
+        .await;
+        clients.insert(key.clone(), client.clone());
+        client
+    }
+
+    pub fn mark_dirty(&self, key: &SesKey, identity: &str) {
+        if let Ok(mut d) = self.dirty.lock() {
+            d.insert((key.clone(), identity.to_ascii_lowercase()));
+        }
+    }
+
+    /// Takes the dirty mark of an identity (true if it was set).
+    pub fn take_dirty(&self, key: &SesKey, identity: &str) -> bool {
+        self.dirty
+            .lock()
+            .map(|mut d| d.remove(&(key.clone(), identity.to_ascii_lowercase())))
+            .unwrap_or(false)
+    }
+
+    /// Publishes an Event about `obj`; a failure to publish is logged, never fatal.
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        warning: bool,
+        reason: &str,
+        note: String,
+    ) {
+        let ev = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.to_string(),
+            note: Some(note.chars().take(1000).collect()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "could not publish an Event");
+        }
+    }
+}
+
+/// Writes `status` by server-side apply with the operator's field manager.
+pub async fn apply_status<K, S>(api: &Api<K>, obj: &K, status: &S) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    S: Serialize,
+{
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Runs the controllers until the process is told to stop.
+pub async fn run(
+    client: Client,
+    config: Config,
+    dns: HickoryLookup,
+    clock: Arc<dyn Clock>,
+    recheck_interval: std::time::Duration,
+) {
+    use futures::StreamExt;
+    use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
+
+    let si_api: Api<SenderIdentity> = Api::all(client.clone());
+    let es_api: Api<EmailSettings> = Api::all(client.clone());
+    let (es_reader, es_writer) = reflector::store();
+    let es_cache = watcher(es_api.clone(), watcher::Config::default())
+        .default_backoff()
+        .reflect(es_writer);
+    tokio::spawn(es_cache.for_each(|_| async {}));
+
+    let controller = Controller::new(si_api, watcher::Config::default());
+    let si_store = controller.store();
+    let ctx = Arc::new(Context::new(
+        client,
+        es_reader,
+        si_store.clone(),
+        dns,
+        clock,
+        config,
+    ));
+    let (trigger_tx, trigger_rx) = futures::channel::mpsc::unbounded();
+    tokio::spawn(recheck::run(ctx.clone(), recheck_interval, trigger_tx));
+
+    // A change to an EmailSettings (activeUsers, region, deletion) re-evaluates its identities;
+    // a change to any SenderIdentity re-evaluates its siblings (slots may have moved: deleting
+    // the holder promotes the next in line).
+    let by_settings = si_store.clone();
+    let by_sibling = si_store.clone();
+    let sibling_api: Api<SenderIdentity> = Api::all(ctx.client.clone());
+    controller
+        .watches(
+            es_api,
+            watcher::Config::default(),
+            move |es: EmailSettings| {
+                let ns = es.namespace();
+                let name = es.name_any();
+                by_settings
+                    .state()
+                    .into_iter()
+                    .filter(|si| si.namespace() == ns && si.spec.email_settings_ref.name == name)
+                    .map(|si| kube::runtime::reflector::ObjectRef::from_obj(si.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .watches(
+            sibling_api,
+            watcher::Config::default(),
+            move |changed: SenderIdentity| {
+                let ns = changed.namespace();
+                let settings = changed.spec.email_settings_ref.name.clone();
+                by_sibling
+                    .state()
+                    .into_iter()
+                    .filter(|si| {
+                        si.namespace() == ns
+                            && si.spec.email_settings_ref.name == settings
+                            && si.name_any() != changed.name_any()
+                    })
+                    .map(|si| kube::runtime::reflector::ObjectRef::from_obj(si.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .reconcile_on(trigger_rx)
+        .shutdown_on_signal()
+        .run(
+            sender_identity::reconcile,
+            sender_identity::error_policy,
+            ctx,
+        )
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "reconcile error");
+            }
+        })
+        .await;
+}

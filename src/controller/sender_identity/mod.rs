@@ -1,0 +1,504 @@
+//! The SenderIdentity controller: dereference (EmailSettings, sibling SenderIdentities) →
+//! policy → SES apply ([`step`]) → status ([`status`]). The finalizer removes our claim on the
+//! SES identity and deletes it only when we were its last owner and `deletionPolicy: Delete`.
+
+pub mod status;
+pub mod step;
+
+use super::{ADOPT_ANNOTATION, Context, FINALIZER, RETRY_ANNOTATION, SesKey, apply_status};
+use crate::crd::sender_identity::{DeletionPolicy, DnsRecord, SesLocation};
+use crate::crd::{EmailSettings, SenderIdentity};
+use crate::dns::{self, lookup::DnsLookup, lookup::is_published};
+use crate::names::{DomainName, IdentityName};
+use crate::policy::{self, Verdict};
+use crate::ses::{IdentityDetails, Owner, SesApi, SesError, owner_tags};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, ResourceExt};
+use std::sync::Arc;
+use std::time::Duration;
+use step::{Facts, Step, next_step, recheck_after};
+
+/// A failed reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("SES: {0}")]
+    Ses(#[from] SesError),
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+    #[error("the object has no namespace")]
+    NoNamespace,
+}
+
+impl Error {
+    /// Stable CamelCase reason (Event reason, metric label).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Ses(e) => e.reason(),
+            Self::Kube(_) => "KubernetesApiError",
+            Self::Finalizer(_) => "FinalizerError",
+            Self::NoNamespace => "NoNamespace",
+        }
+    }
+}
+
+/// Entry point from the controller runtime.
+pub async fn reconcile(si: Arc<SenderIdentity>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = si.namespace().ok_or(Error::NoNamespace)?;
+    let api: Api<SenderIdentity> = Api::namespaced(ctx.client.clone(), &ns);
+    finalizer(&api, FINALIZER, si, |event| async {
+        match event {
+            Finalizer::Apply(si) => apply(&si, &api, &ctx).await,
+            Finalizer::Cleanup(si) => cleanup(&si, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    })
+}
+
+/// Transient failures back off; the next watch event or this delay retries.
+pub fn error_policy(si: Arc<SenderIdentity>, err: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(name = %si.name_any(), namespace = si.namespace().unwrap_or_default(), reason = err.reason(), error = %err, "reconcile failed");
+    match err {
+        Error::Ses(e) if !e.is_transient() => Action::requeue(Duration::from_secs(300)),
+        _ => Action::requeue(Duration::from_secs(15)),
+    }
+}
+
+fn owner(si: &SenderIdentity, ctx: &Context) -> Owner {
+    Owner {
+        cluster: ctx.config.cluster_id.clone(),
+        namespace: si.namespace().unwrap_or_default(),
+        name: si.name_any(),
+        deletion_policy: match si.spec.deletion_policy {
+            DeletionPolicy::Delete => "Delete".into(),
+            DeletionPolicy::Retain => "Retain".into(),
+        },
+    }
+}
+
+fn location_of(es: &EmailSettings) -> Option<SesLocation> {
+    es.spec.advanced_smtp.as_ref().map(|a| SesLocation {
+        region: a.region.clone(),
+        role_arn: a.role_arn.clone(),
+    })
+}
+
+fn key_of(loc: &SesLocation) -> SesKey {
+    SesKey {
+        region: loc.region.clone(),
+        role_arn: loc.role_arn.clone(),
+    }
+}
+
+/// The identity name as SES knows it.
+fn ses_name(id: &IdentityName) -> String {
+    id.to_string()
+}
+
+async fn apply(
+    si: &SenderIdentity,
+    api: &Api<SenderIdentity>,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let ns = si.namespace().ok_or(Error::NoNamespace)?;
+    let now = ctx.clock.now();
+    let prior = si.status.clone().unwrap_or_default();
+    let generation = si.metadata.generation;
+
+    // Dereference: the EmailSettings and every SenderIdentity of the namespace.
+    let settings_name = &si.spec.email_settings_ref.name;
+    let settings = ctx.settings.get(&ObjectRef::new(settings_name).within(&ns));
+    let siblings: Vec<SenderIdentity> = ctx
+        .identities
+        .state()
+        .iter()
+        .filter(|o| o.namespace().as_deref() == Some(ns.as_str()))
+        .map(|o| (**o).clone())
+        .collect();
+
+    // Policy: a rejected identity never reaches SES.
+    let verdicts = policy::decide(settings_name, settings.as_deref(), &siblings);
+    let id = match verdicts.get(&si.name_any()) {
+        Some(Verdict::Admitted(id)) => id.clone(),
+        Some(Verdict::Rejected { reason, message }) => {
+            return reject(si, api, ctx, reason, message).await;
+        }
+        None => return Ok(Action::await_change()),
+    };
+    let Some(location) = settings.as_deref().and_then(location_of) else {
+        return Ok(Action::await_change());
+    };
+    let key = key_of(&location);
+    let name = ses_name(&id);
+    let retry = si.annotations().get(RETRY_ANNOTATION).cloned();
+
+    // Only read SES when something could have changed: frugal at steady state.
+    let dirty = ctx.take_dirty(&key, &name);
+    let last_status = prior.verification_status.as_deref().map(to_ses_status);
+    let due_in = match (&prior.last_checked_time, &last_status) {
+        (Some(checked), Some(st))
+            if generation == prior.observed_generation
+                && retry == prior.observed_retry
+                && !dirty
+                && prior.ses.as_ref() == Some(&location) =>
+        {
+            let next = recheck_after(
+                st,
+                prior.pending_since.as_ref().map(|t| t.0),
+                now,
+                id.is_domain(),
+                &ctx.config.windows,
+            );
+            next.map(|n| n.saturating_sub(now.duration_since(checked.0).unsigned_abs()))
+        }
+        _ => Some(Duration::ZERO),
+    };
+    match due_in {
+        None => return Ok(Action::await_change()),
+        Some(d) if !d.is_zero() => return Ok(Action::requeue(d)),
+        _ => {}
+    }
+
+    let ses = ctx.ses(&key).await;
+    let me = owner(si, ctx);
+    let mut details = get(&ses, &name).await?;
+    let mut pending_since = prior.pending_since.as_ref().map(|t| t.0);
+    let mut attempts = prior.verification_attempts.unwrap_or(0);
+    let facts = Facts {
+        ses: details.as_ref(),
+        owner_key: &me.tag_key(),
+        adopt: si
+            .annotations()
+            .get(ADOPT_ANNOTATION)
+            .is_some_and(|v| v == "true"),
+        is_domain: id.is_domain(),
+        spec: &si.spec,
+        prior: &prior,
+        retry: retry.as_deref(),
+        generation,
+        now,
+    };
+    let key_length = id.is_domain().then(|| {
+        si.spec
+            .dkim
+            .as_ref()
+            .map(|d| d.key_length)
+            .unwrap_or_default()
+            .as_str()
+    });
+    match next_step(&facts, &ctx.config.windows) {
+        Step::Create => {
+            match ses
+                .create_identity(&name, &me.creation_tags(), key_length)
+                .await
+            {
+                Ok(()) | Err(SesError::AlreadyExists) => {}
+                Err(e) => return Err(e.into()),
+            }
+            if let Some(mf) = si
+                .spec
+                .mail_from_domain
+                .as_deref()
+                .filter(|_| id.is_domain())
+            {
+                ses.put_mail_from(&name, Some(mf)).await?;
+            }
+            pending_since = Some(now);
+            attempts += 1;
+            ctx.event(
+                si,
+                false,
+                "IdentityCreated",
+                format!("created {name} in SES ({})", location.region),
+            )
+            .await;
+            details = get(&ses, &name).await?;
+        }
+        Step::NotOwned => {
+            let msg = format!(
+                "{name} already exists in SES {} and is not tagged as managed by email-operator; it is left untouched. Set the annotation {ADOPT_ANNOTATION}: \"true\" to adopt it",
+                location.region
+            );
+            return reject(
+                si,
+                api,
+                ctx,
+                crate::crd::conditions::reasons::IDENTITY_NOT_OWNED,
+                &msg,
+            )
+            .await;
+        }
+        Step::Claim { adopt } => {
+            let mut tags = vec![(me.tag_key(), me.tag_value())];
+            if adopt {
+                tags.push((
+                    crate::ses::MANAGED_BY_KEY.into(),
+                    crate::ses::MANAGED_BY_VALUE.into(),
+                ));
+            }
+            ses.tag_identity(&name, &tags).await?;
+            let (reason, note) = if adopt {
+                (
+                    "IdentityAdopted",
+                    format!("adopted the existing SES identity {name}"),
+                )
+            } else {
+                (
+                    "IdentityShared",
+                    format!(
+                        "{name} already exists in SES for another SenderIdentity; this one now shares it"
+                    ),
+                )
+            };
+            ctx.event(si, false, reason, note).await;
+            if pending_since.is_none() {
+                pending_since = Some(now);
+            }
+            attempts = attempts.max(1);
+            details = get(&ses, &name).await?;
+        }
+        Step::Recreate { reason, message } => {
+            match ses.delete_identity(&name).await {
+                Ok(()) | Err(SesError::NotFound) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let tags = details
+                .as_ref()
+                .map(|d| d.tags.clone())
+                .unwrap_or_else(|| me.creation_tags());
+            match ses.create_identity(&name, &tags, key_length).await {
+                Ok(()) | Err(SesError::AlreadyExists) => {}
+                Err(e) => return Err(e.into()),
+            }
+            if let Some(mf) = si
+                .spec
+                .mail_from_domain
+                .as_deref()
+                .filter(|_| id.is_domain())
+            {
+                ses.put_mail_from(&name, Some(mf)).await?;
+            }
+            pending_since = Some(now);
+            attempts = if reason == "RetryRequested" {
+                1
+            } else {
+                attempts + 1
+            };
+            ctx.event(si, true, reason, message).await;
+            details = get(&ses, &name).await?;
+        }
+        Step::Configure {
+            mail_from,
+            key_length,
+        } => {
+            if let Some(mf) = mail_from {
+                ses.put_mail_from(&name, mf.as_deref()).await?;
+            }
+            if let Some(kl) = key_length {
+                ses.put_dkim_key_length(&name, &kl).await?;
+            }
+            details = get(&ses, &name).await?;
+        }
+        Step::WaitForRetry | Step::Observe => {}
+    }
+    let Some(details) = details else {
+        // Gone between our write and read: look again soon rather than act on a guess.
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    };
+
+    let records = records(&id, si, &details, &location, &ctx.dns).await;
+    let new = status::observed(
+        &prior,
+        status::Observation {
+            identity: &id,
+            details: &details,
+            records,
+            location,
+            pending_since: pending_since.or(Some(now)),
+            attempts: attempts.max(1),
+            observed_retry: retry,
+            generation,
+            now,
+        },
+    );
+    transition_events(si, ctx, &prior, &new).await;
+    apply_status(api, si, &new).await?;
+    let after = recheck_after(
+        &details.verification_status,
+        new.pending_since.as_ref().map(|t| t.0),
+        now,
+        id.is_domain(),
+        &ctx.config.windows,
+    );
+    Ok(after.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// `TemporaryFailure` → `TEMPORARY_FAILURE`.
+pub fn to_ses_status(display: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in display.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+async fn get(ses: &impl SesApi, name: &str) -> Result<Option<IdentityDetails>, Error> {
+    match ses.get_identity(name).await {
+        Ok(d) => Ok(Some(d)),
+        Err(SesError::NotFound) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The records to publish, each checked in DNS.
+async fn records(
+    id: &IdentityName,
+    si: &SenderIdentity,
+    details: &IdentityDetails,
+    location: &SesLocation,
+    lookup: &impl DnsLookup,
+) -> Vec<DnsRecord> {
+    let domain = id.domain();
+    let mut records = vec![];
+    if let IdentityName::Domain(d) = id
+        && let Some(zone) = details.signing_hosted_zone.as_deref()
+    {
+        records.extend(dns::dkim_records(d, &details.dkim_tokens, zone));
+    }
+    let current = lookup.lookup(domain.as_str(), "TXT").await;
+    records.push(dns::spf_record(domain, dns::lookup::current_spf(&current)));
+    if let Some(mf) = si
+        .spec
+        .mail_from_domain
+        .as_deref()
+        .filter(|_| id.is_domain())
+        .and_then(|m| DomainName::parse(m).ok())
+    {
+        records.extend(dns::mail_from_records(&mf, &location.region));
+    }
+    for r in &mut records {
+        let answer = if r.purpose == dns::purpose::SPF {
+            current.clone()
+        } else {
+            lookup.lookup(&r.name, &r.type_).await
+        };
+        r.published = is_published(r, &answer);
+    }
+    records
+}
+
+async fn reject(
+    si: &SenderIdentity,
+    api: &Api<SenderIdentity>,
+    ctx: &Context,
+    reason: &str,
+    message: &str,
+) -> Result<Action, Error> {
+    let prior = si.status.clone().unwrap_or_default();
+    let new = status::rejected(
+        &prior,
+        reason,
+        message,
+        si.metadata.generation,
+        ctx.clock.now(),
+    );
+    transition_events(si, ctx, &prior, &new).await;
+    apply_status(api, si, &new).await?;
+    Ok(Action::await_change())
+}
+
+/// One Event per condition that changed status or reason.
+async fn transition_events(
+    si: &SenderIdentity,
+    ctx: &Context,
+    prior: &crate::crd::SenderIdentityStatus,
+    new: &crate::crd::SenderIdentityStatus,
+) {
+    for c in &new.conditions {
+        let before = prior.conditions.iter().find(|p| p.type_ == c.type_);
+        if before.is_some_and(|b| b.status == c.status && b.reason == c.reason) {
+            continue;
+        }
+        let warning = c.status != "True"
+            && c.type_ != "Verified"
+            && c.type_ != "DkimVerified"
+            && c.type_ != "Ready";
+        ctx.event(
+            si,
+            warning,
+            &c.reason,
+            format!("{} is {}: {}", c.type_, c.status, c.message),
+        )
+        .await;
+    }
+}
+
+/// Finalizer: release our claim; delete only as the last owner with `deletionPolicy: Delete`.
+async fn cleanup(si: &SenderIdentity, ctx: &Context) -> Result<Action, Error> {
+    let Some(location) = si.status.as_ref().and_then(|s| s.ses.clone()) else {
+        return Ok(Action::await_change()); // never reached SES
+    };
+    let Ok(id) = IdentityName::parse(&si.spec.identity) else {
+        return Ok(Action::await_change());
+    };
+    let name = ses_name(&id);
+    let ses = ctx.ses(&key_of(&location)).await;
+    let me = owner(si, ctx);
+    let Some(details) = get(&ses, &name).await? else {
+        return Ok(Action::await_change());
+    };
+    if !crate::ses::is_managed(&details.tags) {
+        return Ok(Action::await_change()); // never touch what is not ours
+    }
+    let owners = owner_tags(&details.tags);
+    let ours = owners.iter().any(|(k, _)| *k == me.tag_key());
+    if !ours {
+        return Ok(Action::await_change());
+    }
+    let others = owners.iter().filter(|(k, _)| *k != me.tag_key()).count();
+    if others == 0 && si.spec.deletion_policy == DeletionPolicy::Delete {
+        match ses.delete_identity(&name).await {
+            Ok(()) | Err(SesError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+        ctx.event(
+            si,
+            false,
+            "IdentityDeleted",
+            format!("deleted {name} from SES {}", location.region),
+        )
+        .await;
+    } else {
+        match ses.untag_identity(&name, &[me.tag_key()]).await {
+            Ok(()) | Err(SesError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let why = if others > 0 {
+            format!("{others} other SenderIdentity(s) still use it")
+        } else {
+            "deletionPolicy is Retain".into()
+        };
+        ctx.event(
+            si,
+            false,
+            "IdentityReleased",
+            format!("{name} stays in SES: {why}"),
+        )
+        .await;
+    }
+    Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests;

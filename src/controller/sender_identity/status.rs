@@ -1,0 +1,174 @@
+//! Building a SenderIdentity's status (pure) from what SES reported and the records the
+//! operator checked: the verification fields, the records to publish, and the four conditions.
+
+use crate::crd::conditions::{condition, reasons, set_condition, types};
+use crate::crd::sender_identity::{DnsRecord, IdentityType, SenderIdentityStatus, SesLocation};
+use crate::names::IdentityName;
+use crate::ses::IdentityDetails;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+
+/// SES's status names, as shown in `kubectl get sid`: `PENDING` → `Pending`.
+pub fn display_status(ses: &str) -> String {
+    ses.split('_')
+        .map(|w| {
+            let lower = w.to_ascii_lowercase();
+            let mut c = lower.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// What the reconcile learned this time.
+#[derive(Debug, Clone)]
+pub struct Observation<'a> {
+    pub identity: &'a IdentityName,
+    pub details: &'a IdentityDetails,
+    pub records: Vec<DnsRecord>,
+    pub location: SesLocation,
+    pub pending_since: Option<Timestamp>,
+    pub attempts: i32,
+    pub observed_retry: Option<String>,
+    pub generation: Option<i64>,
+    pub now: Timestamp,
+}
+
+/// The status after a successful look at SES.
+pub fn observed(prior: &SenderIdentityStatus, o: Observation) -> SenderIdentityStatus {
+    let mut s = prior.clone();
+    let now = Time(o.now);
+    let generation = o.generation;
+    s.observed_generation = generation;
+    s.identity_type = Some(if o.identity.is_domain() {
+        IdentityType::Domain
+    } else {
+        IdentityType::Email
+    });
+    let verification = display_status(&o.details.verification_status);
+    let dkim = o.details.dkim_status.as_deref().map(display_status);
+    s.verification_status = Some(verification.clone());
+    s.dkim_status = dkim.clone();
+    s.verified_for_sending = Some(o.details.verified_for_sending);
+    s.dns_records = o.records;
+    s.pending_since = if o.details.verification_status == "SUCCESS" {
+        None
+    } else {
+        o.pending_since.map(Time)
+    };
+    s.last_checked_time = Some(now.clone());
+    s.verification_attempts = Some(o.attempts);
+    s.observed_retry = o.observed_retry;
+    s.ses = Some(o.location);
+
+    let set = |conds: &mut Vec<_>, t: &str, ok: bool, reason: &str, msg: String| {
+        set_condition(
+            conds,
+            condition(t, ok, reason, msg, generation, now.clone()),
+        );
+    };
+    set(
+        &mut s.conditions,
+        types::ACCEPTED,
+        true,
+        reasons::ACCEPTED,
+        format!("{} may be verified in SES", o.identity),
+    );
+
+    let verified = o.details.verification_status == "SUCCESS";
+    let verified_msg = match o.details.verification_status.as_str() {
+        "SUCCESS" => "SES verified the identity".to_string(),
+        "PENDING" | "NOT_STARTED" if o.identity.is_domain() => {
+            "waiting for SES to see the DKIM CNAME records listed in status.dnsRecords".to_string()
+        }
+        "PENDING" | "NOT_STARTED" => format!("waiting for the link SES emailed to {} to be clicked (valid 24 h)", o.identity),
+        "FAILED" => "verification failed: publish the records (or click the link) and set a new value on the annotation email.ops.dev/retry".to_string(),
+        "TEMPORARY_FAILURE" => "SES can no longer see the DKIM records: check that they are still published".to_string(),
+        other => format!("SES reports {other}"),
+    };
+    set(
+        &mut s.conditions,
+        types::VERIFIED,
+        verified,
+        &verification,
+        verified_msg,
+    );
+
+    let dkim_ok = dkim.as_deref() == Some("Success");
+    if o.identity.is_domain() {
+        let msg = if dkim_ok {
+            "Easy DKIM is verified".to_string()
+        } else {
+            "SES has not verified the DKIM CNAME records yet".to_string()
+        };
+        set(
+            &mut s.conditions,
+            types::DKIM_VERIFIED,
+            dkim_ok,
+            dkim.as_deref().unwrap_or("NotStarted"),
+            msg,
+        );
+    } else {
+        let msg = "an email identity is DKIM-signed with its domain's keys only when that domain is verified too".to_string();
+        set(
+            &mut s.conditions,
+            types::DKIM_VERIFIED,
+            dkim_ok,
+            if dkim_ok { "Success" } else { "NotApplicable" },
+            msg,
+        );
+    }
+
+    let ready = verified && o.details.verified_for_sending && (dkim_ok || !o.identity.is_domain());
+    let (reason, msg) = if ready {
+        (
+            "Ready".to_string(),
+            format!("mail may be sent from {}", o.identity),
+        )
+    } else if !verified {
+        (verification, "the identity is not verified yet".to_string())
+    } else if o.identity.is_domain() && !dkim_ok {
+        (
+            dkim.unwrap_or_else(|| "NotStarted".into()),
+            "Easy DKIM is not verified yet".to_string(),
+        )
+    } else {
+        (
+            "NotVerifiedForSending".to_string(),
+            "SES does not allow sending from this identity".to_string(),
+        )
+    };
+    set(&mut s.conditions, types::READY, ready, &reason, msg);
+    s
+}
+
+/// The status of an identity the policy (or ownership) rejects: Accepted and Ready False;
+/// what SES last reported stays as it was.
+pub fn rejected(
+    prior: &SenderIdentityStatus,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> SenderIdentityStatus {
+    let mut s = prior.clone();
+    s.observed_generation = generation;
+    let now = Time(now);
+    set_condition(
+        &mut s.conditions,
+        condition(
+            types::ACCEPTED,
+            false,
+            reason,
+            message,
+            generation,
+            now.clone(),
+        ),
+    );
+    set_condition(
+        &mut s.conditions,
+        condition(types::READY, false, reason, message, generation, now),
+    );
+    s
+}

@@ -1,0 +1,454 @@
+//! The pure steps of the SenderIdentity pipeline, with an injected clock: every time window is
+//! tested by moving time, never by sleeping.
+
+use super::status::{Observation, display_status, observed, rejected};
+use super::step::{Facts, Step, Windows, next_step, recheck_after};
+use super::to_ses_status;
+use crate::crd::sender_identity::{SenderIdentityStatus, SesLocation};
+use crate::crd::{SenderIdentity, SenderIdentitySpec};
+use crate::names::IdentityName;
+use crate::ses::{IdentityDetails, Owner};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use std::time::Duration;
+
+fn spec(yaml: &str) -> SenderIdentitySpec {
+    let si: SenderIdentity = serde_saphyr::from_str(&format!(
+        "apiVersion: email.ops.dev/v1alpha1\nkind: SenderIdentity\nmetadata: {{name: x, namespace: billing}}\nspec:\n{yaml}"
+    ))
+    .expect("SenderIdentity YAML");
+    si.spec
+}
+
+fn domain_spec() -> SenderIdentitySpec {
+    spec(
+        "  emailSettingsRef: {name: notifications}\n  identity: yourcompany.com\n  mailFromDomain: bounce.yourcompany.com\n",
+    )
+}
+
+fn email_spec() -> SenderIdentitySpec {
+    spec("  emailSettingsRef: {name: notifications}\n  identity: noreply@yourcompany.com\n")
+}
+
+fn me() -> Owner {
+    Owner {
+        cluster: "c".into(),
+        namespace: "billing".into(),
+        name: "x".into(),
+        deletion_policy: "Delete".into(),
+    }
+}
+
+fn other(name: &str) -> Owner {
+    Owner {
+        name: name.into(),
+        ..me()
+    }
+}
+
+fn t0() -> Timestamp {
+    Timestamp::from_second(1_800_000_000).unwrap()
+}
+
+fn hours(h: i64) -> SignedDuration {
+    SignedDuration::from_hours(h)
+}
+
+fn details(status: &str, owners: &[Owner]) -> IdentityDetails {
+    let mut tags = vec![(
+        crate::ses::MANAGED_BY_KEY.to_string(),
+        crate::ses::MANAGED_BY_VALUE.to_string(),
+    )];
+    tags.extend(owners.iter().map(|o| (o.tag_key(), o.tag_value())));
+    IdentityDetails {
+        verification_status: status.into(),
+        dkim_status: Some(status.into()),
+        dkim_tokens: vec!["t1".into(), "t2".into(), "t3".into()],
+        signing_hosted_zone: Some("dkim.amazonses.com".into()),
+        verified_for_sending: status == "SUCCESS",
+        mail_from_domain: Some("bounce.yourcompany.com".into()),
+        next_key_length: Some("RSA_2048_BIT".into()),
+        tags,
+    }
+}
+
+fn prior(pending_since: Timestamp, attempts: i32) -> SenderIdentityStatus {
+    SenderIdentityStatus {
+        observed_generation: Some(1),
+        pending_since: Some(Time(pending_since)),
+        verification_attempts: Some(attempts),
+        ..Default::default()
+    }
+}
+
+struct Case<'a> {
+    spec: &'a SenderIdentitySpec,
+    details: Option<&'a IdentityDetails>,
+    prior: &'a SenderIdentityStatus,
+    adopt: bool,
+    retry: Option<&'a str>,
+    generation: i64,
+    now: Timestamp,
+}
+
+fn decide(c: Case) -> Step {
+    let key = me().tag_key();
+    let facts = Facts {
+        ses: c.details,
+        owner_key: &key,
+        adopt: c.adopt,
+        is_domain: !c.spec.identity.contains('@'),
+        spec: c.spec,
+        prior: c.prior,
+        retry: c.retry,
+        generation: Some(c.generation),
+        now: c.now,
+    };
+    next_step(&facts, &Windows::default())
+}
+
+fn case<'a>(
+    spec: &'a SenderIdentitySpec,
+    details: Option<&'a IdentityDetails>,
+    prior: &'a SenderIdentityStatus,
+    now: Timestamp,
+) -> Case<'a> {
+    Case {
+        spec,
+        details,
+        prior,
+        adopt: false,
+        retry: None,
+        generation: 1,
+        now,
+    }
+}
+
+#[test]
+fn a_missing_identity_is_created() {
+    let s = domain_spec();
+    assert_eq!(
+        decide(case(&s, None, &SenderIdentityStatus::default(), t0())),
+        Step::Create
+    );
+}
+
+#[test]
+fn an_identity_that_is_not_ours_is_left_alone_unless_adopted() {
+    let s = domain_spec();
+    let p = SenderIdentityStatus::default();
+    let mut foreign = details("SUCCESS", &[]);
+    foreign.tags = vec![("team".into(), "marketing".into())];
+    assert_eq!(decide(case(&s, Some(&foreign), &p, t0())), Step::NotOwned);
+    assert_eq!(
+        decide(Case {
+            adopt: true,
+            ..case(&s, Some(&foreign), &p, t0())
+        }),
+        Step::Claim { adopt: true }
+    );
+}
+
+#[test]
+fn an_identity_of_another_owner_is_shared() {
+    let s = domain_spec();
+    let d = details("PENDING", &[other("sandbox")]);
+    assert_eq!(
+        decide(case(&s, Some(&d), &SenderIdentityStatus::default(), t0())),
+        Step::Claim { adopt: false }
+    );
+}
+
+#[test]
+fn a_pending_domain_is_recreated_after_72_hours_by_its_first_owner_only() {
+    let s = domain_spec();
+    let p = prior(t0(), 1);
+    let d = details("PENDING", &[me()]);
+    assert_eq!(
+        decide(case(&s, Some(&d), &p, t0() + hours(71))),
+        Step::Observe
+    );
+    assert_eq!(
+        decide(case(&s, Some(&d), &p, t0() + hours(72))),
+        Step::Observe
+    );
+    match decide(case(
+        &s,
+        Some(&d),
+        &p,
+        t0() + hours(72) + SignedDuration::from_secs(1),
+    )) {
+        Step::Recreate { reason, message } => {
+            assert_eq!(reason, "VerificationExpired");
+            assert!(message.contains("fresh DKIM tokens"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Shared: only the owner whose tag key sorts first re-creates.
+    let mut owners = vec![me(), other("a"), other("b"), other("c")];
+    owners.sort_by_key(Owner::tag_key);
+    let d = details("PENDING", &owners);
+    let first_is_me = owners[0] == me();
+    let step = decide(case(&s, Some(&d), &p, t0() + hours(80)));
+    assert_eq!(
+        matches!(step, Step::Recreate { .. }),
+        first_is_me,
+        "{step:?}"
+    );
+}
+
+#[test]
+fn an_unconfirmed_email_is_resent_after_24_hours_at_most_three_times() {
+    let s = email_spec();
+    let d = details("PENDING", &[me()]);
+    assert_eq!(
+        decide(case(&s, Some(&d), &prior(t0(), 1), t0() + hours(23))),
+        Step::Observe
+    );
+    for attempts in 1..=3 {
+        match decide(case(&s, Some(&d), &prior(t0(), attempts), t0() + hours(25))) {
+            Step::Recreate { reason, message } => {
+                assert_eq!(reason, "VerificationEmailResent");
+                assert!(
+                    message.contains(&format!("attempt {}", attempts + 1)),
+                    "{message}"
+                );
+            }
+            other => panic!("attempt {attempts}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        decide(case(&s, Some(&d), &prior(t0(), 4), t0() + hours(25))),
+        Step::Observe
+    );
+    // SES may already report the expired link as Failed: the same bounded re-send applies.
+    let failed = details("FAILED", &[me()]);
+    assert!(matches!(
+        decide(case(&s, Some(&failed), &prior(t0(), 2), t0() + hours(25))),
+        Step::Recreate { .. }
+    ));
+    assert_eq!(
+        decide(case(&s, Some(&failed), &prior(t0(), 4), t0() + hours(25))),
+        Step::WaitForRetry
+    );
+}
+
+#[test]
+fn a_failed_domain_waits_for_the_retry_annotation_or_a_spec_change() {
+    let s = domain_spec();
+    let d = details("FAILED", &[me()]);
+    let mut p = prior(t0(), 1);
+    assert_eq!(
+        decide(case(&s, Some(&d), &p, t0() + hours(100))),
+        Step::WaitForRetry
+    );
+    let retried = decide(Case {
+        retry: Some("1"),
+        ..case(&s, Some(&d), &p, t0() + hours(100))
+    });
+    assert!(
+        matches!(
+            retried,
+            Step::Recreate {
+                reason: "RetryRequested",
+                ..
+            }
+        ),
+        "{retried:?}"
+    );
+    p.observed_retry = Some("1".into());
+    assert_eq!(
+        decide(Case {
+            retry: Some("1"),
+            ..case(&s, Some(&d), &p, t0() + hours(100))
+        }),
+        Step::WaitForRetry
+    );
+    let edited = decide(Case {
+        generation: 2,
+        ..case(&s, Some(&d), &p, t0() + hours(100))
+    });
+    assert!(matches!(
+        edited,
+        Step::Recreate {
+            reason: "RetryRequested",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn mail_from_and_key_length_follow_the_spec() {
+    let mut s = domain_spec();
+    let d = details("SUCCESS", &[me()]);
+    let p = prior(t0(), 1);
+    assert_eq!(decide(case(&s, Some(&d), &p, t0())), Step::Observe);
+    s.mail_from_domain = Some("mail.yourcompany.com".into());
+    assert_eq!(
+        decide(case(&s, Some(&d), &p, t0())),
+        Step::Configure {
+            mail_from: Some(Some("mail.yourcompany.com".into())),
+            key_length: None
+        }
+    );
+    s.mail_from_domain = None;
+    s.dkim = Some(crate::crd::sender_identity::Dkim {
+        key_length: crate::crd::sender_identity::DkimKeyLength::Rsa1024,
+    });
+    assert_eq!(
+        decide(case(&s, Some(&d), &p, t0())),
+        Step::Configure {
+            mail_from: Some(None),
+            key_length: Some("RSA_1024_BIT".into())
+        }
+    );
+}
+
+#[test]
+fn polling_backs_off_with_age_and_stops_at_the_window() {
+    let w = Windows::default();
+    let at = |h: f64| t0() + SignedDuration::from_secs_f64(h * 3600.0);
+    let after =
+        |status: &str, h: f64, domain: bool| recheck_after(status, Some(t0()), at(h), domain, &w);
+    assert_eq!(after("PENDING", 0.0, true), Some(Duration::from_secs(30)));
+    assert_eq!(after("PENDING", 2.0, true), Some(Duration::from_secs(720)));
+    assert_eq!(after("PENDING", 10.0, true), Some(Duration::from_secs(900)));
+    // One minute before the 72 h window closes: look again just after it closes.
+    assert_eq!(
+        after("PENDING", 72.0 - 1.0 / 60.0, true),
+        Some(Duration::from_secs(61))
+    );
+    assert_eq!(
+        after("PENDING", 23.99, false),
+        Some(Duration::from_secs(37))
+    );
+    assert_eq!(
+        after("SUCCESS", 5.0, true),
+        None,
+        "verified identities are re-checked in bulk"
+    );
+    assert_eq!(
+        after("TEMPORARY_FAILURE", 5.0, true),
+        Some(Duration::from_secs(300))
+    );
+    assert_eq!(after("FAILED", 5.0, true), None);
+}
+
+fn observe(
+    prior_status: &SenderIdentityStatus,
+    id: &IdentityName,
+    d: &IdentityDetails,
+    now: Timestamp,
+) -> SenderIdentityStatus {
+    observed(
+        prior_status,
+        Observation {
+            identity: id,
+            details: d,
+            records: vec![],
+            location: SesLocation {
+                region: "eu-west-1".into(),
+                role_arn: None,
+            },
+            pending_since: Some(t0()),
+            attempts: 1,
+            observed_retry: None,
+            generation: Some(1),
+            now,
+        },
+    )
+}
+
+fn cond<'a>(
+    s: &'a SenderIdentityStatus,
+    t: &str,
+) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    s.conditions
+        .iter()
+        .find(|c| c.type_ == t)
+        .unwrap_or_else(|| panic!("no {t} condition"))
+}
+
+#[test]
+fn status_follows_ses_and_keeps_transition_times() {
+    let id = IdentityName::parse("yourcompany.com").unwrap();
+    let pending = observe(
+        &SenderIdentityStatus::default(),
+        &id,
+        &details("PENDING", &[me()]),
+        t0(),
+    );
+    assert_eq!(pending.verification_status.as_deref(), Some("Pending"));
+    assert_eq!(pending.dkim_status.as_deref(), Some("Pending"));
+    assert_eq!(cond(&pending, "Accepted").status, "True");
+    assert_eq!(
+        (
+            cond(&pending, "Verified").status.as_str(),
+            cond(&pending, "Verified").reason.as_str()
+        ),
+        ("False", "Pending")
+    );
+    assert_eq!(cond(&pending, "Ready").status, "False");
+    assert_eq!(pending.pending_since, Some(Time(t0())));
+
+    let later = t0() + hours(1);
+    let still = observe(&pending, &id, &details("PENDING", &[me()]), later);
+    assert_eq!(cond(&still, "Ready").last_transition_time, Time(t0()));
+    assert_eq!(still.last_checked_time, Some(Time(later)));
+
+    let done = observe(&still, &id, &details("SUCCESS", &[me()]), later);
+    for t in ["Verified", "DkimVerified", "Ready"] {
+        assert_eq!(cond(&done, t).status, "True", "{t}");
+        assert_eq!(cond(&done, t).last_transition_time, Time(later));
+    }
+    assert_eq!(done.pending_since, None);
+    assert_eq!(
+        done.ses.as_ref().map(|l| l.region.as_str()),
+        Some("eu-west-1")
+    );
+
+    let email = IdentityName::parse("noreply@yourcompany.com").unwrap();
+    let mut d = details("SUCCESS", &[me()]);
+    d.dkim_status = Some("NOT_STARTED".into());
+    let e = observe(&SenderIdentityStatus::default(), &email, &d, t0());
+    assert_eq!(
+        cond(&e, "Ready").status,
+        "True",
+        "an email identity needs no DKIM of its own"
+    );
+    assert_eq!(cond(&e, "DkimVerified").reason, "NotApplicable");
+
+    let r = rejected(
+        &done,
+        "LimitExceeded",
+        "held by SenderIdentity first",
+        Some(2),
+        later,
+    );
+    assert_eq!(
+        (
+            cond(&r, "Accepted").status.as_str(),
+            cond(&r, "Accepted").reason.as_str()
+        ),
+        ("False", "LimitExceeded")
+    );
+    assert_eq!(cond(&r, "Ready").status, "False");
+    assert_eq!(
+        r.verification_status.as_deref(),
+        Some("Success"),
+        "what SES reported is kept"
+    );
+}
+
+#[test]
+fn status_names_round_trip() {
+    for (ses, shown) in [
+        ("PENDING", "Pending"),
+        ("TEMPORARY_FAILURE", "TemporaryFailure"),
+        ("NOT_STARTED", "NotStarted"),
+        ("SUCCESS", "Success"),
+    ] {
+        assert_eq!(display_status(ses), shown);
+        assert_eq!(to_ses_status(shown), ses);
+    }
+}

@@ -1,0 +1,240 @@
+//! End-to-end harness: `testbed up` (Kubernetes, SES and DNS stand-ins) in a subprocess, the real
+//! `email-operator run` binary against it, a kube client and the control API for the test.
+
+#![allow(dead_code)] // each e2e test file uses a different part of the harness
+
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn binary(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"));
+    let path = target.join("debug").join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run the tests with `cargo test --workspace`",
+        path.display()
+    );
+    path
+}
+
+/// A running test bed.
+pub struct Bed {
+    pub dir: tempfile::TempDir,
+    child: Child,
+    pub env: HashMap<String, String>,
+    pub client: Client,
+    http: reqwest::Client,
+    operators: Vec<Child>,
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        for op in &mut self.operators {
+            let _ = op.kill();
+            let _ = op.wait();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Bed {
+    pub async fn up() -> Bed {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = Command::new(binary("testbed"))
+            .args(["up", "--dir"])
+            .arg(dir.path())
+            .arg("--crds")
+            .arg(workspace().join("crds"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start testbed up");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read");
+        assert_eq!(line.trim(), "ready", "testbed up did not start");
+        let env = std::fs::read_to_string(dir.path().join("env"))
+            .expect("env file")
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
+            .collect();
+        let kubeconfig =
+            kube::config::Kubeconfig::read_from(dir.path().join("kubeconfig")).expect("kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .expect("config");
+        let client = Client::try_from(config).expect("client");
+        Bed {
+            dir,
+            child,
+            env,
+            client,
+            http: reqwest::Client::new(),
+            operators: vec![],
+        }
+    }
+
+    /// Starts `email-operator run` against the bed; its log goes to `DIR/operator-N.log`.
+    pub fn start_operator(&mut self, extra: &[&str]) -> PathBuf {
+        let log = self
+            .dir
+            .path()
+            .join(format!("operator-{}.log", self.operators.len()));
+        let out = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(binary("email-operator"))
+            .arg("run")
+            .args([
+                "--dns-server",
+                &self.env["TESTBED_DNS"],
+                "--aws-account-id",
+                "123456789012",
+            ])
+            .args(["--cluster-id", "e2e"])
+            .args(extra)
+            .envs(&self.env)
+            .env("RUST_LOG", "info,email_operator=debug")
+            .stdout(out.try_clone().expect("clone"))
+            .stderr(out)
+            .spawn()
+            .expect("start email-operator run");
+        self.operators.push(child);
+        log
+    }
+
+    pub fn control(&self, path: &str) -> String {
+        format!("{}{path}", self.env["TESTBED_CONTROL"])
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        self.http
+            .get(self.control(path))
+            .send()
+            .await
+            .expect("control GET")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Value {
+        let r = self
+            .http
+            .post(self.control(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("control POST");
+        assert!(r.status().is_success(), "POST {path}: {}", r.status());
+        r.json().await.unwrap_or(Value::Null)
+    }
+
+    pub async fn put(&self, path: &str, body: Value) {
+        let r = self
+            .http
+            .put(self.control(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("control PUT");
+        assert!(r.status().is_success(), "PUT {path}: {}", r.status());
+    }
+
+    pub async fn delete(&self, path: &str, body: Value) {
+        let r = self
+            .http
+            .delete(self.control(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("control DELETE");
+        assert!(r.status().is_success(), "DELETE {path}: {}", r.status());
+    }
+
+    /// SES calls by operation (all outcomes).
+    pub async fn ses_calls(&self, operation: &str) -> u64 {
+        let calls = self.get("/ses/calls").await;
+        calls["calls"][operation]
+            .as_object()
+            .map_or(0, |o| o.values().filter_map(Value::as_u64).sum())
+    }
+
+    pub async fn apply<K>(&self, ns: &str, obj: Value) -> K
+    where
+        K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + serde::Serialize
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), ns);
+        let name = obj["metadata"]["name"].as_str().expect("name").to_string();
+        api.patch(
+            &name,
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&obj),
+        )
+        .await
+        .expect("apply")
+    }
+
+    pub async fn namespace(&self, ns: &str) {
+        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+        let obj = serde_json::from_value(json!({"metadata": {"name": ns}})).expect("namespace");
+        let _ = api.create(&PostParams::default(), &obj).await;
+    }
+
+    pub async fn delete_object<K>(&self, ns: &str, name: &str)
+    where
+        K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), ns);
+        api.delete(name, &DeleteParams::default())
+            .await
+            .expect("delete");
+    }
+}
+
+/// Polls `get` until `done` holds or `timeout` passes (then panics with the last value).
+pub async fn eventually<T: std::fmt::Debug, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    mut get: F,
+    done: impl Fn(&T) -> bool,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let v = get().await;
+        if done(&v) {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for {what}; last value: {v:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

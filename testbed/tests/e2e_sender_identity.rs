@@ -1,0 +1,422 @@
+//! End to end: the real `email-operator run` against `testbed up` (Kubernetes, SES and DNS
+//! stand-ins). Each test has its own test bed; SES calls are checked through the control API.
+
+mod e2e;
+
+use e2e::{Bed, eventually};
+use email_operator::crd::{EmailSettings, SenderIdentity};
+use kube::api::Api;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const FAST: &[&str] = &[
+    "--pending-recheck-min",
+    "1s",
+    "--pending-recheck-max",
+    "2s",
+    "--verified-recheck-interval",
+    "2s",
+];
+const WAIT: Duration = Duration::from_secs(30);
+
+fn settings(ns: &str, users: &[&str]) -> Value {
+    json!({
+        "apiVersion": "email.ops.dev/v1alpha1", "kind": "EmailSettings",
+        "metadata": {"name": "notifications", "namespace": ns},
+        "spec": {"from": "billing@yourcompany.com", "delivery": "AdvancedSmtp", "activeUsers": users,
+                 "advancedSmtp": {"region": "us-east-1"}}
+    })
+}
+
+fn identity(ns: &str, name: &str, identity: &str) -> Value {
+    json!({
+        "apiVersion": "email.ops.dev/v1alpha1", "kind": "SenderIdentity",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"emailSettingsRef": {"name": "notifications"}, "identity": identity}
+    })
+}
+
+async fn sid(bed: &Bed, ns: &str, name: &str) -> Option<SenderIdentity> {
+    Api::<SenderIdentity>::namespaced(bed.client.clone(), ns)
+        .get_opt(name)
+        .await
+        .expect("get")
+}
+
+fn condition(si: &Option<SenderIdentity>, t: &str) -> Option<(String, String)> {
+    let c = si
+        .as_ref()?
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == t)?;
+    Some((c.status.clone(), c.reason.clone()))
+}
+
+async fn wait_condition(
+    bed: &Bed,
+    ns: &str,
+    name: &str,
+    t: &str,
+    status: &str,
+    reason: Option<&str>,
+) -> SenderIdentity {
+    let si = eventually(
+        &format!("{ns}/{name} {t}={status} {reason:?}"),
+        WAIT,
+        || sid(bed, ns, name),
+        |si| {
+            condition(si, t)
+                .is_some_and(|(s, r)| s == status && reason.is_none_or(|want| r == want))
+        },
+    )
+    .await;
+    si.expect("exists")
+}
+
+async fn ses_identities(bed: &Bed) -> Vec<String> {
+    let v = bed.get("/ses/identities").await;
+    let list = v.get("identities").cloned().unwrap_or(v);
+    list.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|i| {
+                    i.get("name")
+                        .or(i.get("identity"))
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn publish_dkim(bed: &Bed, si: &SenderIdentity) -> usize {
+    let records: Vec<_> = si
+        .status
+        .as_ref()
+        .expect("status")
+        .dns_records
+        .iter()
+        .filter(|r| r.type_ == "CNAME")
+        .cloned()
+        .collect();
+    for r in &records {
+        bed.post(
+            "/dns/records",
+            json!({"name": r.name, "type": "CNAME", "value": r.value}),
+        )
+        .await;
+    }
+    records.len()
+}
+
+#[tokio::test]
+async fn a_domain_identity_shows_its_records_and_verifies_once_they_are_published() {
+    let mut bed = Bed::up().await;
+    bed.start_operator(FAST);
+    bed.namespace("billing").await;
+    bed.apply::<EmailSettings>(
+        "billing",
+        settings("billing", &["employee@yourcompany.com"]),
+    )
+    .await;
+    let mut domain = identity("billing", "yourcompany-com", "yourcompany.com");
+    domain["spec"]["mailFromDomain"] = json!("bounce.yourcompany.com");
+    bed.apply::<SenderIdentity>("billing", domain).await;
+
+    let si = wait_condition(&bed, "billing", "yourcompany-com", "Accepted", "True", None).await;
+    let st = si.status.clone().expect("status");
+    assert_eq!(st.verification_status.as_deref(), Some("Pending"));
+    let cnames: Vec<_> = st
+        .dns_records
+        .iter()
+        .filter(|r| r.type_ == "CNAME")
+        .collect();
+    assert_eq!(cnames.len(), 3, "{:?}", st.dns_records);
+    for r in &cnames {
+        let token = r.name.split("._domainkey.").next().expect("token");
+        assert_eq!(r.name, format!("{token}._domainkey.yourcompany.com"));
+        assert_eq!(
+            r.value,
+            format!("{token}.dkim.amazonses.com"),
+            "the signing hosted zone SES reported"
+        );
+        assert_eq!(r.published, Some(false));
+    }
+    assert!(
+        st.dns_records
+            .iter()
+            .any(|r| r.type_ == "MX" && r.value == "10 feedback-smtp.us-east-1.amazonses.com")
+    );
+    assert!(
+        si.metadata
+            .finalizers
+            .as_ref()
+            .is_some_and(|f| f.iter().any(|f| f == "email.ops.dev/ses-identity"))
+    );
+
+    assert_eq!(publish_dkim(&bed, &si).await, 3);
+    let si = wait_condition(
+        &bed,
+        "billing",
+        "yourcompany-com",
+        "Ready",
+        "True",
+        Some("Ready"),
+    )
+    .await;
+    let st = si.status.expect("status");
+    assert_eq!(st.verification_status.as_deref(), Some("Success"));
+    assert_eq!(st.dkim_status.as_deref(), Some("Success"));
+    assert!(
+        st.dns_records
+            .iter()
+            .filter(|r| r.type_ == "CNAME")
+            .all(|r| r.published == Some(true))
+    );
+    for t in ["Verified", "DkimVerified"] {
+        assert_eq!(
+            st.conditions
+                .iter()
+                .find(|c| c.type_ == t)
+                .map(|c| c.status.as_str()),
+            Some("True"),
+            "{t}"
+        );
+    }
+    assert_eq!(bed.ses_calls("CreateEmailIdentity").await, 1);
+}
+
+#[tokio::test]
+async fn rejected_identities_never_reach_ses_and_deleting_the_holder_promotes_the_next() {
+    let mut bed = Bed::up().await;
+    bed.start_operator(FAST);
+    let ns = "policy";
+    bed.namespace(ns).await;
+    bed.apply::<EmailSettings>(ns, settings(ns, &["employee@yourcompany.com"]))
+        .await;
+    bed.apply::<SenderIdentity>(ns, identity(ns, "holder", "yourcompany.com"))
+        .await;
+    wait_condition(&bed, ns, "holder", "Accepted", "True", None).await;
+    for (name, id) in [
+        ("e1", "a@en.yourcompany.com"),
+        ("e2", "b@en.yourcompany.com"),
+        ("e3", "c@de.yourcompany.com"),
+    ] {
+        bed.apply::<SenderIdentity>(ns, identity(ns, name, id))
+            .await;
+        wait_condition(&bed, ns, name, "Accepted", "True", None).await;
+    }
+    bed.apply::<SenderIdentity>(ns, identity(ns, "second-domain", "fr.yourcompany.com"))
+        .await;
+    bed.apply::<SenderIdentity>(ns, identity(ns, "fourth-email", "d@en.yourcompany.com"))
+        .await;
+    bed.apply::<SenderIdentity>(ns, identity(ns, "same-domain", "contact@yourcompany.com"))
+        .await;
+    bed.apply::<SenderIdentity>(ns, identity(ns, "outsider", "othercompany.com"))
+        .await;
+    let second = wait_condition(
+        &bed,
+        ns,
+        "second-domain",
+        "Accepted",
+        "False",
+        Some("LimitExceeded"),
+    )
+    .await;
+    let msg = &second
+        .status
+        .expect("status")
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Accepted")
+        .expect("cond")
+        .message
+        .clone();
+    assert!(
+        msg.contains("SenderIdentity holder (yourcompany.com)"),
+        "{msg}"
+    );
+    wait_condition(
+        &bed,
+        ns,
+        "fourth-email",
+        "Accepted",
+        "False",
+        Some("LimitExceeded"),
+    )
+    .await;
+    wait_condition(
+        &bed,
+        ns,
+        "same-domain",
+        "Accepted",
+        "False",
+        Some("DomainConflict"),
+    )
+    .await;
+    wait_condition(
+        &bed,
+        ns,
+        "outsider",
+        "Accepted",
+        "False",
+        Some("NotAnActiveUserDomain"),
+    )
+    .await;
+
+    let mut in_ses = ses_identities(&bed).await;
+    in_ses.sort();
+    assert_eq!(
+        in_ses,
+        [
+            "a@en.yourcompany.com",
+            "b@en.yourcompany.com",
+            "c@de.yourcompany.com",
+            "yourcompany.com"
+        ]
+    );
+    assert_eq!(
+        bed.ses_calls("CreateEmailIdentity").await,
+        4,
+        "rejected identities never reach SES"
+    );
+
+    bed.delete_object::<SenderIdentity>(ns, "holder").await;
+    wait_condition(&bed, ns, "second-domain", "Accepted", "True", None).await;
+    eventually(
+        "holder gone",
+        WAIT,
+        || sid(&bed, ns, "holder"),
+        Option::is_none,
+    )
+    .await;
+    let in_ses = ses_identities(&bed).await;
+    assert!(
+        in_ses.contains(&"fr.yourcompany.com".to_string())
+            && !in_ses.contains(&"yourcompany.com".to_string()),
+        "{in_ses:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_identity_shared_by_two_namespaces_is_created_once_and_deleted_with_its_last_owner() {
+    let mut bed = Bed::up().await;
+    bed.start_operator(FAST);
+    for ns in ["production", "sandbox", "archive"] {
+        bed.namespace(ns).await;
+        bed.apply::<EmailSettings>(ns, settings(ns, &["employee@yourcompany.com"]))
+            .await;
+    }
+    bed.apply::<SenderIdentity>(
+        "production",
+        identity("production", "shared", "yourcompany.com"),
+    )
+    .await;
+    wait_condition(&bed, "production", "shared", "Accepted", "True", None).await;
+    bed.apply::<SenderIdentity>("sandbox", identity("sandbox", "shared", "yourcompany.com"))
+        .await;
+    let b = wait_condition(&bed, "sandbox", "shared", "Accepted", "True", None).await;
+    let a = sid(&bed, "production", "shared").await.expect("a");
+    let tokens = |si: &SenderIdentity| -> Vec<String> {
+        si.status
+            .as_ref()
+            .expect("st")
+            .dns_records
+            .iter()
+            .filter(|r| r.type_ == "CNAME")
+            .map(|r| r.value.clone())
+            .collect()
+    };
+    assert_eq!(tokens(&a), tokens(&b), "one SES identity, the same records");
+    assert_eq!(bed.ses_calls("CreateEmailIdentity").await, 1);
+
+    bed.delete_object::<SenderIdentity>("production", "shared")
+        .await;
+    eventually(
+        "production/shared gone",
+        WAIT,
+        || sid(&bed, "production", "shared"),
+        Option::is_none,
+    )
+    .await;
+    assert_eq!(
+        ses_identities(&bed).await,
+        ["yourcompany.com"],
+        "the sandbox still uses it"
+    );
+    bed.delete_object::<SenderIdentity>("sandbox", "shared")
+        .await;
+    eventually(
+        "SES identity deleted with its last owner",
+        WAIT,
+        || ses_identities(&bed),
+        Vec::is_empty,
+    )
+    .await;
+
+    let mut retained = identity("archive", "kept", "yourcompany.com");
+    retained["spec"]["deletionPolicy"] = json!("Retain");
+    bed.apply::<SenderIdentity>("archive", retained).await;
+    wait_condition(&bed, "archive", "kept", "Accepted", "True", None).await;
+    bed.delete_object::<SenderIdentity>("archive", "kept").await;
+    eventually(
+        "archive/kept gone",
+        WAIT,
+        || sid(&bed, "archive", "kept"),
+        Option::is_none,
+    )
+    .await;
+    assert_eq!(
+        ses_identities(&bed).await,
+        ["yourcompany.com"],
+        "Retain keeps the SES identity"
+    );
+}
+
+#[tokio::test]
+async fn an_identity_failed_after_72_hours_is_recreated_when_retry_is_requested() {
+    let mut bed = Bed::up().await;
+    bed.start_operator(FAST);
+    let ns = "retry";
+    bed.namespace(ns).await;
+    bed.apply::<EmailSettings>(ns, settings(ns, &["employee@yourcompany.com"]))
+        .await;
+    bed.apply::<SenderIdentity>(ns, identity(ns, "slow", "yourcompany.com"))
+        .await;
+    let before = wait_condition(&bed, ns, "slow", "Accepted", "True", None).await;
+    bed.post("/clock/advance", json!({"seconds": 72 * 3600 + 60}))
+        .await;
+    let failed = wait_condition(&bed, ns, "slow", "Verified", "False", Some("Failed")).await;
+    assert_eq!(
+        failed
+            .status
+            .as_ref()
+            .and_then(|s| s.verification_status.as_deref()),
+        Some("Failed")
+    );
+
+    let mut bumped = identity(ns, "slow", "yourcompany.com");
+    bumped["metadata"]["annotations"] = json!({"email.ops.dev/retry": "1"});
+    bed.apply::<SenderIdentity>(ns, bumped).await;
+    let after = wait_condition(&bed, ns, "slow", "Verified", "False", Some("Pending")).await;
+    let values = |si: &SenderIdentity| -> Vec<String> {
+        si.status
+            .as_ref()
+            .expect("st")
+            .dns_records
+            .iter()
+            .filter(|r| r.type_ == "CNAME")
+            .map(|r| r.value.clone())
+            .collect()
+    };
+    assert_eq!(values(&after).len(), 3);
+    assert_ne!(
+        values(&before),
+        values(&after),
+        "re-created with fresh DKIM tokens"
+    );
+    assert_eq!(bed.ses_calls("CreateEmailIdentity").await, 2);
+}
