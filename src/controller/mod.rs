@@ -60,7 +60,14 @@ pub struct Context {
     ses: tokio::sync::Mutex<HashMap<SesKey, AwsSes>>,
     /// Identities whose listed SES status changed since they were last read.
     dirty: Mutex<HashSet<(SesKey, String)>>,
+    /// When each SenderIdentity (by uid) was last read from SES, including reads whose result
+    /// was not written to its status (see [`STATUS_HEARTBEAT`]).
+    checked: Mutex<HashMap<String, k8s_openapi::jiff::Timestamp>>,
 }
+
+/// `lastCheckedTime` alone is written at most this often: a poll that changes nothing else
+/// does not cost a status write (and a watch event for every watcher).
+pub const STATUS_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl Context {
     pub fn new(
@@ -85,6 +92,21 @@ impl Context {
             config,
             ses: tokio::sync::Mutex::new(HashMap::new()),
             dirty: Mutex::new(HashSet::new()),
+            checked: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// When the object was last read from SES, as far as this process knows.
+    pub fn last_checked(&self, uid: &str) -> Option<k8s_openapi::jiff::Timestamp> {
+        self.checked.lock().ok()?.get(uid).copied()
+    }
+
+    pub fn set_checked(&self, uid: &str, at: Option<k8s_openapi::jiff::Timestamp>) {
+        if let Ok(mut c) = self.checked.lock() {
+            match at {
+                Some(t) => c.insert(uid.to_string(), t),
+                None => c.remove(uid),
+            };
         }
     }
 

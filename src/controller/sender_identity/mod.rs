@@ -143,7 +143,13 @@ async fn apply(
     // Only read SES when something could have changed: frugal at steady state.
     let dirty = ctx.take_dirty(&key, &name);
     let last_status = prior.verification_status.as_deref().map(to_ses_status);
-    let due_in = match (&prior.last_checked_time, &last_status) {
+    let uid = si.uid().unwrap_or_default();
+    let checked_at = ctx
+        .last_checked(&uid)
+        .into_iter()
+        .chain(prior.last_checked_time.as_ref().map(|t| t.0))
+        .max();
+    let due_in = match (&checked_at, &last_status) {
         (Some(checked), Some(st))
             if generation == prior.observed_generation
                 && retry == prior.observed_retry
@@ -157,7 +163,7 @@ async fn apply(
                 id.is_domain(),
                 &ctx.config.windows,
             );
-            next.map(|n| n.saturating_sub(now.duration_since(checked.0).unsigned_abs()))
+            next.map(|n| n.saturating_sub(now.duration_since(*checked).unsigned_abs()))
         }
         _ => Some(Duration::ZERO),
     };
@@ -329,8 +335,11 @@ async fn apply(
             now,
         },
     );
-    transition_events(si, ctx, &prior, &new).await;
-    apply_status(api, si, &new).await?;
+    ctx.set_checked(&uid, Some(now));
+    if needs_write(&prior, &new, now) {
+        transition_events(si, ctx, &prior, &new).await;
+        apply_status(api, si, &new).await?;
+    }
     let after = recheck_after(
         &details.verification_status,
         new.pending_since.as_ref().map(|t| t.0),
@@ -339,6 +348,21 @@ async fn apply(
         &ctx.config.windows,
     );
     Ok(after.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// Whether the new status says more than a fresher `lastCheckedTime` that is not due yet.
+fn needs_write(
+    prior: &crate::crd::SenderIdentityStatus,
+    new: &crate::crd::SenderIdentityStatus,
+    now: k8s_openapi::jiff::Timestamp,
+) -> bool {
+    let mut same = new.clone();
+    same.last_checked_time = prior.last_checked_time.clone();
+    let heartbeat_due = prior
+        .last_checked_time
+        .as_ref()
+        .is_none_or(|t| now.duration_since(t.0).unsigned_abs() >= super::STATUS_HEARTBEAT);
+    same != *prior || heartbeat_due
 }
 
 /// `TemporaryFailure` → `TEMPORARY_FAILURE`.
@@ -446,6 +470,7 @@ async fn transition_events(
 
 /// Finalizer: release our claim; delete only as the last owner with `deletionPolicy: Delete`.
 async fn cleanup(si: &SenderIdentity, ctx: &Context) -> Result<Action, Error> {
+    ctx.set_checked(&si.uid().unwrap_or_default(), None);
     let Some(location) = si.status.as_ref().and_then(|s| s.ses.clone()) else {
         return Ok(Action::await_change()); // never reached SES
     };

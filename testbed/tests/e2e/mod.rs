@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each e2e test file uses a different part of the harness
 
+use email_operator::crd::SenderIdentity;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
@@ -237,4 +238,109 @@ where
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+// Shared scenario helpers.
+
+pub const FAST: &[&str] = &[
+    "--pending-recheck-min",
+    "1s",
+    "--pending-recheck-max",
+    "2s",
+    "--verified-recheck-interval",
+    "2s",
+];
+pub const WAIT: Duration = Duration::from_secs(30);
+
+pub fn settings(ns: &str, users: &[&str]) -> Value {
+    json!({
+        "apiVersion": "email.ops.dev/v1alpha1", "kind": "EmailSettings",
+        "metadata": {"name": "notifications", "namespace": ns},
+        "spec": {"from": "billing@yourcompany.com", "delivery": "AdvancedSmtp", "activeUsers": users,
+                 "advancedSmtp": {"region": "us-east-1"}}
+    })
+}
+
+pub fn identity(ns: &str, name: &str, identity: &str) -> Value {
+    json!({
+        "apiVersion": "email.ops.dev/v1alpha1", "kind": "SenderIdentity",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"emailSettingsRef": {"name": "notifications"}, "identity": identity}
+    })
+}
+
+pub async fn sid(bed: &Bed, ns: &str, name: &str) -> Option<SenderIdentity> {
+    Api::<SenderIdentity>::namespaced(bed.client.clone(), ns)
+        .get_opt(name)
+        .await
+        .expect("get")
+}
+
+pub fn condition(si: &Option<SenderIdentity>, t: &str) -> Option<(String, String)> {
+    let c = si
+        .as_ref()?
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == t)?;
+    Some((c.status.clone(), c.reason.clone()))
+}
+
+pub async fn wait_condition(
+    bed: &Bed,
+    ns: &str,
+    name: &str,
+    t: &str,
+    status: &str,
+    reason: Option<&str>,
+) -> SenderIdentity {
+    let si = eventually(
+        &format!("{ns}/{name} {t}={status} {reason:?}"),
+        WAIT,
+        || sid(bed, ns, name),
+        |si| {
+            condition(si, t)
+                .is_some_and(|(s, r)| s == status && reason.is_none_or(|want| r == want))
+        },
+    )
+    .await;
+    si.expect("exists")
+}
+
+pub async fn ses_identities(bed: &Bed) -> Vec<String> {
+    let v = bed.get("/ses/identities").await;
+    let list = v.get("identities").cloned().unwrap_or(v);
+    list.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|i| {
+                    i.get("name")
+                        .or(i.get("identity"))
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub async fn publish_dkim(bed: &Bed, si: &SenderIdentity) -> usize {
+    let records: Vec<_> = si
+        .status
+        .as_ref()
+        .expect("status")
+        .dns_records
+        .iter()
+        .filter(|r| r.type_ == "CNAME")
+        .cloned()
+        .collect();
+    for r in &records {
+        bed.post(
+            "/dns/records",
+            json!({"name": r.name, "type": "CNAME", "value": r.value}),
+        )
+        .await;
+    }
+    records.len()
 }

@@ -1,0 +1,277 @@
+//! End to end, the safety and frugality promises: identities that are not ours are never
+//! touched (until adopted), faults on SES never cause duplicate or orphaned identities, and
+//! verified identities cost one ListEmailIdentities page per re-check round.
+
+mod e2e;
+
+use e2e::*;
+use email_operator::crd::{EmailSettings, SenderIdentity};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+async fn sdk(bed: &Bed) -> aws_sdk_sesv2::Client {
+    let conf = aws_sdk_sesv2::Config::builder()
+        .behavior_version(aws_sdk_sesv2::config::BehaviorVersion::latest())
+        .region(aws_sdk_sesv2::config::Region::new("us-east-1"))
+        .endpoint_url(&bed.env["AWS_ENDPOINT_URL_SESV2"])
+        .credentials_provider(aws_sdk_sesv2::config::Credentials::new(
+            "AKIDTEST", "secret", None, None, "test",
+        ))
+        .build();
+    aws_sdk_sesv2::Client::from_conf(conf)
+}
+
+async fn calls(bed: &Bed) -> Value {
+    bed.get("/ses/calls").await["calls"].clone()
+}
+
+fn count(calls: &Value, op: &str, outcome: Option<&str>) -> u64 {
+    match outcome {
+        Some(o) => calls[op][o].as_u64().unwrap_or(0),
+        None => calls[op]
+            .as_object()
+            .map_or(0, |m| m.values().filter_map(Value::as_u64).sum()),
+    }
+}
+
+#[tokio::test]
+async fn an_identity_that_is_not_ours_is_never_modified_until_adopted() {
+    let mut bed = Bed::up().await;
+    let ses = sdk(&bed).await;
+    let tag = aws_sdk_sesv2::types::Tag::builder()
+        .key("team")
+        .value("marketing")
+        .build()
+        .expect("tag");
+    ses.create_email_identity()
+        .email_identity("yourcompany.com")
+        .tags(tag)
+        .send()
+        .await
+        .expect("create foreign identity");
+    bed.start_operator(FAST);
+    let ns = "foreign";
+    bed.namespace(ns).await;
+    bed.apply::<EmailSettings>(ns, settings(ns, &["employee@yourcompany.com"]))
+        .await;
+    bed.apply::<SenderIdentity>(ns, identity(ns, "ours", "yourcompany.com"))
+        .await;
+    let si = wait_condition(
+        &bed,
+        ns,
+        "ours",
+        "Accepted",
+        "False",
+        Some("IdentityNotOwned"),
+    )
+    .await;
+    let message = si
+        .status
+        .expect("status")
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Accepted")
+        .expect("cond")
+        .message
+        .clone();
+    assert!(message.contains("email.ops.dev/adopt"), "{message}");
+    // Deleting the SenderIdentity leaves the foreign identity alone too.
+    bed.delete_object::<SenderIdentity>(ns, "ours").await;
+    eventually("ours gone", WAIT, || sid(&bed, ns, "ours"), Option::is_none).await;
+    let c = calls(&bed).await;
+    for op in [
+        "DeleteEmailIdentity",
+        "TagResource",
+        "UntagResource",
+        "PutEmailIdentityMailFromAttributes",
+        "PutEmailIdentityDkimSigningAttributes",
+    ] {
+        assert_eq!(
+            count(&c, op, None),
+            0,
+            "{op} must not be called on a foreign identity: {c}"
+        );
+    }
+    assert_eq!(
+        count(&c, "CreateEmailIdentity", None),
+        1,
+        "only the test's own create"
+    );
+
+    let mut adopt = identity(ns, "adopter", "yourcompany.com");
+    adopt["metadata"]["annotations"] = json!({"email.ops.dev/adopt": "true"});
+    bed.apply::<SenderIdentity>(ns, adopt).await;
+    wait_condition(&bed, ns, "adopter", "Accepted", "True", None).await;
+    let got = ses
+        .get_email_identity()
+        .email_identity("yourcompany.com")
+        .send()
+        .await
+        .expect("get");
+    let keys: Vec<&str> = got.tags().iter().map(|t| t.key()).collect();
+    assert!(
+        keys.contains(&"email.ops.dev/managed-by") && keys.contains(&"team"),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter().any(|k| k.starts_with("email.ops.dev/owner/")),
+        "{keys:?}"
+    );
+}
+
+#[tokio::test]
+async fn fifty_identities_converge_under_throttling_and_server_errors() {
+    let mut bed = Bed::up().await;
+    bed.put(
+        "/ses/faults",
+        json!({"throttleRate": 0.3, "errorRate": 0.1, "seed": 7}),
+    )
+    .await;
+    // Pending identities are polled slowly here so the (throttled, so slowed) request budget
+    // goes to creating identities.
+    bed.start_operator(&[
+        "--ses-max-rps",
+        "100",
+        "--pending-recheck-min",
+        "60s",
+        "--pending-recheck-max",
+        "120s",
+    ]);
+    for i in 0..50 {
+        let ns = format!("tenant-{i}");
+        bed.namespace(&ns).await;
+        let domain = format!("d{i}.example.com");
+        bed.apply::<EmailSettings>(&ns, settings(&ns, &[&format!("ops@{domain}")]))
+            .await;
+        bed.apply::<SenderIdentity>(&ns, identity(&ns, "domain", &domain))
+            .await;
+    }
+    for i in 0..50 {
+        let ns = format!("tenant-{i}");
+        eventually(
+            &format!("{ns}/domain has its records"),
+            Duration::from_secs(120),
+            || sid(&bed, &ns, "domain"),
+            |si| {
+                si.as_ref()
+                    .and_then(|s| s.status.as_ref())
+                    .is_some_and(|s| {
+                        s.dns_records.iter().filter(|r| r.type_ == "CNAME").count() == 3
+                    })
+            },
+        )
+        .await;
+    }
+    let c = calls(&bed).await;
+    assert!(
+        count(&c, "CreateEmailIdentity", Some("TooManyRequestsException")) > 0,
+        "faults were injected: {c}"
+    );
+    let created = count(&c, "CreateEmailIdentity", Some("Success"));
+    assert_eq!(
+        created, 50,
+        "exactly one successful create per identity: {c}"
+    );
+    let mut names = ses_identities(&bed).await;
+    names.sort();
+    let mut want: Vec<String> = (0..50).map(|i| format!("d{i}.example.com")).collect();
+    want.sort();
+    assert_eq!(names, want, "every SES identity is accounted for");
+}
+
+#[tokio::test]
+async fn verified_identities_cost_one_listing_per_round_and_only_a_changed_one_is_read() {
+    const N: usize = 200;
+    let started = std::time::Instant::now();
+    let mut bed = Bed::up().await;
+    bed.start_operator(&[FAST, &["--ses-max-rps", "400"]].concat());
+    for i in 0..N {
+        let ns = format!("t{i}");
+        bed.namespace(&ns).await;
+        let domain = format!("v{i}.example.com");
+        bed.apply::<EmailSettings>(&ns, settings(&ns, &[&format!("ops@{domain}")]))
+            .await;
+        bed.apply::<SenderIdentity>(&ns, identity(&ns, "domain", &domain))
+            .await;
+    }
+    eprintln!("{:?}: applied", started.elapsed());
+    for i in 0..N {
+        let ns = format!("t{i}");
+        let si = eventually(
+            &format!("{ns} records"),
+            Duration::from_secs(120),
+            || sid(&bed, &ns, "domain"),
+            |si| {
+                si.as_ref()
+                    .and_then(|s| s.status.as_ref())
+                    .is_some_and(|s| {
+                        s.dns_records.iter().filter(|r| r.type_ == "CNAME").count() == 3
+                    })
+            },
+        )
+        .await
+        .expect("exists");
+        publish_dkim(&bed, &si).await;
+    }
+    eprintln!("{:?}: records published", started.elapsed());
+    for i in 0..N {
+        wait_condition_for(&bed, &format!("t{i}"), "domain", Duration::from_secs(120)).await;
+    }
+
+    eprintln!("{:?}: all Ready", started.elapsed());
+    // Steady state: ten rounds of the 2 s re-check.
+    bed.delete("/ses/calls", json!({})).await;
+    tokio::time::sleep(Duration::from_secs(21)).await;
+    let c = calls(&bed).await;
+    let lists = count(&c, "ListEmailIdentities", None);
+    assert!(
+        (9..=12).contains(&lists),
+        "one page per round, about 10 rounds: {c}"
+    );
+    assert_eq!(
+        count(&c, "GetEmailIdentity", None),
+        0,
+        "nothing changed, nothing read: {c}"
+    );
+
+    // Remove one identity's records: exactly that identity is read again and shows it.
+    let victim = sid(&bed, "t17", "domain").await.expect("t17");
+    for r in victim
+        .status
+        .as_ref()
+        .expect("st")
+        .dns_records
+        .iter()
+        .filter(|r| r.type_ == "CNAME")
+    {
+        bed.delete("/dns/records", json!({"name": r.name, "type": "CNAME"}))
+            .await;
+    }
+    bed.delete("/ses/calls", json!({})).await;
+    wait_condition(
+        &bed,
+        "t17",
+        "domain",
+        "Verified",
+        "False",
+        Some("TemporaryFailure"),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let c = calls(&bed).await;
+    assert_eq!(
+        count(&c, "GetEmailIdentity", None),
+        1,
+        "only the changed identity is read: {c}"
+    );
+}
+
+async fn wait_condition_for(bed: &Bed, ns: &str, name: &str, timeout: Duration) {
+    eventually(
+        &format!("{ns}/{name} Ready"),
+        timeout,
+        || sid(bed, ns, name),
+        |si| condition(si, "Ready").is_some_and(|(s, _)| s == "True"),
+    )
+    .await;
+}
