@@ -225,6 +225,22 @@ pub async fn run(
     let by_settings = si_store.clone();
     let by_sibling = si_store.clone();
     let sibling_api: Api<SenderIdentity> = Api::all(ctx.client.clone());
+    // Owned DNSEndpoints are watched when external-dns's CRD is installed (an edit or deletion
+    // of one is put right); without the CRD there is nothing to watch.
+    let endpoints = sender_identity::dns_endpoint::api_resource();
+    let endpoint_api: Api<kube::api::DynamicObject> = Api::all_with(ctx.client.clone(), &endpoints);
+    let controller = if endpoint_api
+        .list(&kube::api::ListParams::default().limit(1))
+        .await
+        .is_ok()
+    {
+        controller.owns_with(endpoint_api, endpoints, watcher::Config::default())
+    } else {
+        tracing::info!(
+            "the DNSEndpoint CRD (external-dns) is not installed: dns.provider ExternalDNS cannot be served"
+        );
+        controller
+    };
     controller
         .watches(
             es_api,

@@ -315,3 +315,65 @@ async fn an_identity_failed_after_72_hours_is_recreated_when_retry_is_requested(
     );
     assert_eq!(bed.ses_calls("CreateEmailIdentity").await, 2);
 }
+
+#[tokio::test]
+async fn external_dns_mode_owns_a_dns_endpoint_with_the_records() {
+    use kube::api::{Api, DynamicObject};
+    let mut bed = Bed::up().await;
+    bed.start_operator(FAST);
+    let ns = "extdns";
+    bed.namespace(ns).await;
+    bed.apply::<EmailSettings>(ns, settings(ns, &["employee@yourcompany.com"]))
+        .await;
+    let mut si = identity(ns, "yourcompany-com", "yourcompany.com");
+    si["spec"]["dns"] = json!({"provider": "ExternalDNS", "includeTxtAndMx": true});
+    si["spec"]["mailFromDomain"] = json!("bounce.yourcompany.com");
+    bed.apply::<SenderIdentity>(ns, si).await;
+    let si = wait_condition(&bed, ns, "yourcompany-com", "Accepted", "True", None).await;
+    let ar = email_operator::controller::sender_identity::dns_endpoint::api_resource();
+    let api: Api<DynamicObject> = Api::namespaced_with(bed.client.clone(), ns, &ar);
+    let ep = eventually(
+        "the DNSEndpoint",
+        WAIT,
+        || async { api.get_opt("yourcompany-com").await.expect("get") },
+        Option::is_some,
+    )
+    .await
+    .expect("endpoint");
+    let endpoints = ep.data["spec"]["endpoints"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let status_records = si.status.as_ref().expect("status").dns_records.len();
+    assert_eq!(
+        endpoints.len(),
+        status_records,
+        "every record, TXT and MX included: {endpoints:?}"
+    );
+    assert_eq!(
+        endpoints
+            .iter()
+            .filter(|e| e["recordType"] == "CNAME")
+            .count(),
+        3
+    );
+    assert!(endpoints.iter().any(|e| e["recordType"] == "MX"
+        && e["targets"][0] == "10 feedback-smtp.us-east-1.amazonses.com"));
+    assert_eq!(
+        ep.metadata
+            .owner_references
+            .as_ref()
+            .map(|o| o[0].kind.as_str()),
+        Some("SenderIdentity")
+    );
+
+    bed.delete_object::<SenderIdentity>(ns, "yourcompany-com")
+        .await;
+    eventually(
+        "the DNSEndpoint garbage-collected",
+        WAIT,
+        || async { api.get_opt("yourcompany-com").await.expect("get") },
+        Option::is_none,
+    )
+    .await;
+}

@@ -2,6 +2,7 @@
 //! policy → SES apply ([`step`]) → status ([`status`]). The finalizer removes our claim on the
 //! SES identity and deletes it only when we were its last owner and `deletionPolicy: Delete`.
 
+pub mod dns_endpoint;
 pub mod status;
 pub mod step;
 
@@ -336,6 +337,10 @@ async fn apply(
         },
     );
     ctx.set_checked(&uid, Some(now));
+    // The DNSEndpoint follows the records, and the spec (provider switched on or off).
+    if new.dns_records != prior.dns_records || generation != prior.observed_generation {
+        dns_endpoint::reconcile(&ctx.client, si, &new.dns_records).await?;
+    }
     if needs_write(&prior, &new, now) {
         transition_events(si, ctx, &prior, &new).await;
         apply_status(api, si, &new).await?;
