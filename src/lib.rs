@@ -8,6 +8,7 @@ pub mod clock;
 pub mod controller;
 pub mod crd;
 pub mod dns;
+pub mod metrics;
 pub mod names;
 pub mod openapi;
 pub mod plan;

@@ -71,6 +71,9 @@ struct RunArgs {
     pending_recheck_min: std::time::Duration,
     #[arg(long, default_value = "15m", value_parser = parse_duration)]
     pending_recheck_max: std::time::Duration,
+    /// Where /metrics, /healthz and /readyz are served (127.0.0.1:0 picks a free port).
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    metrics_addr: std::net::SocketAddr,
     /// Ask this DNS server (HOST:PORT) when checking published records, instead of the system resolvers.
     #[arg(long, env = "EMAIL_OPERATOR_DNS_SERVER")]
     dns_server: Option<std::net::SocketAddr>,
@@ -153,17 +156,31 @@ fn run(args: RunArgs) -> ExitCode {
                 ..Default::default()
             },
         };
+        let metrics = match tokio::net::TcpListener::bind(args.metrics_addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("error: cannot listen on {}: {e}", args.metrics_addr);
+                return ExitCode::FAILURE;
+            }
+        };
+        let metrics_addr = metrics
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         tracing::info!(
             cluster_id = config.cluster_id,
             ses_max_rps = config.ses_max_rps,
+            metrics_addr,
             "email-operator starting"
         );
+        let clock = std::sync::Arc::new(email_operator::clock::SystemClock);
         controller::run(
             client,
             config,
             dns,
-            std::sync::Arc::new(email_operator::clock::SystemClock),
+            clock,
             args.verified_recheck_interval,
+            metrics,
         )
         .await;
         tracing::info!("email-operator stopped");

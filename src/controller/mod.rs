@@ -13,6 +13,7 @@ use crate::dns::lookup::HickoryLookup;
 use crate::ses::aws::AwsSes;
 use crate::ses::limiter::RateLimiter;
 use kube::api::{Patch, PatchParams};
+use kube::core::DeserializeGuard;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource, ResourceExt};
@@ -53,7 +54,9 @@ pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub settings: Store<EmailSettings>,
-    pub identities: Store<SenderIdentity>,
+    /// Every SenderIdentity, malformed ones included (as errors), so one bad object cannot stall
+    /// the rest.
+    pub identities: Store<DeserializeGuard<SenderIdentity>>,
     pub dns: HickoryLookup,
     pub clock: Arc<dyn Clock>,
     pub config: Config,
@@ -73,7 +76,7 @@ impl Context {
     pub fn new(
         client: Client,
         settings: Store<EmailSettings>,
-        identities: Store<SenderIdentity>,
+        identities: Store<DeserializeGuard<SenderIdentity>>,
         dns: HickoryLookup,
         clock: Arc<dyn Clock>,
         config: Config,
@@ -94,6 +97,11 @@ impl Context {
             dirty: Mutex::new(HashSet::new()),
             checked: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The well-formed SenderIdentities.
+    pub fn valid_identities(&self) -> Vec<Arc<SenderIdentity>> {
+        valid(&self.identities)
     }
 
     /// When the object was last read from SES, as far as this process knows.
@@ -194,20 +202,33 @@ pub async fn run(
     dns: HickoryLookup,
     clock: Arc<dyn Clock>,
     recheck_interval: std::time::Duration,
+    metrics: tokio::net::TcpListener,
 ) {
     use futures::StreamExt;
     use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 
-    let si_api: Api<SenderIdentity> = Api::all(client.clone());
+    let si_api: Api<DeserializeGuard<SenderIdentity>> = Api::all(client.clone());
     let es_api: Api<EmailSettings> = Api::all(client.clone());
     let (es_reader, es_writer) = reflector::store();
+    // Readiness is taken from the watch streams themselves (their first InitDone): several
+    // waiters on one Store's wait_until_ready() are not all woken.
+    let es_synced = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let si_synced = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let es_cache = watcher(es_api.clone(), watcher::Config::default())
         .default_backoff()
+        .inspect(synced(es_synced.clone(), si_synced.clone()))
         .reflect(es_writer);
     tokio::spawn(es_cache.for_each(|_| async {}));
 
-    let controller = Controller::new(si_api, watcher::Config::default());
-    let si_store = controller.store();
+    // The SenderIdentity cache is ours too (not the controller's built-in one), driven by the
+    // controller's trigger stream, so its readiness is observable for /readyz.
+    let (si_store, si_writer) = reflector::store();
+    let si_stream = watcher(si_api, watcher::Config::default())
+        .default_backoff()
+        .inspect(synced(si_synced, es_synced))
+        .reflect(si_writer)
+        .applied_objects();
+    let controller = Controller::for_stream(si_stream, si_store.clone());
     let ctx = Arc::new(Context::new(
         client,
         es_reader,
@@ -217,6 +238,10 @@ pub async fn run(
         config,
     ));
     let (trigger_tx, trigger_rx) = futures::channel::mpsc::unbounded();
+    let gauges = si_store.clone();
+    tokio::spawn(crate::metrics::serve(metrics, move || {
+        refresh_gauges(&gauges)
+    }));
     tokio::spawn(recheck::run(ctx.clone(), recheck_interval, trigger_tx));
 
     // A change to an EmailSettings (activeUsers, region, deletion) re-evaluates its identities;
@@ -224,7 +249,7 @@ pub async fn run(
     // the holder promotes the next in line).
     let by_settings = si_store.clone();
     let by_sibling = si_store.clone();
-    let sibling_api: Api<SenderIdentity> = Api::all(ctx.client.clone());
+    let sibling_api: Api<DeserializeGuard<SenderIdentity>> = Api::all(ctx.client.clone());
     // Owned DNSEndpoints are watched when external-dns's CRD is installed (an edit or deletion
     // of one is put right); without the CRD there is nothing to watch.
     let endpoints = sender_identity::dns_endpoint::api_resource();
@@ -248,29 +273,30 @@ pub async fn run(
             move |es: EmailSettings| {
                 let ns = es.namespace();
                 let name = es.name_any();
-                by_settings
-                    .state()
+                valid(&by_settings)
                     .into_iter()
                     .filter(|si| si.namespace() == ns && si.spec.email_settings_ref.name == name)
-                    .map(|si| kube::runtime::reflector::ObjectRef::from_obj(si.as_ref()))
+                    .map(|si| guard_ref(&si))
                     .collect::<Vec<_>>()
             },
         )
         .watches(
             sibling_api,
             watcher::Config::default(),
-            move |changed: SenderIdentity| {
+            move |changed: DeserializeGuard<SenderIdentity>| {
+                let Ok(changed) = changed.0 else {
+                    return vec![];
+                };
                 let ns = changed.namespace();
                 let settings = changed.spec.email_settings_ref.name.clone();
-                by_sibling
-                    .state()
+                valid(&by_sibling)
                     .into_iter()
                     .filter(|si| {
                         si.namespace() == ns
                             && si.spec.email_settings_ref.name == settings
                             && si.name_any() != changed.name_any()
                     })
-                    .map(|si| kube::runtime::reflector::ObjectRef::from_obj(si.as_ref()))
+                    .map(|si| guard_ref(&si))
                     .collect::<Vec<_>>()
             },
         )
@@ -287,4 +313,62 @@ pub async fn run(
             }
         })
         .await;
+}
+
+/// Marks `mine` synced at the watch's first InitDone, and the operator ready once `other` is too.
+fn synced<K>(
+    mine: Arc<std::sync::atomic::AtomicBool>,
+    other: Arc<std::sync::atomic::AtomicBool>,
+) -> impl FnMut(&Result<kube::runtime::watcher::Event<K>, kube::runtime::watcher::Error>) {
+    use std::sync::atomic::Ordering;
+    move |event| {
+        if matches!(event, Ok(kube::runtime::watcher::Event::InitDone)) {
+            mine.store(true, Ordering::Relaxed);
+            if other.load(Ordering::Relaxed) {
+                crate::metrics::READY.store(true, Ordering::Relaxed);
+                tracing::info!("caches synced: ready");
+            }
+        }
+    }
+}
+
+/// The well-formed objects of a guarded cache.
+pub fn valid<K: Clone>(store: &Store<DeserializeGuard<K>>) -> Vec<Arc<K>>
+where
+    DeserializeGuard<K>: Resource,
+    <DeserializeGuard<K> as Resource>::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    store
+        .state()
+        .iter()
+        .filter_map(|g| g.0.as_ref().ok().cloned().map(Arc::new))
+        .collect()
+}
+
+/// The cache key of a SenderIdentity in the guarded cache.
+pub fn guard_ref(
+    si: &SenderIdentity,
+) -> kube::runtime::reflector::ObjectRef<DeserializeGuard<SenderIdentity>> {
+    kube::runtime::reflector::ObjectRef::new(&si.name_any())
+        .within(&si.namespace().unwrap_or_default())
+}
+
+/// `email_operator_sender_identities{status}` from the cache, at scrape time.
+fn refresh_gauges(identities: &Store<DeserializeGuard<SenderIdentity>>) {
+    let mut counts: HashMap<String, i64> = HashMap::new();
+    for si in valid(identities) {
+        let status = si
+            .status
+            .as_ref()
+            .and_then(|s| s.verification_status.clone())
+            .unwrap_or_else(|| "Unknown".into());
+        *counts.entry(status).or_default() += 1;
+    }
+    let family = &crate::metrics::METRICS.identities;
+    family.clear();
+    for (status, n) in counts {
+        family
+            .get_or_create(&crate::metrics::VerificationLabels { status })
+            .set(n);
+    }
 }

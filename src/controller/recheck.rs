@@ -7,6 +7,7 @@ use super::{Context, SesKey};
 use crate::crd::SenderIdentity;
 use crate::ses::SesApi;
 use futures::channel::mpsc;
+use kube::core::DeserializeGuard;
 use kube::runtime::reflector::ObjectRef;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,13 +19,13 @@ use std::time::Duration;
 pub async fn run(
     ctx: Arc<Context>,
     interval: Duration,
-    trigger: mpsc::UnboundedSender<ObjectRef<SenderIdentity>>,
+    trigger: mpsc::UnboundedSender<ObjectRef<DeserializeGuard<SenderIdentity>>>,
 ) {
     loop {
         tokio::time::sleep(interval).await;
         // Every location a SenderIdentity's status names, so a restarted operator re-checks
         // identities it has not read since.
-        let identities = ctx.identities.state();
+        let identities = ctx.valid_identities();
         let mut keys: Vec<SesKey> = identities
             .iter()
             .filter_map(|si| si.status.as_ref()?.ses.as_ref())
@@ -75,7 +76,7 @@ pub async fn run(
                 };
                 if here && recorded.as_deref() != Some(now.as_str()) {
                     ctx.mark_dirty(&key, &si.spec.identity);
-                    let _ = trigger.unbounded_send(ObjectRef::from_obj(si.as_ref()));
+                    let _ = trigger.unbounded_send(super::guard_ref(si));
                 }
             }
         }

@@ -153,7 +153,7 @@ impl SesApi for AwsSes {
     ) -> Result<(), SesError> {
         let tag_list = tags(tag_list)?;
         self.limiter
-            .call(|| {
+            .call("CreateEmailIdentity", || {
                 let mut req = self
                     .client
                     .create_email_identity()
@@ -174,7 +174,7 @@ impl SesApi for AwsSes {
     async fn get_identity(&self, name: &str) -> Result<IdentityDetails, SesError> {
         let out = self
             .limiter
-            .call(|| {
+            .call("GetEmailIdentity", || {
                 let req = self.client.get_email_identity().email_identity(name);
                 async move { req.send().await.map_err(classify) }
             })
@@ -214,7 +214,7 @@ impl SesApi for AwsSes {
     ) -> Result<(Vec<ListedIdentity>, Option<String>), SesError> {
         let out = self
             .limiter
-            .call(|| {
+            .call("ListEmailIdentities", || {
                 let req = self
                     .client
                     .list_email_identities()
@@ -240,7 +240,7 @@ impl SesApi for AwsSes {
 
     async fn delete_identity(&self, name: &str) -> Result<(), SesError> {
         self.limiter
-            .call(|| {
+            .call("DeleteEmailIdentity", || {
                 let req = self.client.delete_email_identity().email_identity(name);
                 async move { req.send().await.map(|_| ()).map_err(classify) }
             })
@@ -255,7 +255,7 @@ impl SesApi for AwsSes {
         let arn = self.identity_arn(name).await?;
         let tag_list = tags(tag_list)?;
         self.limiter
-            .call(|| {
+            .call("TagResource", || {
                 let req = self
                     .client
                     .tag_resource()
@@ -269,7 +269,7 @@ impl SesApi for AwsSes {
     async fn untag_identity(&self, name: &str, keys: &[String]) -> Result<(), SesError> {
         let arn = self.identity_arn(name).await?;
         self.limiter
-            .call(|| {
+            .call("UntagResource", || {
                 let req = self
                     .client
                     .untag_resource()
@@ -282,7 +282,7 @@ impl SesApi for AwsSes {
 
     async fn put_mail_from(&self, name: &str, domain: Option<&str>) -> Result<(), SesError> {
         self.limiter
-            .call(|| {
+            .call("PutEmailIdentityMailFromAttributes", || {
                 let req = self
                     .client
                     .put_email_identity_mail_from_attributes()
@@ -295,7 +295,7 @@ impl SesApi for AwsSes {
 
     async fn put_dkim_key_length(&self, name: &str, length: &str) -> Result<(), SesError> {
         self.limiter
-            .call(|| {
+            .call("PutEmailIdentityDkimSigningAttributes", || {
                 let req = self
                     .client
                     .put_email_identity_dkim_signing_attributes()

@@ -89,7 +89,7 @@ impl RateLimiter {
 
     /// Runs `call` under the limiter, retrying throttling and unavailability with jittered
     /// exponential backoff. Other errors return at once.
-    pub async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, SesError>
+    pub async fn call<T, F, Fut>(&self, operation: &'static str, mut call: F) -> Result<T, SesError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, SesError>>,
@@ -99,6 +99,10 @@ impl RateLimiter {
             self.acquire().await;
             let result = call().await;
             attempt += 1;
+            crate::metrics::ses_request(
+                operation,
+                result.as_ref().err().map_or("Success", SesError::reason),
+            );
             match result {
                 Ok(v) => {
                     self.on_success();
@@ -152,7 +156,7 @@ mod tests {
         let limiter = RateLimiter::new(8.0);
         let calls = AtomicU32::new(0);
         let result = limiter
-            .call(|| {
+            .call("Test", || {
                 let n = calls.fetch_add(1, Ordering::SeqCst);
                 async move {
                     if n < 2 {
@@ -173,7 +177,7 @@ mod tests {
         );
         for _ in 0..200 {
             limiter
-                .call(|| async { Ok::<_, SesError>(()) })
+                .call("Test", || async { Ok::<_, SesError>(()) })
                 .await
                 .unwrap();
         }
@@ -185,7 +189,7 @@ mod tests {
         let limiter = RateLimiter::new(100.0);
         let calls = AtomicU32::new(0);
         let r: Result<(), _> = limiter
-            .call(|| {
+            .call("Test", || {
                 calls.fetch_add(1, Ordering::SeqCst);
                 async { Err(SesError::Rejected("bad".into())) }
             })
@@ -195,7 +199,7 @@ mod tests {
 
         let calls = AtomicU32::new(0);
         let r: Result<(), _> = limiter
-            .call(|| {
+            .call("Test", || {
                 calls.fetch_add(1, Ordering::SeqCst);
                 async { Err(SesError::Unavailable("500".into())) }
             })

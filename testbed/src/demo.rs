@@ -242,6 +242,7 @@ async fn run_operator(
         .arg("run")
         .arg("--kubeconfig")
         .arg(kubeconfig)
+        .args(["--metrics-addr", "127.0.0.1:0"])
         .env("KUBECONFIG", kubeconfig);
     for (name, value) in [
         ("AWS_ENDPOINT_URL_SESV2", aws.ses.endpoint_url()),

@@ -10,7 +10,7 @@ use serde_json::json;
 #[tokio::test]
 async fn a_domain_identity_shows_its_records_and_verifies_once_they_are_published() {
     let mut bed = Bed::up().await;
-    bed.start_operator(FAST);
+    let log = bed.start_operator(FAST);
     bed.namespace("billing").await;
     bed.apply::<EmailSettings>(
         "billing",
@@ -82,6 +82,22 @@ async fn a_domain_identity_shows_its_records_and_verifies_once_they_are_publishe
         );
     }
     assert_eq!(bed.ses_calls("CreateEmailIdentity").await, 1);
+
+    // The operator's own account of it, on /metrics; /readyz once caches synced.
+    let addr = Bed::metrics_addr(&log).await;
+    let (code, _) = bed.http_get(&format!("http://{addr}/readyz")).await;
+    assert_eq!(code, 200);
+    let (code, text) = bed.http_get(&format!("http://{addr}/metrics")).await;
+    assert_eq!(code, 200);
+    assert!(text.contains(r#"email_operator_ses_requests_total{operation="CreateEmailIdentity",outcome="Success"} 1"#), "{text}");
+    assert!(
+        text.contains(r#"email_operator_sender_identities{status="Success"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"email_operator_reconciles_total{kind="SenderIdentity"}"#),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -13,6 +13,7 @@ use crate::dns::{self, lookup::DnsLookup, lookup::is_published};
 use crate::names::{DomainName, IdentityName};
 use crate::policy::{self, Verdict};
 use crate::ses::{IdentityDetails, Owner, SesApi, SesError, owner_tags};
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
@@ -47,7 +48,47 @@ impl Error {
 }
 
 /// Entry point from the controller runtime.
-pub async fn reconcile(si: Arc<SenderIdentity>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(
+    guard: Arc<DeserializeGuard<SenderIdentity>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    use crate::metrics::{KindLabels, METRICS};
+    let si = match &guard.0 {
+        Ok(si) => Arc::new(si.clone()),
+        Err(invalid) => {
+            // Malformed (e.g. written under an older schema): say so and leave it alone.
+            let note = format!(
+                "the object cannot be read as a SenderIdentity: {}",
+                invalid.error
+            );
+            ctx.event(guard.as_ref(), true, "InvalidObject", note).await;
+            return Ok(Action::await_change());
+        }
+    };
+    let kind = KindLabels {
+        kind: "SenderIdentity",
+    };
+    METRICS.reconciles.get_or_create(&kind).inc();
+    let started = std::time::Instant::now();
+    let result = reconcile_inner(si, ctx).await;
+    METRICS
+        .reconcile_duration
+        .get_or_create(&kind)
+        .observe(started.elapsed().as_secs_f64());
+    if let Err(e) = &result {
+        METRICS
+            .reconcile_errors
+            .get_or_create(&crate::metrics::ErrorLabels {
+                kind: "SenderIdentity",
+                reason: e.reason(),
+            })
+            .inc();
+    }
+    result
+}
+
+#[tracing::instrument(skip_all, fields(namespace = si.namespace().unwrap_or_default(), name = si.name_any()))]
+async fn reconcile_inner(si: Arc<SenderIdentity>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = si.namespace().ok_or(Error::NoNamespace)?;
     let api: Api<SenderIdentity> = Api::namespaced(ctx.client.clone(), &ns);
     finalizer(&api, FINALIZER, si, |event| async {
@@ -65,7 +106,12 @@ pub async fn reconcile(si: Arc<SenderIdentity>, ctx: Arc<Context>) -> Result<Act
 }
 
 /// Transient failures back off; the next watch event or this delay retries.
-pub fn error_policy(si: Arc<SenderIdentity>, err: &Error, _ctx: Arc<Context>) -> Action {
+pub fn error_policy(
+    guard: Arc<DeserializeGuard<SenderIdentity>>,
+    err: &Error,
+    _ctx: Arc<Context>,
+) -> Action {
+    let si = guard.as_ref();
     tracing::warn!(name = %si.name_any(), namespace = si.namespace().unwrap_or_default(), reason = err.reason(), error = %err, "reconcile failed");
     match err {
         Error::Ses(e) if !e.is_transient() => Action::requeue(Duration::from_secs(300)),
@@ -118,8 +164,7 @@ async fn apply(
     let settings_name = &si.spec.email_settings_ref.name;
     let settings = ctx.settings.get(&ObjectRef::new(settings_name).within(&ns));
     let siblings: Vec<SenderIdentity> = ctx
-        .identities
-        .state()
+        .valid_identities()
         .iter()
         .filter(|o| o.namespace().as_deref() == Some(ns.as_str()))
         .map(|o| (**o).clone())

@@ -108,7 +108,7 @@ impl Bed {
                 "--aws-account-id",
                 "123456789012",
             ])
-            .args(["--cluster-id", "e2e"])
+            .args(["--cluster-id", "e2e", "--metrics-addr", "127.0.0.1:0"])
             .args(extra)
             .envs(&self.env)
             .env("RUST_LOG", "info,email_operator=debug")
@@ -118,6 +118,26 @@ impl Bed {
             .expect("start email-operator run");
         self.operators.push(child);
         log
+    }
+
+    /// The address the operator logged for its metrics endpoint.
+    pub async fn metrics_addr(log: &std::path::Path) -> String {
+        eventually(
+            "the operator's start line",
+            Duration::from_secs(20),
+            || async { std::fs::read_to_string(log).unwrap_or_default() },
+            |t| t.contains("metrics_addr"),
+        )
+        .await
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find_map(|v| v["fields"]["metrics_addr"].as_str().map(str::to_string))
+        .expect("metrics_addr in the log")
+    }
+
+    pub async fn http_get(&self, url: &str) -> (u16, String) {
+        let r = self.http.get(url).send().await.expect("GET");
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
     }
 
     pub fn control(&self, path: &str) -> String {
