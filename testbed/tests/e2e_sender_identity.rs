@@ -105,9 +105,7 @@ async fn rejected_identities_never_reach_ses_and_deleting_the_holder_promotes_th
     let mut bed = Bed::up().await;
     bed.start_operator(FAST);
     let ns = "policy";
-    bed.namespace(ns).await;
-    bed.apply::<EmailSettings>(ns, settings(ns, &["employee@yourcompany.com"]))
-        .await;
+    tenant(&bed, ns, &["employee@yourcompany.com"]).await;
     bed.apply::<SenderIdentity>(ns, identity(ns, "holder", "yourcompany.com"))
         .await;
     wait_condition(&bed, ns, "holder", "Accepted", "True", None).await;
@@ -217,9 +215,7 @@ async fn an_identity_shared_by_two_namespaces_is_created_once_and_deleted_with_i
     let mut bed = Bed::up().await;
     bed.start_operator(FAST);
     for ns in ["production", "sandbox", "archive"] {
-        bed.namespace(ns).await;
-        bed.apply::<EmailSettings>(ns, settings(ns, &["employee@yourcompany.com"]))
-            .await;
+        tenant(&bed, ns, &["employee@yourcompany.com"]).await;
     }
     bed.apply::<SenderIdentity>(
         "production",
@@ -231,17 +227,11 @@ async fn an_identity_shared_by_two_namespaces_is_created_once_and_deleted_with_i
         .await;
     let b = wait_condition(&bed, "sandbox", "shared", "Accepted", "True", None).await;
     let a = sid(&bed, "production", "shared").await.expect("a");
-    let tokens = |si: &SenderIdentity| -> Vec<String> {
-        si.status
-            .as_ref()
-            .expect("st")
-            .dns_records
-            .iter()
-            .filter(|r| r.type_ == "CNAME")
-            .map(|r| r.value.clone())
-            .collect()
-    };
-    assert_eq!(tokens(&a), tokens(&b), "one SES identity, the same records");
+    assert_eq!(
+        cname_values(&a),
+        cname_values(&b),
+        "one SES identity, the same records"
+    );
     assert_eq!(bed.ses_calls("CreateEmailIdentity").await, 1);
 
     bed.delete_object::<SenderIdentity>("production", "shared")
@@ -292,9 +282,7 @@ async fn an_identity_failed_after_72_hours_is_recreated_when_retry_is_requested(
     let mut bed = Bed::up().await;
     bed.start_operator(FAST);
     let ns = "retry";
-    bed.namespace(ns).await;
-    bed.apply::<EmailSettings>(ns, settings(ns, &["employee@yourcompany.com"]))
-        .await;
+    tenant(&bed, ns, &["employee@yourcompany.com"]).await;
     bed.apply::<SenderIdentity>(ns, identity(ns, "slow", "yourcompany.com"))
         .await;
     let before = wait_condition(&bed, ns, "slow", "Accepted", "True", None).await;
@@ -313,20 +301,10 @@ async fn an_identity_failed_after_72_hours_is_recreated_when_retry_is_requested(
     bumped["metadata"]["annotations"] = json!({"email.ops.dev/retry": "1"});
     bed.apply::<SenderIdentity>(ns, bumped).await;
     let after = wait_condition(&bed, ns, "slow", "Verified", "False", Some("Pending")).await;
-    let values = |si: &SenderIdentity| -> Vec<String> {
-        si.status
-            .as_ref()
-            .expect("st")
-            .dns_records
-            .iter()
-            .filter(|r| r.type_ == "CNAME")
-            .map(|r| r.value.clone())
-            .collect()
-    };
-    assert_eq!(values(&after).len(), 3);
+    assert_eq!(cname_values(&after).len(), 3);
     assert_ne!(
-        values(&before),
-        values(&after),
+        cname_values(&before),
+        cname_values(&after),
         "re-created with fresh DKIM tokens"
     );
     assert_eq!(bed.ses_calls("CreateEmailIdentity").await, 2);
@@ -338,9 +316,7 @@ async fn external_dns_mode_owns_a_dns_endpoint_with_the_records() {
     let mut bed = Bed::up().await;
     bed.start_operator(FAST);
     let ns = "extdns";
-    bed.namespace(ns).await;
-    bed.apply::<EmailSettings>(ns, settings(ns, &["employee@yourcompany.com"]))
-        .await;
+    tenant(&bed, ns, &["employee@yourcompany.com"]).await;
     let mut si = identity(ns, "yourcompany-com", "yourcompany.com");
     si["spec"]["dns"] = json!({"provider": "ExternalDNS", "includeTxtAndMx": true});
     si["spec"]["mailFromDomain"] = json!("bounce.yourcompany.com");

@@ -5,7 +5,7 @@
 mod e2e;
 
 use e2e::*;
-use email_operator::crd::{EmailSettings, SenderIdentity};
+use email_operator::crd::SenderIdentity;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -51,9 +51,7 @@ async fn an_identity_that_is_not_ours_is_never_modified_until_adopted() {
         .expect("create foreign identity");
     bed.start_operator(FAST);
     let ns = "foreign";
-    bed.namespace(ns).await;
-    bed.apply::<EmailSettings>(ns, settings(ns, &["employee@yourcompany.com"]))
-        .await;
+    tenant(&bed, ns, &["employee@yourcompany.com"]).await;
     bed.apply::<SenderIdentity>(ns, identity(ns, "ours", "yourcompany.com"))
         .await;
     let si = wait_condition(
@@ -139,10 +137,8 @@ async fn fifty_identities_converge_under_throttling_and_server_errors() {
     ]);
     for i in 0..50 {
         let ns = format!("tenant-{i}");
-        bed.namespace(&ns).await;
         let domain = format!("d{i}.example.com");
-        bed.apply::<EmailSettings>(&ns, settings(&ns, &[&format!("ops@{domain}")]))
-            .await;
+        tenant(&bed, &ns, &[&format!("ops@{domain}")]).await;
         bed.apply::<SenderIdentity>(&ns, identity(&ns, "domain", &domain))
             .await;
     }
@@ -187,10 +183,8 @@ async fn verified_identities_cost_one_listing_per_round_and_only_a_changed_one_i
     bed.start_operator(&[FAST, &["--ses-max-rps", "400"]].concat());
     for i in 0..N {
         let ns = format!("t{i}");
-        bed.namespace(&ns).await;
         let domain = format!("v{i}.example.com");
-        bed.apply::<EmailSettings>(&ns, settings(&ns, &[&format!("ops@{domain}")]))
-            .await;
+        tenant(&bed, &ns, &[&format!("ops@{domain}")]).await;
         bed.apply::<SenderIdentity>(&ns, identity(&ns, "domain", &domain))
             .await;
     }

@@ -246,23 +246,14 @@ async fn apply(
             .unwrap_or_default()
             .as_str()
     });
+    let mail_from = si
+        .spec
+        .mail_from_domain
+        .as_deref()
+        .filter(|_| id.is_domain());
     match next_step(&facts, &ctx.config.windows) {
         Step::Create => {
-            match ses
-                .create_identity(&name, &me.creation_tags(), key_length)
-                .await
-            {
-                Ok(()) | Err(SesError::AlreadyExists) => {}
-                Err(e) => return Err(e.into()),
-            }
-            if let Some(mf) = si
-                .spec
-                .mail_from_domain
-                .as_deref()
-                .filter(|_| id.is_domain())
-            {
-                ses.put_mail_from(&name, Some(mf)).await?;
-            }
+            create(&ses, &name, &me.creation_tags(), key_length, mail_from).await?;
             pending_since = Some(now);
             attempts += 1;
             ctx.event(
@@ -326,18 +317,7 @@ async fn apply(
                 .as_ref()
                 .map(|d| d.tags.clone())
                 .unwrap_or_else(|| me.creation_tags());
-            match ses.create_identity(&name, &tags, key_length).await {
-                Ok(()) | Err(SesError::AlreadyExists) => {}
-                Err(e) => return Err(e.into()),
-            }
-            if let Some(mf) = si
-                .spec
-                .mail_from_domain
-                .as_deref()
-                .filter(|_| id.is_domain())
-            {
-                ses.put_mail_from(&name, Some(mf)).await?;
-            }
+            create(&ses, &name, &tags, key_length, mail_from).await?;
             pending_since = Some(now);
             attempts = if reason == "RetryRequested" {
                 1
@@ -425,6 +405,24 @@ pub fn to_ses_status(display: &str) -> String {
         out.push(c.to_ascii_uppercase());
     }
     out
+}
+
+/// Creates the identity (an AlreadyExists race counts as done) with its MAIL FROM domain.
+async fn create(
+    ses: &impl SesApi,
+    name: &str,
+    tags: &[(String, String)],
+    key_length: Option<&str>,
+    mail_from: Option<&str>,
+) -> Result<(), Error> {
+    match ses.create_identity(name, tags, key_length).await {
+        Ok(()) | Err(SesError::AlreadyExists) => {}
+        Err(e) => return Err(e.into()),
+    }
+    if let Some(mf) = mail_from {
+        ses.put_mail_from(name, Some(mf)).await?;
+    }
+    Ok(())
 }
 
 async fn get(ses: &impl SesApi, name: &str) -> Result<Option<IdentityDetails>, Error> {

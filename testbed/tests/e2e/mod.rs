@@ -364,3 +364,24 @@ pub async fn publish_dkim(bed: &Bed, si: &SenderIdentity) -> usize {
     }
     records.len()
 }
+
+/// A namespace with the EmailSettings `notifications` (AdvancedSmtp, us-east-1) for `users`.
+pub async fn tenant(bed: &Bed, ns: &str, users: &[&str]) {
+    bed.namespace(ns).await;
+    bed.apply::<email_operator::crd::EmailSettings>(ns, settings(ns, users))
+        .await;
+}
+
+/// The DKIM CNAME values in a SenderIdentity's status.
+pub fn cname_values(si: &SenderIdentity) -> Vec<String> {
+    si.status
+        .as_ref()
+        .map(|s| {
+            s.dns_records
+                .iter()
+                .filter(|r| r.type_ == "CNAME")
+                .map(|r| r.value.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
