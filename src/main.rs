@@ -35,6 +35,14 @@ enum Command {
         /// Output format.
         #[arg(short, long, value_enum, default_value = "table")]
         output: plan::Format,
+        /// Also run the real SMTP connection test of every ExternalSmtp EmailSettings (Secrets
+        /// are read from Secret manifests among the inputs); a failed test rejects the object
+        /// with the test's reason.
+        #[arg(long)]
+        check_smtp: bool,
+        /// Bound on each connection test's TCP connect (the whole conversation gets three times it).
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        smtp_timeout: std::time::Duration,
         /// Manifest files or directories (searched recursively for *.yaml, *.yml, *.json).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
@@ -199,7 +207,12 @@ fn main() -> ExitCode {
             }
         },
         Command::SmtpPassword { region } => smtp_password(&region),
-        Command::Plan { output, paths } => {
+        Command::Plan {
+            output,
+            paths,
+            check_smtp,
+            smtp_timeout,
+        } => {
             let docs = match plan::load(&paths) {
                 Ok(docs) => docs,
                 Err(e) => {
@@ -207,7 +220,21 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let report = plan::evaluate(&docs);
+            let mut report = plan::evaluate(&docs);
+            if check_smtp {
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                let timeouts = email_operator::smtp::Timeouts {
+                    connect: smtp_timeout,
+                    conversation: smtp_timeout * 3,
+                };
+                match tokio::runtime::Runtime::new() {
+                    Ok(rt) => rt.block_on(plan::check_smtp::check(&mut report, &docs, timeouts)),
+                    Err(e) => {
+                        eprintln!("error: cannot start the runtime: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
             print!("{}", plan::render(&report, output));
             if report.all_accepted() {
                 ExitCode::SUCCESS

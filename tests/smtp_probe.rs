@@ -7,114 +7,14 @@
 //! Outside CI a missing Python package or Node module skips a test with the reason printed;
 //! in CI (`CI` set) it fails.
 
+mod support;
+
 use email_operator::smtp::oauth2::{ClientCredentials, TokenSource};
 use email_operator::smtp::{
     Auth, ConnectionPath, Failure, ImplicitTls, LettreProber, Prober, Secret, Target, Timeouts,
 };
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
-
-const USER: &str = "notifications@yourcompany.com";
-const PASSWORD: &str = "s3cret-pa55word";
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn cert_dir() -> &'static PathBuf {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().expect("tempdir"))
-        .path()
-        .to_path_buf()
-        .leak_static()
-}
-
-trait LeakStatic {
-    fn leak_static(self) -> &'static PathBuf;
-}
-impl LeakStatic for PathBuf {
-    fn leak_static(self) -> &'static PathBuf {
-        Box::leak(Box::new(self))
-    }
-}
-
-/// A server process; dropping it closes its stdin, which stops it.
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn missing(reason: &str) -> Option<Server> {
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{reason} (CI must install it: .ci/setup-smtp-tests.sh)"
-    );
-    eprintln!("SKIPPED: {reason}; run .ci/setup-smtp-tests.sh");
-    None
-}
-
-fn spawn(mut cmd: Command) -> Server {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn test server");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read READY line");
-    let port = line
-        .trim()
-        .strip_prefix("READY ")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("test server did not start: {line:?}"));
-    Server { child, port }
-}
-
-fn smtp_server(mode: &str, extra: &[&str]) -> Option<Server> {
-    let ok = Command::new("python3")
-        .args(["-c", "import aiosmtpd, cryptography, jwt"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        return missing("python3 with aiosmtpd, cryptography and PyJWT is not installed");
-    }
-    let mut cmd = Command::new("python3");
-    cmd.arg(root().join("tests/support/smtp_servers.py"))
-        .arg(mode)
-        .arg(cert_dir())
-        .args(["--user", USER, "--password", PASSWORD])
-        .args(extra);
-    Some(spawn(cmd))
-}
-
-fn oauth_server(client_id: &str, secret: &str) -> Option<Server> {
-    let module = root().join(".tools/node/node_modules/oauth2-mock-server");
-    let node = Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !node || !module.exists() {
-        return missing("node and oauth2-mock-server@8 (in .tools/node) are not installed");
-    }
-    let mut cmd = Command::new("node");
-    cmd.arg(root().join("tests/support/oauth2_server.mjs"))
-        .args([client_id, secret]);
-    Some(spawn(cmd))
-}
+use support::{PASSWORD, USER, cert_dir, oauth_server, smtp_server};
 
 fn ca() -> Option<Vec<u8>> {
     Some(std::fs::read(cert_dir().join("ca.pem")).expect("the servers write ca.pem"))

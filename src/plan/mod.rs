@@ -11,6 +11,7 @@
 //! "namespace","name","source","note"}]}`.
 
 mod actions;
+pub mod check_smtp;
 mod evaluate;
 pub mod load;
 mod render;

@@ -9,6 +9,7 @@ mod failure;
 pub mod oauth2;
 mod probe;
 pub mod ses_password;
+pub mod target;
 
 pub use failure::{Failure, describe_tls_error};
 pub use probe::LettreProber;

@@ -1,0 +1,152 @@
+//! `plan --check-smtp`: the real connection test for every accepted ExternalSmtp EmailSettings,
+//! with the referenced Secrets read from Secret manifests among the inputs (`data` or
+//! `stringData`). Tests run concurrently, so many settings cost about one timeout, not the sum.
+
+use super::{Document, ObjectReport, Report};
+use crate::crd::EmailSettings;
+use crate::smtp::oauth2::TokenSource;
+use crate::smtp::target::{self, SecretSource};
+use crate::smtp::{Auth, LettreProber, Prober, Timeouts};
+use base64::Engine as _;
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// Secrets from the input manifests: (namespace, name, key) → bytes.
+struct ManifestSecrets<'a> {
+    namespace: &'a str,
+    all: &'a HashMap<(String, String, String), Vec<u8>>,
+}
+
+impl SecretSource for ManifestSecrets<'_> {
+    fn get(&self, name: &str, key: &str) -> Option<Vec<u8>> {
+        self.all
+            .get(&(
+                self.namespace.to_string(),
+                name.to_string(),
+                key.to_string(),
+            ))
+            .cloned()
+    }
+}
+
+fn secrets(docs: &[Document]) -> HashMap<(String, String, String), Vec<u8>> {
+    let mut out = HashMap::new();
+    for d in docs
+        .iter()
+        .filter(|d| d.object["apiVersion"] == "v1" && d.object["kind"] == "Secret")
+    {
+        let ns = d.object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default")
+            .to_string();
+        let name = d.object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if let Some(data) = d.object["data"].as_object() {
+            for (k, v) in data {
+                if let Some(bytes) = v
+                    .as_str()
+                    .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+                {
+                    out.insert((ns.clone(), name.clone(), k.clone()), bytes);
+                }
+            }
+        }
+        // stringData wins over data, as on the API server.
+        if let Some(data) = d.object["stringData"].as_object() {
+            for (k, v) in data {
+                if let Some(s) = v.as_str() {
+                    out.insert((ns.clone(), name.clone(), k.clone()), s.as_bytes().to_vec());
+                }
+            }
+        }
+    }
+    out
+}
+
+fn settings_of(docs: &[Document], report: &ObjectReport) -> Option<EmailSettings> {
+    let doc = docs
+        .iter()
+        .find(|d| format!("{}#{}", d.file.display(), d.index) == report.source)?;
+    let mut obj: Value = doc.object.clone();
+    obj["metadata"]["namespace"] = Value::String(report.namespace.clone());
+    serde_json::from_value(obj).ok()
+}
+
+/// Runs the tests and folds their outcome into the report.
+pub async fn check(report: &mut Report, docs: &[Document], timeouts: Timeouts) {
+    let all = secrets(docs);
+    let prober = LettreProber::new(timeouts);
+    let tokens = TokenSource::new(timeouts.conversation).ok();
+    let mut jobs = vec![];
+    for (i, entry) in report.objects.iter().enumerate() {
+        if entry.kind != "EmailSettings" || !entry.accepted {
+            continue;
+        }
+        let Some(es) = settings_of(docs, entry) else {
+            continue;
+        };
+        let source = ManifestSecrets {
+            namespace: &entry.namespace,
+            all: &all,
+        };
+        let prepared = target::external(&es, &source);
+        let prober = &prober;
+        let tokens = tokens.as_ref();
+        jobs.push(async move {
+            let outcome = match prepared {
+                Ok(None) => return (i, None),
+                Err(missing) => Err((missing.reason(), missing.to_string())),
+                Ok(Some(mut p)) => {
+                    let token = match (&p.oauth2, tokens) {
+                        (Some(grant), Some(tokens)) => match tokens.token(grant).await {
+                            Ok(t) => Some(t),
+                            Err(f) => return (i, Some(Err((f.reason(), f.condition_message())))),
+                        },
+                        _ => None,
+                    };
+                    if let Some(token) = token {
+                        p.target.auth = Some(Auth::XOAuth2 {
+                            username: es_username(&es),
+                            token,
+                        });
+                    }
+                    prober
+                        .probe(&p.target)
+                        .await
+                        .map(|o| {
+                            format!(
+                                "connection test passed ({}, port {}, {} ms)",
+                                o.path.as_str(),
+                                o.port,
+                                o.duration.as_millis()
+                            )
+                        })
+                        .map_err(|f| (f.reason(), f.condition_message()))
+                }
+            };
+            (i, Some(outcome))
+        });
+    }
+    for (i, outcome) in futures::future::join_all(jobs).await {
+        let entry = &mut report.objects[i];
+        match outcome {
+            None => {}
+            Some(Ok(passed)) => entry.notes.push(passed),
+            Some(Err((reason, message))) => {
+                entry.accepted = false;
+                entry.reason = reason.to_string();
+                entry.message = message;
+            }
+        }
+    }
+}
+
+fn es_username(es: &EmailSettings) -> String {
+    es.spec
+        .external_smtp
+        .as_ref()
+        .map(|s| s.username.clone())
+        .unwrap_or_default()
+}

@@ -1,0 +1,109 @@
+//! `plan --check-smtp`: the same connection test as the controller, with Secrets read from the
+//! input manifests; the EmailSettings entry of the JSON carries the test's reason. Tests run
+//! concurrently: two unreachable servers cost one timeout, not two.
+
+mod support;
+
+use serde_json::Value;
+use std::process::Command;
+use support::{PASSWORD, USER, smtp_server};
+
+fn manifests(dir: &std::path::Path, name: &str, port: u16, password: &str) {
+    let yaml = format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata: {{name: smtp-{name}, namespace: {name}}}
+stringData: {{password: "{password}"}}
+---
+apiVersion: email.ops.dev/v1alpha1
+kind: EmailSettings
+metadata: {{name: notifications, namespace: {name}}}
+spec:
+  from: billing@yourcompany.com
+  delivery: ExternalSmtp
+  externalSmtp:
+    host: 127.0.0.1
+    port: {port}
+    authentication: UsernamePassword
+    username: {USER}
+    passwordSecretRef: {{name: smtp-{name}, key: password}}
+"#
+    );
+    std::fs::write(dir.join(format!("{name}.yaml")), yaml).expect("write");
+}
+
+fn plan(dir: &std::path::Path) -> (Option<i32>, Value, std::time::Duration) {
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_email-operator"))
+        .args(["plan", "-o", "json", "--check-smtp", "--smtp-timeout", "2s"])
+        .arg(dir)
+        .output()
+        .expect("plan");
+    let report = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.code(), report, started.elapsed())
+}
+
+fn entry<'a>(report: &'a Value, ns: &str) -> &'a Value {
+    report["objects"]
+        .as_array()
+        .and_then(|o| o.iter().find(|o| o["namespace"] == ns))
+        .expect("entry")
+}
+
+#[test]
+fn a_working_server_passes_and_a_wrong_password_is_bad_credentials() {
+    let Some(server) = smtp_server("plain-auth", &[]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    manifests(dir.path(), "good", server.port, PASSWORD);
+    manifests(dir.path(), "bad", server.port, "wrong-password");
+    let (code, report, _) = plan(dir.path());
+    assert_eq!(code, Some(1), "{report}");
+    let good = entry(&report, "good");
+    assert_eq!(good["accepted"], true, "{good}");
+    assert!(
+        good["notes"]
+            .to_string()
+            .contains("connection test passed (plain"),
+        "{good}"
+    );
+    let bad = entry(&report, "bad");
+    assert_eq!(bad["reason"], "BadCredentials", "{bad}");
+    assert!(
+        bad["message"]
+            .as_str()
+            .unwrap()
+            .contains("Bad username / password")
+    );
+    assert!(
+        !report.to_string().contains("wrong-password") && !report.to_string().contains(PASSWORD),
+        "no secret in the output"
+    );
+}
+
+#[test]
+fn tests_run_concurrently_and_missing_secrets_are_named() {
+    let Some(a) = smtp_server("never-greets", &[]) else {
+        return;
+    };
+    let Some(b) = smtp_server("never-greets", &[]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    manifests(dir.path(), "one", a.port, "x");
+    manifests(dir.path(), "two", b.port, "x");
+    std::fs::write(
+        dir.path().join("orphan.yaml"),
+        "apiVersion: email.ops.dev/v1alpha1\nkind: EmailSettings\nmetadata: {name: notifications, namespace: orphan}\nspec:\n  from: billing@yourcompany.com\n  delivery: ExternalSmtp\n  externalSmtp: {host: 127.0.0.1, port: 25, authentication: UsernamePassword, username: u@yourcompany.com, passwordSecretRef: {name: absent, key: password}}\n",
+    )
+    .expect("write");
+    let (code, report, elapsed) = plan(dir.path());
+    assert_eq!(code, Some(1));
+    for ns in ["one", "two"] {
+        assert_eq!(entry(&report, ns)["reason"], "ReadTimeout", "{report}");
+    }
+    assert_eq!(entry(&report, "orphan")["reason"], "SecretNotFound");
+    // Each conversation is bounded by 6 s (3 x --smtp-timeout); sequential would be 12 s.
+    assert!(elapsed < std::time::Duration::from_secs(10), "{elapsed:?}");
+}

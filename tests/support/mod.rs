@@ -1,0 +1,109 @@
+//! Real test servers for the SMTP tests: aiosmtpd modes (`smtp_servers.py`) and
+//! oauth2-mock-server (`oauth2_server.mjs`). Outside CI a missing Python package or Node module
+//! skips a test with the reason printed; in CI (`CI` set) it fails.
+
+#![allow(dead_code)] // each test file uses a different part
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+
+pub const USER: &str = "notifications@yourcompany.com";
+pub const PASSWORD: &str = "s3cret-pa55word";
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn cert_dir() -> &'static PathBuf {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("tempdir"))
+        .path()
+        .to_path_buf()
+        .leak_static()
+}
+
+pub trait LeakStatic {
+    fn leak_static(self) -> &'static PathBuf;
+}
+impl LeakStatic for PathBuf {
+    fn leak_static(self) -> &'static PathBuf {
+        Box::leak(Box::new(self))
+    }
+}
+
+/// A server process; dropping it closes its stdin, which stops it.
+pub struct Server {
+    child: Child,
+    pub port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn missing(reason: &str) -> Option<Server> {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{reason} (CI must install it: .ci/setup-smtp-tests.sh)"
+    );
+    eprintln!("SKIPPED: {reason}; run .ci/setup-smtp-tests.sh");
+    None
+}
+
+pub fn spawn(mut cmd: Command) -> Server {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn test server");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read READY line");
+    let port = line
+        .trim()
+        .strip_prefix("READY ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("test server did not start: {line:?}"));
+    Server { child, port }
+}
+
+pub fn smtp_server(mode: &str, extra: &[&str]) -> Option<Server> {
+    let ok = Command::new("python3")
+        .args(["-c", "import aiosmtpd, cryptography, jwt"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        return missing("python3 with aiosmtpd, cryptography and PyJWT is not installed");
+    }
+    let mut cmd = Command::new("python3");
+    cmd.arg(root().join("tests/support/smtp_servers.py"))
+        .arg(mode)
+        .arg(cert_dir())
+        .args(["--user", USER, "--password", PASSWORD])
+        .args(extra);
+    Some(spawn(cmd))
+}
+
+pub fn oauth_server(client_id: &str, secret: &str) -> Option<Server> {
+    let module = root().join(".tools/node/node_modules/oauth2-mock-server");
+    let node = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !node || !module.exists() {
+        return missing("node and oauth2-mock-server@8 (in .tools/node) are not installed");
+    }
+    let mut cmd = Command::new("node");
+    cmd.arg(root().join("tests/support/oauth2_server.mjs"))
+        .args([client_id, secret]);
+    Some(spawn(cmd))
+}
