@@ -5,6 +5,7 @@
 
 use super::limiter::RateLimiter;
 use super::{IdentityDetails, ListedIdentity, SesApi, SesError};
+use aws_sdk_sesv2::config::http::HttpResponse;
 use aws_sdk_sesv2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sesv2::types::{DkimSigningAttributes, DkimSigningKeyLength, Tag};
 use std::sync::Arc;
@@ -79,24 +80,20 @@ impl AwsSes {
 }
 
 /// Maps an SDK error by what the caller should do about it.
-fn classify<E, R>(err: SdkError<E, R>) -> SesError
+fn classify<E>(err: SdkError<E, HttpResponse>) -> SesError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
-    let status = match &err {
-        SdkError::ServiceError(_) | SdkError::ResponseError(_) => raw_status(&err),
-        _ => None,
-    };
-    match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
-            return SesError::Unavailable(format!(
-                "{}",
-                aws_smithy_types::error::display::DisplayErrorContext(&err)
-            ));
-        }
-        _ => {}
+    if matches!(
+        err,
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_)
+    ) {
+        return SesError::Unavailable(format!(
+            "{}",
+            aws_smithy_types::error::display::DisplayErrorContext(&err)
+        ));
     }
+    let status = err.raw_response().map(|r| r.status().as_u16());
     let code = err.code().unwrap_or_default().to_string();
     let message = err.message().unwrap_or_default().to_string();
     let detail = if message.is_empty() {
@@ -111,21 +108,10 @@ where
         | "Throttling"
         | "ThrottlingException"
         | "LimitExceededException" => SesError::Throttled(detail),
-        _ if status.is_some_and(|s| s == 429) => SesError::Throttled(detail),
+        _ if status == Some(429) => SesError::Throttled(detail),
         _ if status.is_some_and(|s| s >= 500) => SesError::Unavailable(detail),
         _ => SesError::Rejected(detail),
     }
-}
-
-fn raw_status<E, R: std::fmt::Debug>(err: &SdkError<E, R>) -> Option<u16> {
-    // The raw response type is generic here; its Debug form carries the status line.
-    let raw = match err {
-        SdkError::ServiceError(e) => format!("{:?}", e.raw()),
-        SdkError::ResponseError(e) => format!("{:?}", e.raw()),
-        _ => return None,
-    };
-    let at = raw.find("StatusCode(")? + "StatusCode(".len();
-    raw[at..].split(')').next()?.parse().ok()
 }
 
 fn tags(tags: &[(String, String)]) -> Result<Vec<Tag>, SesError> {
