@@ -135,15 +135,7 @@ async fn rejected_identities_never_reach_ses_and_deleting_the_holder_promotes_th
         Some("LimitExceeded"),
     )
     .await;
-    let msg = &second
-        .status
-        .expect("status")
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Accepted")
-        .expect("cond")
-        .message
-        .clone();
+    let msg = condition_message(&second, "Accepted");
     assert!(
         msg.contains("SenderIdentity holder (yourcompany.com)"),
         "{msg}"

@@ -63,15 +63,7 @@ async fn an_identity_that_is_not_ours_is_never_modified_until_adopted() {
         Some("IdentityNotOwned"),
     )
     .await;
-    let message = si
-        .status
-        .expect("status")
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Accepted")
-        .expect("cond")
-        .message
-        .clone();
+    let message = condition_message(&si, "Accepted");
     assert!(message.contains("email.ops.dev/adopt"), "{message}");
     // Deleting the SenderIdentity leaves the foreign identity alone too.
     bed.delete_object::<SenderIdentity>(ns, "ours").await;
@@ -144,19 +136,7 @@ async fn fifty_identities_converge_under_throttling_and_server_errors() {
     }
     for i in 0..50 {
         let ns = format!("tenant-{i}");
-        eventually(
-            &format!("{ns}/domain has its records"),
-            Duration::from_secs(120),
-            || sid(&bed, &ns, "domain"),
-            |si| {
-                si.as_ref()
-                    .and_then(|s| s.status.as_ref())
-                    .is_some_and(|s| {
-                        s.dns_records.iter().filter(|r| r.type_ == "CNAME").count() == 3
-                    })
-            },
-        )
-        .await;
+        wait_records(&bed, &ns, "domain", Duration::from_secs(120)).await;
     }
     let c = calls(&bed).await;
     assert!(
@@ -191,20 +171,7 @@ async fn verified_identities_cost_one_listing_per_round_and_only_a_changed_one_i
     eprintln!("{:?}: applied", started.elapsed());
     for i in 0..N {
         let ns = format!("t{i}");
-        let si = eventually(
-            &format!("{ns} records"),
-            Duration::from_secs(120),
-            || sid(&bed, &ns, "domain"),
-            |si| {
-                si.as_ref()
-                    .and_then(|s| s.status.as_ref())
-                    .is_some_and(|s| {
-                        s.dns_records.iter().filter(|r| r.type_ == "CNAME").count() == 3
-                    })
-            },
-        )
-        .await
-        .expect("exists");
+        let si = wait_records(&bed, &ns, "domain", Duration::from_secs(120)).await;
         publish_dkim(&bed, &si).await;
     }
     eprintln!("{:?}: records published", started.elapsed());

@@ -385,3 +385,24 @@ pub fn cname_values(si: &SenderIdentity) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// The message of a condition of a SenderIdentity.
+pub fn condition_message(si: &SenderIdentity, t: &str) -> String {
+    si.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == t))
+        .map(|c| c.message.clone())
+        .unwrap_or_else(|| panic!("no {t} condition"))
+}
+
+/// Waits until the SenderIdentity's status lists its three DKIM CNAMEs.
+pub async fn wait_records(bed: &Bed, ns: &str, name: &str, timeout: Duration) -> SenderIdentity {
+    eventually(
+        &format!("{ns}/{name} has its records"),
+        timeout,
+        || sid(bed, ns, name),
+        |si| si.as_ref().map(cname_values).is_some_and(|v| v.len() == 3),
+    )
+    .await
+    .expect("exists")
+}
