@@ -2,17 +2,18 @@
 //! policy → SES apply ([`step`]) → status ([`status`]). The finalizer removes our claim on the
 //! SES identity and deletes it only when we were its last owner and `deletionPolicy: Delete`.
 
+mod cleanup;
 pub mod dns_endpoint;
+mod records;
 pub mod status;
 pub mod step;
 
 use super::{ADOPT_ANNOTATION, Context, FINALIZER, RETRY_ANNOTATION, SesKey, apply_status};
-use crate::crd::sender_identity::{DeletionPolicy, DnsRecord, SesLocation};
+use crate::crd::sender_identity::{DeletionPolicy, SesLocation};
 use crate::crd::{EmailSettings, SenderIdentity};
-use crate::dns::{self, lookup::DnsLookup, lookup::is_published};
-use crate::names::{DomainName, IdentityName};
+use crate::names::IdentityName;
 use crate::policy::{self, Verdict};
-use crate::ses::{IdentityDetails, Owner, SesApi, SesError, owner_tags};
+use crate::ses::{IdentityDetails, Owner, SesApi, SesError};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -94,7 +95,7 @@ async fn reconcile_inner(si: Arc<SenderIdentity>, ctx: Arc<Context>) -> Result<A
     finalizer(&api, FINALIZER, si, |event| async {
         match event {
             Finalizer::Apply(si) => apply(&si, &api, &ctx).await,
-            Finalizer::Cleanup(si) => cleanup(&si, &ctx).await,
+            Finalizer::Cleanup(si) => cleanup::cleanup(&si, &ctx).await,
         }
     })
     .await
@@ -119,7 +120,7 @@ pub fn error_policy(
     }
 }
 
-fn owner(si: &SenderIdentity, ctx: &Context) -> Owner {
+pub(super) fn owner(si: &SenderIdentity, ctx: &Context) -> Owner {
     Owner {
         cluster: ctx.config.cluster_id.clone(),
         namespace: si.namespace().unwrap_or_default(),
@@ -138,7 +139,7 @@ fn location_of(es: &EmailSettings) -> Option<SesLocation> {
     })
 }
 
-fn key_of(loc: &SesLocation) -> SesKey {
+pub(super) fn key_of(loc: &SesLocation) -> SesKey {
     SesKey {
         region: loc.region.clone(),
         role_arn: loc.role_arn.clone(),
@@ -146,7 +147,7 @@ fn key_of(loc: &SesLocation) -> SesKey {
 }
 
 /// The identity name as SES knows it.
-fn ses_name(id: &IdentityName) -> String {
+pub(super) fn ses_name(id: &IdentityName) -> String {
     id.to_string()
 }
 
@@ -346,7 +347,7 @@ async fn apply(
         return Ok(Action::requeue(Duration::from_secs(5)));
     };
 
-    let records = records(&id, si, &details, &location, &ctx.dns).await;
+    let records = records::records(&id, si, &details, &location, &ctx.dns).await;
     let new = status::observed(
         &prior,
         status::Observation {
@@ -425,49 +426,12 @@ async fn create(
     Ok(())
 }
 
-async fn get(ses: &impl SesApi, name: &str) -> Result<Option<IdentityDetails>, Error> {
+pub(super) async fn get(ses: &impl SesApi, name: &str) -> Result<Option<IdentityDetails>, Error> {
     match ses.get_identity(name).await {
         Ok(d) => Ok(Some(d)),
         Err(SesError::NotFound) => Ok(None),
         Err(e) => Err(e.into()),
     }
-}
-
-/// The records to publish, each checked in DNS.
-async fn records(
-    id: &IdentityName,
-    si: &SenderIdentity,
-    details: &IdentityDetails,
-    location: &SesLocation,
-    lookup: &impl DnsLookup,
-) -> Vec<DnsRecord> {
-    let domain = id.domain();
-    let mut records = vec![];
-    if let IdentityName::Domain(d) = id
-        && let Some(zone) = details.signing_hosted_zone.as_deref()
-    {
-        records.extend(dns::dkim_records(d, &details.dkim_tokens, zone));
-    }
-    let current = lookup.lookup(domain.as_str(), "TXT").await;
-    records.push(dns::spf_record(domain, dns::lookup::current_spf(&current)));
-    if let Some(mf) = si
-        .spec
-        .mail_from_domain
-        .as_deref()
-        .filter(|_| id.is_domain())
-        .and_then(|m| DomainName::parse(m).ok())
-    {
-        records.extend(dns::mail_from_records(&mf, &location.region));
-    }
-    for r in &mut records {
-        let answer = if r.purpose == dns::purpose::SPF {
-            current.clone()
-        } else {
-            lookup.lookup(&r.name, &r.type_).await
-        };
-        r.published = is_published(r, &answer);
-    }
-    records
 }
 
 async fn reject(
@@ -514,63 +478,6 @@ async fn transition_events(
         )
         .await;
     }
-}
-
-/// Finalizer: release our claim; delete only as the last owner with `deletionPolicy: Delete`.
-async fn cleanup(si: &SenderIdentity, ctx: &Context) -> Result<Action, Error> {
-    ctx.set_checked(&si.uid().unwrap_or_default(), None);
-    let Some(location) = si.status.as_ref().and_then(|s| s.ses.clone()) else {
-        return Ok(Action::await_change()); // never reached SES
-    };
-    let Ok(id) = IdentityName::parse(&si.spec.identity) else {
-        return Ok(Action::await_change());
-    };
-    let name = ses_name(&id);
-    let ses = ctx.ses(&key_of(&location)).await;
-    let me = owner(si, ctx);
-    let Some(details) = get(&ses, &name).await? else {
-        return Ok(Action::await_change());
-    };
-    if !crate::ses::is_managed(&details.tags) {
-        return Ok(Action::await_change()); // never touch what is not ours
-    }
-    let owners = owner_tags(&details.tags);
-    let ours = owners.iter().any(|(k, _)| *k == me.tag_key());
-    if !ours {
-        return Ok(Action::await_change());
-    }
-    let others = owners.iter().filter(|(k, _)| *k != me.tag_key()).count();
-    if others == 0 && si.spec.deletion_policy == DeletionPolicy::Delete {
-        match ses.delete_identity(&name).await {
-            Ok(()) | Err(SesError::NotFound) => {}
-            Err(e) => return Err(e.into()),
-        }
-        ctx.event(
-            si,
-            false,
-            "IdentityDeleted",
-            format!("deleted {name} from SES {}", location.region),
-        )
-        .await;
-    } else {
-        match ses.untag_identity(&name, &[me.tag_key()]).await {
-            Ok(()) | Err(SesError::NotFound) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let why = if others > 0 {
-            format!("{others} other SenderIdentity(s) still use it")
-        } else {
-            "deletionPolicy is Retain".into()
-        };
-        ctx.event(
-            si,
-            false,
-            "IdentityReleased",
-            format!("{name} stays in SES: {why}"),
-        )
-        .await;
-    }
-    Ok(Action::await_change())
 }
 
 #[cfg(test)]

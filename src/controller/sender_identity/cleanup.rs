@@ -1,0 +1,69 @@
+//! The finalizer's cleanup: release our claim on the SES identity; delete it only as its last
+//! owner with `deletionPolicy: Delete`. Idempotent; NotFound counts as done; an identity that is
+//! not ours is never touched.
+
+use super::{Error, get, key_of, owner, ses_name};
+use crate::controller::Context;
+use crate::crd::SenderIdentity;
+use crate::crd::sender_identity::DeletionPolicy;
+use crate::names::IdentityName;
+use crate::ses::{SesApi, SesError, owner_tags};
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+
+/// Finalizer: release our claim; delete only as the last owner with `deletionPolicy: Delete`.
+pub(super) async fn cleanup(si: &SenderIdentity, ctx: &Context) -> Result<Action, Error> {
+    ctx.set_checked(&si.uid().unwrap_or_default(), None);
+    let Some(location) = si.status.as_ref().and_then(|s| s.ses.clone()) else {
+        return Ok(Action::await_change()); // never reached SES
+    };
+    let Ok(id) = IdentityName::parse(&si.spec.identity) else {
+        return Ok(Action::await_change());
+    };
+    let name = ses_name(&id);
+    let ses = ctx.ses(&key_of(&location)).await;
+    let me = owner(si, ctx);
+    let Some(details) = get(&ses, &name).await? else {
+        return Ok(Action::await_change());
+    };
+    if !crate::ses::is_managed(&details.tags) {
+        return Ok(Action::await_change()); // never touch what is not ours
+    }
+    let owners = owner_tags(&details.tags);
+    let ours = owners.iter().any(|(k, _)| *k == me.tag_key());
+    if !ours {
+        return Ok(Action::await_change());
+    }
+    let others = owners.iter().filter(|(k, _)| *k != me.tag_key()).count();
+    if others == 0 && si.spec.deletion_policy == DeletionPolicy::Delete {
+        match ses.delete_identity(&name).await {
+            Ok(()) | Err(SesError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+        ctx.event(
+            si,
+            false,
+            "IdentityDeleted",
+            format!("deleted {name} from SES {}", location.region),
+        )
+        .await;
+    } else {
+        match ses.untag_identity(&name, &[me.tag_key()]).await {
+            Ok(()) | Err(SesError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let why = if others > 0 {
+            format!("{others} other SenderIdentity(s) still use it")
+        } else {
+            "deletionPolicy is Retain".into()
+        };
+        ctx.event(
+            si,
+            false,
+            "IdentityReleased",
+            format!("{name} stays in SES: {why}"),
+        )
+        .await;
+    }
+    Ok(Action::await_change())
+}
