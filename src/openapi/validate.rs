@@ -264,10 +264,18 @@ fn validate_number(schema: &Value, v: &Value, path: &Path, errors: &mut Vec<Fiel
     }
 }
 
-fn validate_array(schema: &Value, items: &[Value], path: &Path, errors: &mut Vec<FieldError>) {
+/// `maxItems`/`minItems` or `maxProperties`/`minProperties`, worded as kube-apiserver does
+/// (its "too many" message says "items" for both).
+fn check_count(
+    schema: &Value,
+    (max_key, min_key, noun): (&str, &str, &str),
+    n: usize,
+    path: &Path,
+    errors: &mut Vec<FieldError>,
+) {
     let p = &path.0;
-    let n = items.len() as u64;
-    if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
+    let n = n as u64;
+    if let Some(max) = schema.get(max_key).and_then(Value::as_u64)
         && n > max
     {
         err(
@@ -277,16 +285,26 @@ fn validate_array(schema: &Value, items: &[Value], path: &Path, errors: &mut Vec
             format!("Too many: {n}: must have at most {max} items"),
         );
     }
-    if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
+    if let Some(min) = schema.get(min_key).and_then(Value::as_u64)
         && n < min
     {
         err(
             errors,
             path,
             FieldErrorKind::Invalid,
-            format!("Invalid value: {n}: {p} in body should have at least {min} items"),
+            format!("Invalid value: {n}: {p} in body should have at least {min} {noun}"),
         );
     }
+}
+
+fn validate_array(schema: &Value, items: &[Value], path: &Path, errors: &mut Vec<FieldError>) {
+    check_count(
+        schema,
+        ("maxItems", "minItems", "items"),
+        items.len(),
+        path,
+        errors,
+    );
     match schema.get("x-kubernetes-list-type").and_then(Value::as_str) {
         Some("set") => {
             let mut seen = Vec::new();
@@ -353,7 +371,6 @@ fn validate_object(
     root: bool,
     errors: &mut Vec<FieldError>,
 ) {
-    let p = &path.0;
     if let Some(required) = schema.get("required").and_then(Value::as_array) {
         for r in required.iter().filter_map(Value::as_str) {
             if !map.contains_key(r) {
@@ -366,27 +383,13 @@ fn validate_object(
             }
         }
     }
-    let n = map.len() as u64;
-    if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64)
-        && n > max
-    {
-        err(
-            errors,
-            path,
-            FieldErrorKind::TooMany,
-            format!("Too many: {n}: must have at most {max} items"),
-        );
-    }
-    if let Some(min) = schema.get("minProperties").and_then(Value::as_u64)
-        && n < min
-    {
-        err(
-            errors,
-            path,
-            FieldErrorKind::Invalid,
-            format!("Invalid value: {n}: {p} in body should have at least {min} properties"),
-        );
-    }
+    check_count(
+        schema,
+        ("maxProperties", "minProperties", "properties"),
+        map.len(),
+        path,
+        errors,
+    );
     let props = schema.get("properties").and_then(Value::as_object);
     let additional = schema.get("additionalProperties").filter(|a| a.is_object());
     let embedded = root || is_true(schema, "x-kubernetes-embedded-resource");

@@ -97,11 +97,7 @@ fn resource_entries(t: &ResourceType) -> Vec<Value> {
 }
 
 pub fn resource_list(inner: &Inner, group: &str, version: &str) -> Option<Value> {
-    let types: Vec<&ResourceType> = inner
-        .types
-        .iter()
-        .filter(|t| t.group == group && t.version == version)
-        .collect();
+    let types = inner.types_in(group, version);
     if types.is_empty() {
         return None;
     }

@@ -67,11 +67,7 @@ fn patch_path(t: &ResourceType) -> String {
 
 /// `/openapi/v3/{api/v1 | apis/g/v}`, or None for an unknown group-version.
 pub fn group_version(inner: &Inner, group: &str, version: &str) -> Option<Value> {
-    let types: Vec<&ResourceType> = inner
-        .types
-        .iter()
-        .filter(|t| t.group == group && t.version == version)
-        .collect();
+    let types = inner.types_in(group, version);
     if types.is_empty() {
         return None;
     }

@@ -79,6 +79,14 @@ impl Inner {
             .cloned()
     }
 
+    /// Every type served in a group-version.
+    pub fn types_in(&self, group: &str, version: &str) -> Vec<&ResourceType> {
+        self.types
+            .iter()
+            .filter(|t| t.group == group && t.version == version)
+            .collect()
+    }
+
     pub fn builtin(&self, group: &str, plural: &str) -> Option<ResourceType> {
         self.types
             .iter()

@@ -76,16 +76,14 @@ pub fn apply_dkim(identity: &mut Identity, check: &Check, now: DateTime<Utc>) ->
         }
         Check::NotVerified(error_type) => identity.error_type = Some((*error_type).into()),
     }
-    identity.status = next_status(
-        identity.status,
+    let created = identity.created;
+    advance(
+        &mut identity.status,
+        &mut identity.status_since,
         *check == Check::Verified,
-        identity.created,
-        identity.status_since,
+        created,
         now,
     );
-    if identity.status != before {
-        identity.status_since = now;
-    }
     identity.status != before
 }
 
@@ -94,18 +92,14 @@ pub fn apply_mail_from(mail_from: &mut MailFrom, check: &Check, now: DateTime<Ut
     if *check == Check::Unavailable {
         return false;
     }
-    let before = mail_from.status;
-    mail_from.status = next_status(
-        mail_from.status,
+    let pending_since = mail_from.status_since;
+    advance(
+        &mut mail_from.status,
+        &mut mail_from.status_since,
         *check == Check::Verified,
-        mail_from.status_since,
-        mail_from.status_since,
+        pending_since,
         now,
-    );
-    if mail_from.status != before {
-        mail_from.status_since = now;
-    }
-    mail_from.status != before
+    )
 }
 
 /// Fails an email identity whose verification link expired. Returns whether it changed.
@@ -120,6 +114,24 @@ pub fn expire_email(identity: &mut Identity, now: DateTime<Utc>) -> bool {
         return true;
     }
     false
+}
+
+/// Moves `status` one step of the DNS-driven state machine shared by DKIM and MAIL FROM, and
+/// `status_since` with it when it changes. Returns whether it changed.
+fn advance(
+    status: &mut Status,
+    status_since: &mut DateTime<Utc>,
+    verified: bool,
+    pending_since: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> bool {
+    let next = next_status(*status, verified, pending_since, *status_since, now);
+    let changed = next != *status;
+    if changed {
+        *status = next;
+        *status_since = now;
+    }
+    changed
 }
 
 /// The DNS-driven state machine shared by DKIM and MAIL FROM.
