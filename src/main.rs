@@ -88,6 +88,41 @@ struct RunArgs {
     /// The AWS account id of identity ARNs (default: from the role ARN, else STS GetCallerIdentity).
     #[arg(long, env = "AWS_ACCOUNT_ID")]
     aws_account_id: Option<String>,
+    /// The Secret (NAMESPACE/NAME) holding the default relay for `delivery: Default`: keys
+    /// host, port, tls (none|starttls|implicit), username, password, and optionally
+    /// authentication (UsernamePassword|OAuth2|None), oauth2TokenUrl, oauth2ClientId,
+    /// oauth2ClientSecret, oauth2Scopes, caBundle.
+    #[arg(long, env = "EMAIL_OPERATOR_DEFAULT_RELAY_SECRET", value_parser = parse_namespaced)]
+    default_relay_secret: Option<(String, String)>,
+    /// Bound on each SMTP connection test's TCP connect (the whole conversation gets three
+    /// times it).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    smtp_timeout: std::time::Duration,
+    /// Test AdvancedSmtp against HOST:PORT instead of email-smtp.<region>.amazonaws.com:587
+    /// (test beds, or an egress proxy).
+    #[arg(long, value_parser = parse_host_port)]
+    ses_smtp_endpoint: Option<(String, u16)>,
+    /// PEM CA certificates to trust for --ses-smtp-endpoint.
+    #[arg(long)]
+    ses_smtp_ca_file: Option<PathBuf>,
+}
+
+/// `NAMESPACE/NAME`.
+fn parse_namespaced(s: &str) -> Result<(String, String), String> {
+    match s.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((ns.to_string(), name.to_string()))
+        }
+        _ => Err(format!("{s:?} is not NAMESPACE/NAME")),
+    }
+}
+
+/// `HOST:PORT`.
+fn parse_host_port(s: &str) -> Result<(String, u16), String> {
+    s.rsplit_once(':')
+        .and_then(|(h, p)| Some((h.trim_matches(['[', ']']).to_string(), p.parse().ok()?)))
+        .filter(|(h, p)| !h.is_empty() && *p > 0)
+        .ok_or_else(|| format!("{s:?} is not HOST:PORT"))
 }
 
 /// `90s`, `15m`, `12h`, `1h30m`.
@@ -154,6 +189,19 @@ fn run(args: RunArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let ses_endpoint = email_operator::smtp::target::SesEndpoint {
+            address: args.ses_smtp_endpoint.clone(),
+            ca_bundle_pem: match &args.ses_smtp_ca_file {
+                Some(path) => match std::fs::read(path) {
+                    Ok(pem) => Some(pem),
+                    Err(e) => {
+                        eprintln!("error: cannot read {}: {e}", path.display());
+                        return ExitCode::FAILURE;
+                    }
+                },
+                None => None,
+            },
+        };
         let config = controller::Config {
             cluster_id: args.cluster_id,
             ses_max_rps: args.ses_max_rps,
@@ -162,6 +210,12 @@ fn run(args: RunArgs) -> ExitCode {
                 pending_min: args.pending_recheck_min,
                 pending_max: args.pending_recheck_max.max(args.pending_recheck_min),
                 ..Default::default()
+            },
+            default_relay: args.default_relay_secret.clone(),
+            ses_endpoint,
+            smtp_timeouts: email_operator::smtp::Timeouts {
+                connect: args.smtp_timeout,
+                conversation: args.smtp_timeout * 3,
             },
         };
         let metrics = match tokio::net::TcpListener::bind(args.metrics_addr).await {
@@ -182,7 +236,7 @@ fn run(args: RunArgs) -> ExitCode {
             "email-operator starting"
         );
         let clock = std::sync::Arc::new(email_operator::clock::SystemClock);
-        controller::run(
+        if let Err(e) = controller::run(
             client,
             config,
             dns,
@@ -190,7 +244,11 @@ fn run(args: RunArgs) -> ExitCode {
             args.verified_recheck_interval,
             metrics,
         )
-        .await;
+        .await
+        {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
         tracing::info!("email-operator stopped");
         ExitCode::SUCCESS
     })

@@ -28,6 +28,11 @@ pub struct ErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VerificationLabels {
     pub status: String,
 }
@@ -40,6 +45,7 @@ pub struct Metrics {
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub reconcile_duration: Family<KindLabels, Histogram>,
     pub identities: Family<VerificationLabels, Gauge>,
+    pub smtp_tests: Family<OutcomeLabels, Counter>,
 }
 
 fn histogram() -> Histogram {
@@ -55,6 +61,12 @@ impl Metrics {
         let reconcile_duration =
             Family::<KindLabels, Histogram>::new_with_constructor(histogram as fn() -> Histogram);
         let identities = Family::<VerificationLabels, Gauge>::default();
+        let smtp_tests = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "smtp_tests",
+            "SMTP connection tests by outcome (Succeeded or the failure reason)",
+            smtp_tests.clone(),
+        );
         registry.register(
             "ses_requests",
             "SES API requests by operation and outcome (each attempt counts)",
@@ -83,6 +95,7 @@ impl Metrics {
             reconcile_errors,
             reconcile_duration,
             identities,
+            smtp_tests,
         }
     }
 
@@ -94,6 +107,14 @@ impl Metrics {
         }
         out
     }
+}
+
+/// Counts one SMTP connection test.
+pub fn smtp_test(outcome: &'static str) {
+    METRICS
+        .smtp_tests
+        .get_or_create(&OutcomeLabels { outcome })
+        .inc();
 }
 
 /// The process-wide metrics.

@@ -4,6 +4,7 @@
 //! module; this module owns what they share: the Kubernetes client and caches, SES clients per
 //! account and region, DNS lookups, the clock, Events, and status writes by server-side apply.
 
+pub mod email_settings;
 pub mod recheck;
 pub mod sender_identity;
 
@@ -40,6 +41,12 @@ pub struct Config {
     /// The AWS account of identity ARNs, when STS should not be asked.
     pub aws_account_id: Option<String>,
     pub windows: sender_identity::step::Windows,
+    /// The Secret (namespace, name) holding the operator-wide default relay.
+    pub default_relay: Option<(String, String)>,
+    /// Where AdvancedSmtp connection tests go.
+    pub ses_endpoint: crate::smtp::target::SesEndpoint,
+    /// Bounds on each connection test.
+    pub smtp_timeouts: crate::smtp::Timeouts,
 }
 
 /// Where an SES identity lives.
@@ -60,6 +67,12 @@ pub struct Context {
     pub dns: HickoryLookup,
     pub clock: Arc<dyn Clock>,
     pub config: Config,
+    /// SMTP connection tests.
+    pub prober: crate::smtp::LettreProber,
+    /// OAuth2 tokens for XOAUTH2 tests, cached until shortly before expiry.
+    pub tokens: crate::smtp::oauth2::TokenSource,
+    /// The last connection test of each EmailSettings (by uid).
+    tests: Mutex<HashMap<String, email_settings::decide::Memo>>,
     ses: tokio::sync::Mutex<HashMap<SesKey, AwsSes>>,
     /// Identities whose listed SES status changed since they were last read.
     dirty: Mutex<HashSet<(SesKey, String)>>,
@@ -80,22 +93,42 @@ impl Context {
         dns: HickoryLookup,
         clock: Arc<dyn Clock>,
         config: Config,
-    ) -> Self {
+    ) -> Result<Self, String> {
         let reporter = Reporter {
             controller: "email-operator".into(),
             instance: std::env::var("POD_NAME").ok(),
         };
-        Self {
+        Ok(Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             settings,
             identities,
             dns,
             clock,
+            prober: crate::smtp::LettreProber::new(config.smtp_timeouts),
+            tokens: crate::smtp::oauth2::TokenSource::new(config.smtp_timeouts.conversation)?,
             config,
+            tests: Mutex::new(HashMap::new()),
             ses: tokio::sync::Mutex::new(HashMap::new()),
             dirty: Mutex::new(HashSet::new()),
             checked: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The last connection test of an EmailSettings run by this process.
+    pub fn last_test(&self, uid: &str) -> Option<email_settings::decide::Memo> {
+        self.tests.lock().ok()?.get(uid).cloned()
+    }
+
+    pub fn record_test(&self, uid: &str, memo: email_settings::decide::Memo) {
+        if let Ok(mut t) = self.tests.lock() {
+            t.insert(uid.to_string(), memo);
+        }
+    }
+
+    pub fn forget_test(&self, uid: &str) {
+        if let Ok(mut t) = self.tests.lock() {
+            t.remove(uid);
         }
     }
 
@@ -203,7 +236,7 @@ pub async fn run(
     clock: Arc<dyn Clock>,
     recheck_interval: std::time::Duration,
     metrics: tokio::net::TcpListener,
-) {
+) -> Result<(), String> {
     use futures::StreamExt;
     use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 
@@ -214,11 +247,11 @@ pub async fn run(
     // waiters on one Store's wait_until_ready() are not all woken.
     let es_synced = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let si_synced = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let es_cache = watcher(es_api.clone(), watcher::Config::default())
+    let es_stream = watcher(es_api.clone(), watcher::Config::default())
         .default_backoff()
         .inspect(synced(es_synced.clone(), si_synced.clone()))
-        .reflect(es_writer);
-    tokio::spawn(es_cache.for_each(|_| async {}));
+        .reflect(es_writer)
+        .applied_objects();
 
     // The SenderIdentity cache is ours too (not the controller's built-in one), driven by the
     // controller's trigger stream, so its readiness is observable for /readyz.
@@ -231,18 +264,67 @@ pub async fn run(
     let controller = Controller::for_stream(si_stream, si_store.clone());
     let ctx = Arc::new(Context::new(
         client,
-        es_reader,
+        es_reader.clone(),
         si_store.clone(),
         dns,
         clock,
         config,
-    ));
+    )?);
     let (trigger_tx, trigger_rx) = futures::channel::mpsc::unbounded();
     let gauges = si_store.clone();
     tokio::spawn(crate::metrics::serve(metrics, move || {
         refresh_gauges(&gauges)
     }));
     tokio::spawn(recheck::run(ctx.clone(), recheck_interval, trigger_tx));
+
+    // EmailSettings: re-tested when a Secret they read or publish changes (metadata is enough
+    // to notice a change), and re-evaluated when their SenderIdentities change.
+    let by_secret = es_reader.clone();
+    let relay = ctx.config.default_relay.clone();
+    let secret_events = watcher(
+        Api::<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Secret>>::all(
+            ctx.client.clone(),
+        ),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects();
+    let es_controller = Controller::for_stream(es_stream, es_reader)
+        .watches_stream(secret_events, move |secret| {
+            email_settings::settings_for_secret(
+                secret.metadata.namespace.as_deref(),
+                &secret.name_any(),
+                secret.owner_references(),
+                relay.as_ref(),
+                &by_secret.state(),
+            )
+        })
+        .watches(
+            Api::<DeserializeGuard<SenderIdentity>>::all(ctx.client.clone()),
+            watcher::Config::default(),
+            |si: DeserializeGuard<SenderIdentity>| {
+                si.0.ok().and_then(|si| {
+                    let ns = si.namespace()?;
+                    Some(
+                        kube::runtime::reflector::ObjectRef::<EmailSettings>::new(
+                            &si.spec.email_settings_ref.name,
+                        )
+                        .within(&ns),
+                    )
+                })
+            },
+        )
+        .shutdown_on_signal()
+        .run(
+            email_settings::reconcile,
+            email_settings::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "reconcile error");
+            }
+        });
 
     // A change to an EmailSettings (activeUsers, region, deletion) re-evaluates its identities;
     // a change to any SenderIdentity re-evaluates its siblings (slots may have moved: deleting
@@ -266,7 +348,7 @@ pub async fn run(
         );
         controller
     };
-    controller
+    let si_controller = controller
         .watches(
             es_api,
             watcher::Config::default(),
@@ -311,8 +393,9 @@ pub async fn run(
             if let Err(e) = result {
                 tracing::debug!(error = %e, "reconcile error");
             }
-        })
-        .await;
+        });
+    futures::join!(si_controller, es_controller);
+    Ok(())
 }
 
 /// Marks `mine` synced at the watch's first InitDone, and the operator ready once `other` is too.

@@ -59,6 +59,28 @@ pub mod reasons {
     pub const SENDER_REJECTED: &str = "SenderRejected";
     /// `delivery: Default` but the operator was started without a default relay.
     pub const DEFAULT_RELAY_NOT_CONFIGURED: &str = "DefaultRelayNotConfigured";
+    /// The default relay Secret is missing or lacks a key.
+    pub const DEFAULT_RELAY_INVALID: &str = "DefaultRelayInvalid";
+    /// A Secret (or key) the EmailSettings references does not exist.
+    pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
+    /// AdvancedSmtp without `smtpCredentialsSecretRef`: there are no SMTP credentials to publish.
+    pub const SMTP_CREDENTIALS_NOT_CONFIGURED: &str = "SmtpCredentialsNotConfigured";
+
+    // Outcomes of an EmailSettings.
+    /// The connection test passed.
+    pub const SUCCEEDED: &str = "Succeeded";
+    /// The validated configuration of the current generation is in the output Secret.
+    pub const PUBLISHED: &str = "Published";
+    /// A Secret of the output name exists and was not published by this EmailSettings.
+    pub const OUTPUT_SECRET_NOT_OWNED: &str = "OutputSecretNotOwned";
+    /// No verified SenderIdentity of the EmailSettings covers its `from` address.
+    pub const SENDER_NOT_VERIFIED: &str = "SenderNotVerified";
+    /// A verified SenderIdentity covers the `from` address.
+    pub const SENDER_COVERED: &str = "SenderCovered";
+    /// A verified domain identity covers the from domain: mail is DKIM-signed by it.
+    pub const DOMAIN_IDENTITY_VERIFIED: &str = "DomainIdentityVerified";
+    /// No verified domain identity covers the from domain: mail is DKIM-signed by amazonses.com.
+    pub const NO_VERIFIED_DOMAIN_IDENTITY: &str = "NoVerifiedDomainIdentity";
 }
 
 /// Builds a condition stamped with `now` and the generation it describes.

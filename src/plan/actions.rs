@@ -34,7 +34,7 @@ pub fn for_settings(
                 report.actions.push(format!(
                     "publish {secret} (host, port, username, password, from, tls, url) once the test passes; a failed test leaves the published Secret unchanged"
                 ));
-                report.notes.extend(provider_hints(&smtp.host));
+                report.notes.extend(crate::smtp::provider_hints(&smtp.host));
             }
         }
         Delivery::AdvancedSmtp => {
@@ -97,26 +97,6 @@ fn connection_test(smtp: &ExternalSmtp, from: &str) -> String {
     format!(
         "test the connection: {connect}{tls}, {auth}, MAIL FROM:<{from}>, RSET, QUIT (nothing is sent)"
     )
-}
-
-/// Providers whose sending limits are low for bulk notification traffic.
-pub fn provider_hints(host: &str) -> Vec<String> {
-    let host = host.to_ascii_lowercase();
-    let mut hints = vec![];
-    if host.ends_with("gmail.com")
-        || host.ends_with("googlemail.com")
-        || host == "smtp-relay.gmail.com"
-    {
-        hints.push("Gmail limits how much mail an account may send per day; bulk notifications can hit those limits".to_string());
-        hints.push(
-            "Gmail needs an app password for SMTP when the account uses 2-step verification"
-                .to_string(),
-        );
-    }
-    if host.ends_with("office365.com") || host.ends_with("outlook.com") {
-        hints.push("Microsoft 365 throttles messages per minute and recipients per day; bulk notifications can hit those limits".to_string());
-    }
-    hints
 }
 
 fn sender_coverage_notes(

@@ -6,7 +6,7 @@ use super::{Document, ObjectReport, Report};
 use crate::crd::EmailSettings;
 use crate::smtp::oauth2::TokenSource;
 use crate::smtp::target::{self, SecretSource};
-use crate::smtp::{Auth, LettreProber, Prober, Timeouts};
+use crate::smtp::{LettreProber, Prober, Timeouts};
 use base64::Engine as _;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -99,18 +99,11 @@ pub async fn check(report: &mut Report, docs: &[Document], timeouts: Timeouts) {
                 Ok(None) => return (i, None),
                 Err(missing) => Err((missing.reason(), missing.to_string())),
                 Ok(Some(mut p)) => {
-                    let token = match (&p.oauth2, tokens) {
-                        (Some(grant), Some(tokens)) => match tokens.token(grant).await {
-                            Ok(t) => Some(t),
+                    if let (Some(grant), Some(tokens)) = (&p.oauth2, tokens) {
+                        match tokens.token(grant).await {
+                            Ok(token) => p = p.with_token(token),
                             Err(f) => return (i, Some(Err((f.reason(), f.condition_message())))),
-                        },
-                        _ => None,
-                    };
-                    if let Some(token) = token {
-                        p.target.auth = Some(Auth::XOAuth2 {
-                            username: es_username(&es),
-                            token,
-                        });
+                        }
                     }
                     prober
                         .probe(&p.target)
@@ -141,12 +134,4 @@ pub async fn check(report: &mut Report, docs: &[Document], timeouts: Timeouts) {
             }
         }
     }
-}
-
-fn es_username(es: &EmailSettings) -> String {
-    es.spec
-        .external_smtp
-        .as_ref()
-        .map(|s| s.username.clone())
-        .unwrap_or_default()
 }

@@ -6,12 +6,14 @@
 //! real implementation, tested against real servers.
 
 mod failure;
+mod hints;
 pub mod oauth2;
 mod probe;
 pub mod ses_password;
 pub mod target;
 
 pub use failure::{Failure, describe_tls_error};
+pub use hints::provider_hints;
 pub use probe::LettreProber;
 
 use std::fmt;

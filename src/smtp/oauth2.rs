@@ -93,17 +93,21 @@ impl TokenSource {
         let failed = |detail: String| {
             Failure::AuthenticationFailed(format!("no OAuth 2.0 token from {url}: {detail}"))
         };
-        let mut form = form_urlencoded::Serializer::new(String::new());
-        form.append_pair("grant_type", "client_credentials")
-            .append_pair("client_id", &creds.client_id)
-            .append_pair("client_secret", creds.client_secret.expose());
-        if !creds.scopes.is_empty() {
-            form.append_pair("scope", &creds.scopes.join(" "));
-        }
+        // Built in a block: the serializer is not Send and must not live across an await.
+        let form = {
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            form.append_pair("grant_type", "client_credentials")
+                .append_pair("client_id", &creds.client_id)
+                .append_pair("client_secret", creds.client_secret.expose());
+            if !creds.scopes.is_empty() {
+                form.append_pair("scope", &creds.scopes.join(" "));
+            }
+            form.finish()
+        };
         let request = hyper::Request::post(url.as_str())
             .header("content-type", "application/x-www-form-urlencoded")
             .header("accept", "application/json")
-            .body(Full::new(Bytes::from(form.finish())))
+            .body(Full::new(Bytes::from(form)))
             .map_err(|_| failed("tokenUrl is not a valid URL".into()))?;
         let response = tokio::time::timeout(self.timeout, self.client.request(request))
             .await

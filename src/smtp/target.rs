@@ -1,5 +1,7 @@
-//! From an EmailSettings and its referenced Secrets to what the connection test needs (pure).
-//! Used by the controller and by `plan --check-smtp` (which reads Secrets from manifests).
+//! From an EmailSettings and its referenced Secrets to what the connection test needs (pure):
+//! an external server ([`external`]), the operator's default relay ([`default_relay`]) or the
+//! SES SMTP endpoint of a region ([`ses`]). Used by the controller and by `plan --check-smtp`
+//! (which reads Secrets from manifests).
 
 use super::oauth2::ClientCredentials;
 use super::{Auth, ImplicitTls, Secret, Target};
@@ -17,7 +19,7 @@ pub struct MissingSecret {
 impl MissingSecret {
     /// Stable reason.
     pub fn reason(&self) -> &'static str {
-        "SecretNotFound"
+        crate::crd::conditions::reasons::SECRET_NOT_FOUND
     }
 }
 
@@ -25,8 +27,21 @@ impl MissingSecret {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prepared {
     pub target: Target,
-    /// For OAuth2: the grant whose token goes into `target.auth`.
+    /// For OAuth2: the grant whose token goes into `target.auth` (see [`Prepared::with_token`]).
     pub oauth2: Option<ClientCredentials>,
+    /// The account the test authenticates as; empty when the relay needs no authentication.
+    pub username: String,
+}
+
+impl Prepared {
+    /// Authenticates with XOAUTH2 using `token` (obtained from [`Prepared::oauth2`]).
+    pub fn with_token(mut self, token: Secret) -> Self {
+        self.target.auth = Some(Auth::XOAuth2 {
+            username: self.username.clone(),
+            token,
+        });
+        self
+    }
 }
 
 /// Looks a Secret key up: `(secret name, key) -> bytes`.
@@ -48,6 +63,207 @@ fn text(secrets: &dyn SecretSource, r: &SecretKeyRef) -> Result<Secret, MissingS
             .trim_end_matches(['\r', '\n'])
             .to_string(),
     ))
+}
+
+/// Where the SES SMTP interface is reached: `email-smtp.<region>.amazonaws.com:587` unless
+/// overridden (tests, or a TLS-intercepting egress proxy with its own CA).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SesEndpoint {
+    /// `host:port` used instead of the region's endpoint.
+    pub address: Option<(String, u16)>,
+    /// PEM roots for that endpoint.
+    pub ca_bundle_pem: Option<Vec<u8>>,
+}
+
+/// Why an AdvancedSmtp EmailSettings cannot be tested.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SesUnavailable {
+    #[error(
+        "advancedSmtp.smtpCredentialsSecretRef is not set: applications need SES SMTP credentials; reference a Secret with an IAM access key (accessKeyId, secretAccessKey) allowed to ses:SendRawEmail"
+    )]
+    NoCredentials,
+    #[error(transparent)]
+    Missing(#[from] MissingSecret),
+}
+
+impl SesUnavailable {
+    /// Stable reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::NoCredentials => crate::crd::conditions::reasons::SMTP_CREDENTIALS_NOT_CONFIGURED,
+            Self::Missing(m) => m.reason(),
+        }
+    }
+}
+
+/// The connection test of an AdvancedSmtp EmailSettings: the region's SES SMTP endpoint on 587
+/// with STARTTLS, authenticated with the access key id and the SMTP password derived from the
+/// secret access key for that region. None for other deliveries.
+pub fn ses(
+    es: &EmailSettings,
+    secrets: &dyn SecretSource,
+    endpoint: &SesEndpoint,
+) -> Result<Option<Prepared>, SesUnavailable> {
+    let Some(ses) = es
+        .spec
+        .advanced_smtp
+        .as_ref()
+        .filter(|_| es.spec.delivery == Delivery::AdvancedSmtp)
+    else {
+        return Ok(None);
+    };
+    let r = ses
+        .smtp_credentials_secret_ref
+        .as_ref()
+        .ok_or(SesUnavailable::NoCredentials)?;
+    let key = |k: &str| {
+        text(
+            secrets,
+            &SecretKeyRef {
+                name: r.name.clone(),
+                key: k.to_string(),
+            },
+        )
+    };
+    let access_key_id = key("accessKeyId")?;
+    let secret_access_key = key("secretAccessKey")?;
+    let password = super::ses_password::smtp_password(secret_access_key.expose(), &ses.region);
+    let username = access_key_id.expose().to_string();
+    let (host, port) = endpoint
+        .address
+        .clone()
+        .unwrap_or_else(|| (super::ses_password::smtp_endpoint(&ses.region), 587));
+    Ok(Some(Prepared {
+        target: Target {
+            host,
+            port,
+            implicit_tls: None,
+            start_tls: true,
+            auth: Some(Auth::Password {
+                username: username.clone(),
+                password: Secret::new(password),
+            }),
+            from: es.spec.from.clone(),
+            ca_bundle_pem: endpoint.ca_bundle_pem.clone(),
+        },
+        oauth2: None,
+        username,
+    }))
+}
+
+/// The operator-wide default relay Secret is unusable; the message names the key, never a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the default relay Secret {0}")]
+pub struct InvalidRelay(pub String);
+
+/// The connection test of the operator's default relay, for mail from `from`. The relay Secret
+/// has the keys of a published Secret plus how to authenticate:
+///
+/// * `host` (required), `port` (required), `tls`: `none`, `starttls` (default) or `implicit`;
+/// * `authentication`: `UsernamePassword` (default when `username` is set), `OAuth2`, or `None`
+///   (default otherwise);
+/// * `username`, `password`; for OAuth2 `oauth2TokenUrl`, `oauth2ClientId`,
+///   `oauth2ClientSecret`, `oauth2Scopes` (space-separated);
+/// * `caBundle`: PEM roots for a private relay.
+pub fn default_relay(
+    data: &std::collections::BTreeMap<String, Vec<u8>>,
+    from: &str,
+) -> Result<Prepared, InvalidRelay> {
+    let get = |k: &str| {
+        data.get(k).map(|v| {
+            String::from_utf8_lossy(v)
+                .trim_end_matches(['\r', '\n'])
+                .to_string()
+        })
+    };
+    let required = |k: &str| {
+        get(k)
+            .filter(|v| !v.trim().is_empty())
+            .ok_or_else(|| InvalidRelay(format!("has no key {k:?}")))
+    };
+    let host = required("host")?.trim().to_string();
+    let port = required("port")?
+        .trim()
+        .parse::<u16>()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| InvalidRelay("key \"port\" is not a TCP port between 1 and 65535".into()))?;
+    let (implicit_tls, start_tls) = match get("tls").as_deref().map(str::trim) {
+        None | Some("") | Some("starttls") => (None, true),
+        Some("none") => (None, false),
+        Some("implicit") => (
+            Some(ImplicitTls {
+                port,
+                fallback: false,
+            }),
+            false,
+        ),
+        Some(_) => {
+            return Err(InvalidRelay(
+                "key \"tls\" must be none, starttls or implicit".into(),
+            ));
+        }
+    };
+    let username = get("username")
+        .map(|u| u.trim().to_string())
+        .unwrap_or_default();
+    let default_auth = if username.is_empty() {
+        "None"
+    } else {
+        "UsernamePassword"
+    };
+    let authentication = get("authentication").unwrap_or_else(|| default_auth.to_string());
+    let (auth, oauth2) = match authentication.trim() {
+        "None" => (None, None),
+        "UsernamePassword" => {
+            if username.is_empty() {
+                return Err(InvalidRelay("has no key \"username\"".into()));
+            }
+            let password =
+                get("password").ok_or_else(|| InvalidRelay("has no key \"password\"".into()))?;
+            (
+                Some(Auth::Password {
+                    username: username.clone(),
+                    password: Secret::new(password),
+                }),
+                None,
+            )
+        }
+        "OAuth2" => {
+            if username.is_empty() {
+                return Err(InvalidRelay("has no key \"username\"".into()));
+            }
+            let grant = ClientCredentials {
+                token_url: required("oauth2TokenUrl")?,
+                client_id: required("oauth2ClientId")?,
+                client_secret: Secret::new(required("oauth2ClientSecret")?),
+                scopes: get("oauth2Scopes")
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect(),
+            };
+            (None, Some(grant))
+        }
+        _ => {
+            return Err(InvalidRelay(
+                "key \"authentication\" must be UsernamePassword, OAuth2 or None".into(),
+            ));
+        }
+    };
+    Ok(Prepared {
+        target: Target {
+            host,
+            port,
+            implicit_tls,
+            start_tls,
+            auth,
+            from: from.to_string(),
+            ca_bundle_pem: data.get("caBundle").cloned(),
+        },
+        oauth2,
+        username,
+    })
 }
 
 /// The connection test of an ExternalSmtp EmailSettings; None for other deliveries.
@@ -114,6 +330,7 @@ pub fn external(
             ca_bundle_pem,
         },
         oauth2,
+        username: smtp.username.clone(),
     }))
 }
 

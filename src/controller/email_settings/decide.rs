@@ -1,0 +1,168 @@
+//! When to run the connection test (pure): once per change of the inputs, again after
+//! `revalidateEvery`, and after a failure with backoff — never on every watch event.
+
+use super::publish::Published;
+use crate::smtp::{Failure, Outcome};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use std::time::Duration;
+
+/// The default of `revalidateEvery`.
+pub const DEFAULT_REVALIDATE: Duration = Duration::from_secs(24 * 3600);
+
+/// The last test this process ran for an EmailSettings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Memo {
+    /// The fingerprint of the inputs tested.
+    pub fingerprint: String,
+    pub at: Timestamp,
+    /// How long the test took.
+    pub duration: Duration,
+    pub result: Result<Outcome, Failure>,
+    /// Consecutive failures with these inputs.
+    pub failures: u32,
+}
+
+impl Memo {
+    /// Records a test, counting consecutive failures of the same inputs.
+    pub fn record(
+        prior: Option<&Memo>,
+        fingerprint: &str,
+        at: Timestamp,
+        duration: Duration,
+        result: Result<Outcome, Failure>,
+    ) -> Memo {
+        let failures = match (&result, prior) {
+            (Ok(_), _) => 0,
+            (Err(_), Some(p)) if p.fingerprint == fingerprint => p.failures + 1,
+            (Err(_), _) => 1,
+        };
+        Memo {
+            fingerprint: fingerprint.to_string(),
+            at,
+            duration,
+            result,
+            failures,
+        }
+    }
+}
+
+/// What to do about the connection test now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// Test now.
+    Test,
+    /// These inputs passed at `at` and need no test before `due`. `outcome` is None when the
+    /// pass is known only from the published Secret (e.g. after a restart).
+    Passed {
+        at: Timestamp,
+        outcome: Option<Outcome>,
+        due: Timestamp,
+    },
+    /// These inputs failed at `at`; test again at `due`.
+    Failed {
+        at: Timestamp,
+        duration: Duration,
+        failure: Failure,
+        due: Timestamp,
+    },
+}
+
+fn plus(t: Timestamp, d: Duration) -> Timestamp {
+    t.checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX))
+        .unwrap_or(Timestamp::MAX)
+}
+
+/// How long to wait before testing failed inputs again: sooner for failures that may pass on
+/// their own (timeouts, refused connections), doubling with each consecutive failure, never
+/// longer than the revalidation interval.
+pub fn retry_after(failure: &Failure, failures: u32, revalidate: Duration) -> Duration {
+    let (base, cap) = if failure.is_transient() {
+        (Duration::from_secs(15), Duration::from_secs(300))
+    } else {
+        (Duration::from_secs(60), Duration::from_secs(1800))
+    };
+    let exp = failures.saturating_sub(1).min(16);
+    base.saturating_mul(1 << exp).min(cap).min(revalidate)
+}
+
+/// Decides whether to test inputs with `fingerprint` now.
+pub fn next(
+    now: Timestamp,
+    fingerprint: &str,
+    memo: Option<&Memo>,
+    published: Option<&Published>,
+    revalidate: Duration,
+) -> Next {
+    if let Some(m) = memo.filter(|m| m.fingerprint == fingerprint) {
+        match &m.result {
+            Ok(outcome) => {
+                let due = plus(m.at, revalidate);
+                if now < due {
+                    return Next::Passed {
+                        at: m.at,
+                        outcome: Some(outcome.clone()),
+                        due,
+                    };
+                }
+            }
+            Err(failure) => {
+                let due = plus(m.at, retry_after(failure, m.failures, revalidate));
+                if now < due {
+                    return Next::Failed {
+                        at: m.at,
+                        duration: m.duration,
+                        failure: failure.clone(),
+                        due,
+                    };
+                }
+            }
+        }
+        return Next::Test;
+    }
+    if let Some(p) = published
+        && p.inputs_hash.as_deref() == Some(fingerprint)
+        && let Some(at) = p.validated_at
+    {
+        let due = plus(at, revalidate);
+        if now < due {
+            return Next::Passed {
+                at,
+                outcome: None,
+                due,
+            };
+        }
+    }
+    Next::Test
+}
+
+/// `revalidateEvery` as a duration (`24h`, `90m`, `1h30m`); the default when unset or
+/// unreadable (admission rejects unreadable values).
+pub fn revalidate_every(spec: Option<&str>) -> Duration {
+    let Some(s) = spec else {
+        return DEFAULT_REVALIDATE;
+    };
+    let mut total = 0u64;
+    let mut digits = String::new();
+    for c in s.chars() {
+        match c {
+            '0'..='9' => digits.push(c),
+            'h' | 'm' | 's' => {
+                let Ok(n) = digits.parse::<u64>() else {
+                    return DEFAULT_REVALIDATE;
+                };
+                digits.clear();
+                let unit = match c {
+                    'h' => 3600,
+                    'm' => 60,
+                    _ => 1,
+                };
+                total = total.saturating_add(n.saturating_mul(unit));
+            }
+            _ => return DEFAULT_REVALIDATE,
+        }
+    }
+    if !digits.is_empty() || total < 60 {
+        return DEFAULT_REVALIDATE;
+    }
+    Duration::from_secs(total)
+}

@@ -1,0 +1,644 @@
+use super::decide::{self, Memo, Next};
+use super::publish::{self, Published};
+use super::settings_for_secret;
+use super::status::{self, Inputs, Problem, Test};
+use crate::crd::conditions::{reasons, types};
+use crate::crd::{EmailSettings, EmailSettingsStatus, SenderIdentity};
+use crate::smtp::target::{Prepared, default_relay};
+use crate::smtp::{Auth, ConnectionPath, Failure, Outcome, Secret as Pw, Target};
+use k8s_openapi::jiff::Timestamp;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn at(secs: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + secs).unwrap()
+}
+
+fn prepared(password: &str) -> Prepared {
+    Prepared {
+        target: Target {
+            host: "smtp.yourcompany.com".into(),
+            port: 587,
+            implicit_tls: None,
+            start_tls: true,
+            auth: Some(Auth::Password {
+                username: "notifications@yourcompany.com".into(),
+                password: Pw::new(password),
+            }),
+            from: "billing@yourcompany.com".into(),
+            ca_bundle_pem: None,
+        },
+        oauth2: None,
+        username: "notifications@yourcompany.com".into(),
+    }
+}
+
+fn passed() -> Outcome {
+    Outcome {
+        path: ConnectionPath::StartTls,
+        port: 587,
+        duration: Duration::from_millis(42),
+    }
+}
+
+fn es(yaml: &str) -> EmailSettings {
+    serde_saphyr::from_str(&format!(
+        "apiVersion: email.ops.dev/v1alpha1\nkind: EmailSettings\nmetadata: {{name: notifications, namespace: billing, uid: u1, generation: 3}}\nspec:\n{yaml}"
+    ))
+    .expect("yaml")
+}
+
+fn si(name: &str, identity: &str, verified: bool, created: i64) -> SenderIdentity {
+    let mut si: SenderIdentity = serde_saphyr::from_str(&format!(
+        "apiVersion: email.ops.dev/v1alpha1\nkind: SenderIdentity\nmetadata: {{name: {name}, namespace: billing}}\nspec: {{emailSettingsRef: {{name: notifications}}, identity: '{identity}'}}\n"
+    ))
+    .expect("yaml");
+    si.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        at(created),
+    ));
+    si.status = Some(crate::crd::SenderIdentityStatus {
+        verified_for_sending: Some(verified),
+        ses: Some(crate::crd::sender_identity::SesLocation {
+            region: "us-east-1".into(),
+            role_arn: None,
+        }),
+        ..Default::default()
+    });
+    si
+}
+
+const EXTERNAL: &str = "  from: billing@yourcompany.com\n  delivery: ExternalSmtp\n  externalSmtp: {host: smtp.yourcompany.com, port: 587, authentication: UsernamePassword, username: notifications@yourcompany.com, passwordSecretRef: {name: smtp, key: password}}\n";
+const ADVANCED: &str = "  from: billing@yourcompany.com\n  delivery: AdvancedSmtp\n  activeUsers: [employee@yourcompany.com]\n  advancedSmtp: {region: us-east-1, smtpCredentialsSecretRef: {name: ses-key}}\n";
+
+fn cond(s: &EmailSettingsStatus, t: &str) -> (String, String, String) {
+    let c = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == t)
+        .unwrap_or_else(|| panic!("no {t}"));
+    (c.status.clone(), c.reason.clone(), c.message.clone())
+}
+
+// decide
+
+#[test]
+fn a_pass_is_reused_until_revalidation_is_due() {
+    let fp = publish::fingerprint(&prepared("pw"), &BTreeMap::new());
+    let memo = Memo::record(None, &fp, at(0), Duration::from_millis(5), Ok(passed()));
+    let every = Duration::from_secs(3600);
+    assert!(matches!(
+        decide::next(at(3599), &fp, Some(&memo), None, every),
+        Next::Passed { due, .. } if due == at(3600)
+    ));
+    assert_eq!(
+        decide::next(at(3600), &fp, Some(&memo), None, every),
+        Next::Test
+    );
+    // Other inputs (a rotated password) are tested at once.
+    let other = publish::fingerprint(&prepared("rotated"), &BTreeMap::new());
+    assert_ne!(fp, other);
+    assert_eq!(
+        decide::next(at(1), &other, Some(&memo), None, every),
+        Next::Test
+    );
+}
+
+#[test]
+fn after_a_restart_the_published_secret_stands_for_the_pass() {
+    let fp = publish::fingerprint(&prepared("pw"), &BTreeMap::new());
+    let published = Published {
+        generation: Some(3),
+        validated_at: Some(at(0)),
+        inputs_hash: Some(fp.clone()),
+        data: BTreeMap::new(),
+    };
+    let every = Duration::from_secs(86400);
+    assert!(matches!(
+        decide::next(at(10), &fp, None, Some(&published), every),
+        Next::Passed { outcome: None, at: t, .. } if t == at(0)
+    ));
+    assert_eq!(
+        decide::next(at(86400), &fp, None, Some(&published), every),
+        Next::Test
+    );
+    let other = publish::fingerprint(&prepared("new"), &BTreeMap::new());
+    assert_eq!(
+        decide::next(at(10), &other, None, Some(&published), every),
+        Next::Test
+    );
+}
+
+#[test]
+fn failures_back_off_and_transient_ones_retry_sooner() {
+    let every = Duration::from_secs(86400);
+    let bad = Failure::BadCredentials("535".into());
+    let timeout = Failure::ConnectTimeout("10s".into());
+    assert_eq!(decide::retry_after(&bad, 1, every), Duration::from_secs(60));
+    assert_eq!(
+        decide::retry_after(&bad, 3, every),
+        Duration::from_secs(240)
+    );
+    assert_eq!(
+        decide::retry_after(&bad, 30, every),
+        Duration::from_secs(1800)
+    );
+    assert_eq!(
+        decide::retry_after(&timeout, 1, every),
+        Duration::from_secs(15)
+    );
+    assert_eq!(
+        decide::retry_after(&timeout, 9, every),
+        Duration::from_secs(300)
+    );
+    // Never longer than the revalidation interval.
+    assert_eq!(
+        decide::retry_after(&bad, 30, Duration::from_secs(120)),
+        Duration::from_secs(120)
+    );
+    let fp = "sha256:x";
+    let first = Memo::record(None, fp, at(0), Duration::ZERO, Err(bad.clone()));
+    let second = Memo::record(Some(&first), fp, at(60), Duration::ZERO, Err(bad.clone()));
+    assert_eq!((first.failures, second.failures), (1, 2));
+    assert!(matches!(
+        decide::next(at(100), fp, Some(&second), None, every),
+        Next::Failed { due, .. } if due == at(180)
+    ));
+    assert_eq!(
+        decide::next(at(180), fp, Some(&second), None, every),
+        Next::Test
+    );
+    let ok = Memo::record(Some(&second), fp, at(200), Duration::ZERO, Ok(passed()));
+    assert_eq!(ok.failures, 0);
+}
+
+#[test]
+fn revalidate_every_reads_durations() {
+    assert_eq!(decide::revalidate_every(None), decide::DEFAULT_REVALIDATE);
+    assert_eq!(
+        decide::revalidate_every(Some("1h30m")),
+        Duration::from_secs(5400)
+    );
+    assert_eq!(
+        decide::revalidate_every(Some("90s")),
+        Duration::from_secs(90)
+    );
+    // Below the 1m floor or unreadable: the default (admission rejects both).
+    assert_eq!(
+        decide::revalidate_every(Some("30s")),
+        decide::DEFAULT_REVALIDATE
+    );
+    assert_eq!(
+        decide::revalidate_every(Some("soon")),
+        decide::DEFAULT_REVALIDATE
+    );
+}
+
+// publish
+
+#[test]
+fn published_keys_and_url() {
+    let mut p = prepared("p@ss word/:");
+    p.target.host = "2001:db8::1".into();
+    let data = publish::data(&p, &passed(), &BTreeMap::new());
+    assert_eq!(data["host"], "2001:db8::1");
+    assert_eq!(data["port"], "587");
+    assert_eq!(data["tls"], "starttls");
+    assert_eq!(data["authentication"], "password");
+    assert_eq!(data["password"], "p@ss word/:");
+    assert_eq!(
+        data["url"],
+        "smtp://notifications%40yourcompany.com:p%40ss%20word%2F%3A@[2001:db8::1]:587"
+    );
+    let implicit = Outcome {
+        path: ConnectionPath::Implicit,
+        port: 465,
+        duration: Duration::ZERO,
+    };
+    let data = publish::data(&prepared("pw"), &implicit, &BTreeMap::new());
+    assert_eq!(
+        (data["tls"].as_str(), data["port"].as_str()),
+        ("implicit", "465")
+    );
+    assert!(data["url"].starts_with("smtps://"));
+    // A relay without authentication publishes no credentials.
+    let mut open = prepared("pw");
+    open.target.auth = None;
+    open.username = String::new();
+    let data = publish::data(&open, &passed(), &BTreeMap::new());
+    assert_eq!(data["url"], "smtp://smtp.yourcompany.com:587");
+    assert_eq!(data["authentication"], "none");
+    assert_eq!(data["password"], "");
+}
+
+#[test]
+fn the_fingerprint_covers_every_input() {
+    let base = prepared("pw");
+    let fp = |p: &Prepared| publish::fingerprint(p, &BTreeMap::new());
+    let mut variants = vec![];
+    let mut v = base.clone();
+    v.target.host = "smtp2.yourcompany.com".into();
+    variants.push(v);
+    let mut v = base.clone();
+    v.target.port = 25;
+    variants.push(v);
+    let mut v = base.clone();
+    v.target.start_tls = false;
+    variants.push(v);
+    let mut v = base.clone();
+    v.target.from = "other@yourcompany.com".into();
+    variants.push(v);
+    let mut v = base.clone();
+    v.target.ca_bundle_pem = Some(b"PEM".to_vec());
+    variants.push(v);
+    variants.push(prepared("pw2"));
+    for v in &variants {
+        assert_ne!(fp(v), fp(&base), "{v:?}");
+    }
+    assert_eq!(fp(&prepared("pw")), fp(&base));
+    assert_ne!(
+        publish::fingerprint(
+            &base,
+            &BTreeMap::from([("configurationSet".into(), "x".into())])
+        ),
+        fp(&base)
+    );
+    assert!(!fp(&base).contains("pw"));
+}
+
+#[test]
+fn the_manifest_is_owned_and_annotated() {
+    let es = es(EXTERNAL);
+    let data = BTreeMap::from([("password".to_string(), "pw".to_string())]);
+    let m = publish::manifest(&es, &data, 3, at(0), "sha256:abc");
+    assert_eq!(m["metadata"]["name"], "notifications-smtp");
+    assert_eq!(m["metadata"]["namespace"], "billing");
+    assert_eq!(
+        m["metadata"]["annotations"][publish::VALIDATED_GENERATION],
+        "3"
+    );
+    assert_eq!(
+        m["metadata"]["annotations"][publish::INPUTS_HASH],
+        "sha256:abc"
+    );
+    assert_eq!(m["metadata"]["ownerReferences"][0]["uid"], "u1");
+    assert_eq!(m["metadata"]["ownerReferences"][0]["controller"], true);
+    assert_eq!(m["data"]["password"], "cHc=");
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(m).expect("a Secret");
+    assert!(publish::is_ours(&secret, &es));
+    let back = Published::of(&secret);
+    assert_eq!(back.generation, Some(3));
+    assert_eq!(back.validated_at, Some(at(0)));
+    assert_eq!(back.data, data);
+    let mut stranger = secret.clone();
+    stranger.metadata.owner_references = None;
+    assert!(!publish::is_ours(&stranger, &es));
+}
+
+// status
+
+fn compute(
+    es: &EmailSettings,
+    test: Test,
+    published: Option<i64>,
+    senders: Option<&status::Senders>,
+) -> EmailSettingsStatus {
+    status::compute(
+        &EmailSettingsStatus::default(),
+        &Inputs {
+            es,
+            now: at(5),
+            test: &test,
+            hints: &[],
+            published_generation: published,
+            publish_problem: None,
+            senders,
+        },
+    )
+}
+
+#[test]
+fn a_failed_edit_says_the_last_validated_secret_still_stands() {
+    let es = es(EXTERNAL);
+    let failed = Test::Known(Next::Failed {
+        at: at(0),
+        duration: Duration::from_millis(30),
+        failure: Failure::BadCredentials("535 5.7.8".into()),
+        due: at(60),
+    });
+    let st = compute(&es, failed, Some(2), None);
+    let (s, reason, message) = cond(&st, types::CONNECTION_VERIFIED);
+    assert_eq!((s.as_str(), reason.as_str()), ("False", "BadCredentials"));
+    assert!(message.contains("Bad username / password"), "{message}");
+    assert!(
+        message.contains("Check the username and the password"),
+        "{message}"
+    );
+    let (s, reason, message) = cond(&st, types::READY);
+    assert_eq!((s.as_str(), reason.as_str()), ("False", "BadCredentials"));
+    assert!(
+        message.contains("still holds the configuration validated for generation 2"),
+        "{message}"
+    );
+    assert_eq!(
+        st.output_secret.as_ref().map(|o| o.validated_generation),
+        Some(2)
+    );
+    let t = st.last_connection_test.expect("test");
+    assert_eq!((t.reason.as_str(), t.duration_ms), ("BadCredentials", 30));
+}
+
+#[test]
+fn a_passed_and_published_generation_is_ready() {
+    let es = es(EXTERNAL);
+    let test = Test::Known(Next::Passed {
+        at: at(0),
+        outcome: Some(passed()),
+        due: at(86400),
+    });
+    let st = compute(&es, test.clone(), Some(3), None);
+    assert_eq!(cond(&st, types::READY).1, reasons::PUBLISHED);
+    assert_eq!(cond(&st, types::CONNECTION_VERIFIED).0, "True");
+    assert_eq!(st.observed_generation, Some(3));
+    assert_eq!(
+        st.last_connection_test.and_then(|t| t.path).as_deref(),
+        Some("starttls")
+    );
+    // Not yet written for this generation: not Ready.
+    let st = compute(&es, test, Some(2), None);
+    assert_eq!(cond(&st, types::READY).0, "False");
+    assert!(
+        st.conditions
+            .iter()
+            .all(|c| c.type_ != types::SENDER_VERIFIED)
+    );
+}
+
+#[test]
+fn unavailable_inputs_name_the_problem() {
+    let es = es(EXTERNAL);
+    let st = compute(
+        &es,
+        Test::Unavailable(Problem {
+            reason: reasons::SECRET_NOT_FOUND,
+            message: "Secret smtp has no key \"password\"".into(),
+        }),
+        None,
+        None,
+    );
+    assert_eq!(cond(&st, types::READY).1, reasons::SECRET_NOT_FOUND);
+    assert!(st.output_secret.is_none());
+}
+
+#[test]
+fn advanced_smtp_waits_for_a_verified_covering_identity() {
+    let es = es(ADVANCED);
+    let passed = Test::Known(Next::Passed {
+        at: at(0),
+        outcome: Some(passed()),
+        due: at(86400),
+    });
+    let none = status::senders(&es, &[]);
+    assert!(none.sender_verified.is_none());
+    assert!(
+        none.missing.contains("no SenderIdentity"),
+        "{}",
+        none.missing
+    );
+    let st = compute(&es, passed.clone(), None, Some(&none));
+    assert_eq!(
+        cond(&st, types::SENDER_VERIFIED).1,
+        reasons::SENDER_NOT_VERIFIED
+    );
+    assert_eq!(cond(&st, types::READY).1, reasons::SENDER_NOT_VERIFIED);
+    assert_eq!(
+        st.identity_usage
+            .as_ref()
+            .map(|u| (u.domain.as_str(), u.email.as_str())),
+        Some(("0/1", "0/3"))
+    );
+
+    let pending = [si("billing", "billing@yourcompany.com", false, 0)];
+    let s = status::senders(&es, &pending);
+    assert!(s.missing.contains("not verified yet"), "{}", s.missing);
+
+    let verified_email = [si("billing", "billing@yourcompany.com", true, 0)];
+    let s = status::senders(&es, &verified_email);
+    assert!(s.sender_verified.is_some());
+    assert!(
+        s.dmarc_aligned.is_none(),
+        "an email identity does not align DKIM"
+    );
+    let st = compute(&es, passed.clone(), Some(3), Some(&s));
+    assert_eq!(cond(&st, types::SENDER_VERIFIED).0, "True");
+    assert_eq!(
+        cond(&st, types::DMARC_ALIGNED).1,
+        reasons::NO_VERIFIED_DOMAIN_IDENTITY
+    );
+    assert_eq!(cond(&st, types::READY).1, reasons::PUBLISHED);
+
+    let domain = [
+        si("billing", "billing@yourcompany.com", true, 0),
+        si("domain", "yourcompany.com", true, 1),
+    ];
+    // An email identity and a domain identity of one domain conflict: the older one wins.
+    let s = status::senders(&es, &domain);
+    assert_eq!(s.usage.emails + s.usage.domains, 1);
+    let domain_only = [si("domain", "yourcompany.com", true, 1)];
+    let s = status::senders(&es, &domain_only);
+    assert!(s.dmarc_aligned.is_some());
+    // Verified in another region does not count.
+    let mut elsewhere = si("domain", "yourcompany.com", true, 1);
+    elsewhere
+        .status
+        .as_mut()
+        .unwrap()
+        .ses
+        .as_mut()
+        .unwrap()
+        .region = "eu-west-1".into();
+    assert!(status::senders(&es, &[elsewhere]).sender_verified.is_none());
+}
+
+#[test]
+fn changing_delivery_drops_the_ses_conditions() {
+    let advanced = es(ADVANCED);
+    let s = status::senders(&advanced, &[]);
+    let passed = Test::Known(Next::Passed {
+        at: at(0),
+        outcome: Some(passed()),
+        due: at(86400),
+    });
+    let before = compute(&advanced, passed.clone(), None, Some(&s));
+    let external = es(EXTERNAL);
+    let after = status::compute(
+        &before,
+        &Inputs {
+            es: &external,
+            now: at(9),
+            test: &passed,
+            hints: &["Gmail needs an app password".to_string()],
+            published_generation: Some(3),
+            publish_problem: None,
+            senders: None,
+        },
+    );
+    assert!(
+        after
+            .conditions
+            .iter()
+            .all(|c| c.type_ != types::SENDER_VERIFIED && c.type_ != types::DMARC_ALIGNED)
+    );
+    assert!(
+        cond(&after, types::CONNECTION_VERIFIED)
+            .2
+            .contains("app password")
+    );
+    // ConnectionVerified stayed True: its transition time is kept.
+    let t = |s: &EmailSettingsStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == types::CONNECTION_VERIFIED)
+            .map(|c| c.last_transition_time.clone())
+    };
+    assert_eq!(t(&before), t(&after));
+}
+
+// watches
+
+#[test]
+fn secret_changes_reach_the_settings_that_read_or_publish_them() {
+    let external = Arc::new(es(EXTERNAL));
+    let mut default = es("  from: billing@yourcompany.com\n");
+    default.metadata.name = Some("relayed".into());
+    let default = Arc::new(default);
+    let mut elsewhere = es(EXTERNAL);
+    elsewhere.metadata.namespace = Some("other".into());
+    let all = vec![external.clone(), default.clone(), Arc::new(elsewhere)];
+    let relay = ("email-system".to_string(), "relay".to_string());
+    let names = |v: Vec<kube::runtime::reflector::ObjectRef<EmailSettings>>| {
+        v.into_iter()
+            .map(|r| format!("{}/{}", r.namespace.unwrap_or_default(), r.name))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(settings_for_secret(
+            Some("billing"),
+            "smtp",
+            &[],
+            Some(&relay),
+            &all
+        )),
+        ["billing/notifications"]
+    );
+    assert_eq!(
+        names(settings_for_secret(
+            Some("email-system"),
+            "relay",
+            &[],
+            Some(&relay),
+            &all
+        )),
+        ["billing/relayed"]
+    );
+    assert!(settings_for_secret(Some("billing"), "unrelated", &[], Some(&relay), &all).is_empty());
+    let owner = kube::Resource::controller_owner_ref(external.as_ref(), &()).expect("owner");
+    assert_eq!(
+        names(settings_for_secret(
+            Some("billing"),
+            "notifications-smtp",
+            &[owner],
+            None,
+            &all
+        )),
+        ["billing/notifications"]
+    );
+}
+
+// default relay
+
+#[test]
+fn the_default_relay_secret_is_read_strictly() {
+    let data = |pairs: &[(&str, &str)]| -> BTreeMap<String, Vec<u8>> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect()
+    };
+    let p = default_relay(
+        &data(&[
+            ("host", "relay.internal"),
+            ("port", "2525"),
+            ("username", "relay@yourcompany.com"),
+            ("password", "pw\n"),
+        ]),
+        "billing@yourcompany.com",
+    )
+    .expect("relay");
+    assert!(p.target.start_tls, "STARTTLS is the default");
+    assert_eq!(p.target.port, 2525);
+    assert_eq!(p.target.from, "billing@yourcompany.com");
+    assert_eq!(
+        p.target.auth,
+        Some(Auth::Password {
+            username: "relay@yourcompany.com".into(),
+            password: Pw::new("pw")
+        })
+    );
+    let open = default_relay(
+        &data(&[("host", "relay.internal"), ("port", "25"), ("tls", "none")]),
+        "a@b.co",
+    )
+    .expect("open relay");
+    assert_eq!((open.target.auth, open.target.start_tls), (None, false));
+    let implicit = default_relay(
+        &data(&[("host", "relay"), ("port", "465"), ("tls", "implicit")]),
+        "a@b.co",
+    )
+    .expect("implicit");
+    assert_eq!(
+        implicit.target.implicit_tls.map(|i| (i.port, i.fallback)),
+        Some((465, false))
+    );
+    let oauth = default_relay(
+        &data(&[
+            ("host", "smtp.office365.com"),
+            ("port", "587"),
+            ("authentication", "OAuth2"),
+            ("username", "relay@yourcompany.com"),
+            ("oauth2TokenUrl", "https://login.example/token"),
+            ("oauth2ClientId", "id"),
+            ("oauth2ClientSecret", "cs"),
+            ("oauth2Scopes", "a b"),
+        ]),
+        "a@b.co",
+    )
+    .expect("oauth2");
+    assert_eq!(
+        oauth.oauth2.map(|g| g.scopes),
+        Some(vec!["a".into(), "b".into()])
+    );
+    for (bad, key) in [
+        (data(&[("port", "25")]), "host"),
+        (data(&[("host", "h"), ("port", "x")]), "port"),
+        (
+            data(&[("host", "h"), ("port", "25"), ("tls", "ssl")]),
+            "tls",
+        ),
+        (
+            data(&[("host", "h"), ("port", "25"), ("username", "u@b.co")]),
+            "password",
+        ),
+        (
+            data(&[
+                ("host", "h"),
+                ("port", "25"),
+                ("authentication", "Kerberos"),
+            ]),
+            "authentication",
+        ),
+    ] {
+        let e = default_relay(&bad, "a@b.co").expect_err(key);
+        assert!(e.0.contains(key), "{e}");
+    }
+}
