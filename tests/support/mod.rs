@@ -12,8 +12,14 @@ use std::sync::OnceLock;
 pub const USER: &str = "notifications@yourcompany.com";
 pub const PASSWORD: &str = "s3cret-pa55word";
 
+/// The workspace root (these helpers are shared by the root crate's and the test bed's tests).
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .find(|d| d.join("tests/support/smtp_servers.py").exists())
+        .map(PathBuf::from)
+        .unwrap_or(manifest)
 }
 
 pub fn cert_dir() -> &'static PathBuf {
@@ -32,6 +38,9 @@ impl LeakStatic for PathBuf {
         Box::leak(Box::new(self))
     }
 }
+
+/// A second password the aiosmtpd servers accept (a rotation to a new, valid password).
+pub const ROTATED_PASSWORD: &str = "r0tated-pa55word";
 
 /// A server process; dropping it closes its stdin, which stops it.
 pub struct Server {

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Real SMTP servers (aiosmtpd) and misbehaving sockets for the connection-test suite.
 
-    smtp_servers.py MODE CERT_DIR [--user U --password P] [--jwks URL] [--allow-sender ADDR]
+    smtp_servers.py MODE CERT_DIR [--user U --password P [--password P2 ...]] [--jwks URL] [--allow-sender ADDR]
 
 Starts one server on 127.0.0.1 (ephemeral port), prints "READY <port>" and serves until its
 standard input closes (the Rust test holds the pipe; dropping it stops the server).
@@ -131,7 +131,7 @@ def wait_for_stdin_close():
     sys.stdin.read()
 
 
-def run_aiosmtpd(mode, cert_dir, user, password, jwks, allow_sender):
+def run_aiosmtpd(mode, cert_dir, user, passwords, jwks, allow_sender):
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
@@ -140,7 +140,7 @@ def run_aiosmtpd(mode, cert_dir, user, password, jwks, allow_sender):
 
     def authenticator(server, session, envelope, mechanism, auth_data):
         ok = (isinstance(auth_data, LoginPassword)
-              and auth_data.login.decode() == user and auth_data.password.decode() == password)
+              and auth_data.login.decode() == user and auth_data.password.decode() in passwords)
         # handled=False: aiosmtpd itself answers 535 on failure (handled=True would answer nothing).
         return AuthResult(success=ok, handled=False)
 
@@ -276,7 +276,10 @@ def run_closed():
 def main():
     args = sys.argv[1:]
     mode, cert_dir = args[0], args[1]
-    opts = dict(zip(args[2::2], args[3::2]))
+    opts = {}
+    for key, value in zip(args[2::2], args[3::2]):
+        opts.setdefault(key, []).append(value)  # --password may be given more than once
+    last = lambda key, default=None: opts.get(key, [default])[-1]
     os.makedirs(cert_dir, exist_ok=True)
     _ca(cert_dir)  # every mode leaves ca.pem for the test, whichever server starts first
     if mode == "broken-starttls":
@@ -288,8 +291,8 @@ def main():
     elif mode == "closed":
         run_closed()
     else:
-        run_aiosmtpd(mode, cert_dir, opts.get("--user", "user@yourcompany.com"),
-                     opts.get("--password", ""), opts.get("--jwks"), opts.get("--allow-sender"))
+        run_aiosmtpd(mode, cert_dir, last("--user", "user@yourcompany.com"),
+                     opts.get("--password", [""]), last("--jwks"), last("--allow-sender"))
 
 
 if __name__ == "__main__":

@@ -248,11 +248,12 @@ pub fn compute(prior: &EmailSettingsStatus, i: &Inputs) -> EmailSettingsStatus {
 
     let secret = es.output_secret_name();
     let current = i.published_generation.is_some() && i.published_generation == generation;
+    // Whatever fails, applications keep the last configuration that passed: say which.
     let still = match i.published_generation {
-        Some(g) if !current => {
-            format!("; Secret {secret} still holds the configuration validated for generation {g}")
-        }
-        _ => String::new(),
+        Some(g) => format!(
+            "; Secret {secret} still holds the last validated configuration (generation {g})"
+        ),
+        None => String::new(),
     };
     let ready = if let Some(p) = i.publish_problem {
         cond(

@@ -337,7 +337,7 @@ fn a_failed_edit_says_the_last_validated_secret_still_stands() {
     let (s, reason, message) = cond(&st, types::READY);
     assert_eq!((s.as_str(), reason.as_str()), ("False", "BadCredentials"));
     assert!(
-        message.contains("still holds the configuration validated for generation 2"),
+        message.contains("still holds the last validated configuration (generation 2)"),
         "{message}"
     );
     assert_eq!(
