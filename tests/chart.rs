@@ -1,0 +1,533 @@
+//! The Helm chart `charts/email-operator`: its CRDs are the generated ones, `helm lint --strict`
+//! is clean, `helm template` renders what the operator needs (flags, downward-API env, a
+//! hardened pod, least-privilege RBAC) with default values and with every optional feature on,
+//! and the rendered manifests pass `kubernetes-validate --strict`.
+//!
+//! helm comes from `.ci/setup-kubectl.sh` (`.tools/bin/helm`), kubernetes-validate from
+//! `.ci/setup-chart.sh`. Outside CI (`CI` unset) a missing tool skips a test with the reason
+//! printed; in CI it fails.
+
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const NAMESPACE: &str = "email-system";
+const RELEASE: &str = "mail";
+const FULLNAME: &str = "mail-email-operator";
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn chart() -> PathBuf {
+    root().join("charts/email-operator")
+}
+
+fn missing(reason: &str, setup: &str) -> Option<PathBuf> {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{reason} (CI must install it: {setup})"
+    );
+    eprintln!("SKIPPED: {reason}; run {setup}");
+    None
+}
+
+/// The first of `candidates` that runs with `probe_arg`.
+fn find_tool(candidates: Vec<PathBuf>, probe_arg: &str) -> Option<PathBuf> {
+    candidates.into_iter().find(|tool| {
+        Command::new(tool)
+            .arg(probe_arg)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+fn helm() -> Option<PathBuf> {
+    let mut candidates: Vec<PathBuf> = std::env::var_os("HELM")
+        .map(PathBuf::from)
+        .into_iter()
+        .collect();
+    candidates.extend([root().join(".tools/bin/helm"), PathBuf::from("helm")]);
+    find_tool(candidates, "version")
+        .or_else(|| missing("helm is not installed", ".ci/setup-kubectl.sh"))
+}
+
+fn kubernetes_validate() -> Option<PathBuf> {
+    let mut candidates: Vec<PathBuf> = std::env::var_os("KUBERNETES_VALIDATE")
+        .map(PathBuf::from)
+        .into_iter()
+        .collect();
+    let venv = std::env::var_os("CHART_VENV")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|home| PathBuf::from(home).join(".cache/email-operator/chart-venv"))
+        });
+    candidates.extend(venv.map(|v| v.join("bin/kubernetes-validate")));
+    candidates.push(PathBuf::from("kubernetes-validate"));
+    find_tool(candidates, "--version")
+        .or_else(|| missing("kubernetes-validate is not installed", ".ci/setup-chart.sh"))
+}
+
+fn run(cmd: &mut Command) -> Result<String, String> {
+    let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+    let stdout = String::from_utf8(out.stdout).expect("utf-8 stdout");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!(
+            "{cmd:?} failed ({}):\n{stdout}{stderr}",
+            out.status
+        ))
+    }
+}
+
+/// Every optional feature on: ServiceMonitor, NetworkPolicy, DNSEndpoints, a default relay
+/// created from values, and the optional flags.
+const ALL_FEATURES: &[&str] = &[
+    "--set=metrics.serviceMonitor.enabled=true",
+    "--set=metrics.serviceMonitor.labels.release=kube-prometheus-stack",
+    "--set=networkPolicy.enabled=true",
+    "--set=networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=monitoring",
+    "--set=externalDns.enabled=true",
+    "--set=defaultRelay.host=smtp.yourcompany.com",
+    "--set=defaultRelay.port=465",
+    "--set=defaultRelay.tls=implicit",
+    "--set=defaultRelay.username=notifications@yourcompany.com",
+    "--set=defaultRelay.password=s3cret-pa55word",
+    "--set=dnsServer=10.0.0.10:53",
+    "--set-string=awsAccountId=111122223333",
+    "--set=clusterId=prod-eu",
+    "--set-json=sesMaxRps=2.5",
+    "--set=logLevel=info\\,email_operator=debug",
+    "--set=extraArgs[0]=--kubeconfig=/etc/kube/config",
+    "--set=serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::111122223333:role/email-operator",
+    "--set=podAnnotations.example\\.com/team=platform",
+    "--set=priorityClassName=system-cluster-critical",
+];
+
+/// `helm template` as text (with the CRDs when `crds`), or helm's error.
+fn template_text(helm: &Path, crds: bool, args: &[&str]) -> Result<String, String> {
+    let mut cmd = Command::new(helm);
+    cmd.args(["template", RELEASE])
+        .arg(chart())
+        .args(["--namespace", NAMESPACE])
+        .args(args);
+    if crds {
+        cmd.arg("--include-crds");
+    }
+    run(&mut cmd)
+}
+
+/// `helm template` parsed into its documents.
+fn template(helm: &Path, args: &[&str]) -> Vec<Value> {
+    let text = template_text(helm, false, args).unwrap_or_else(|e| panic!("{e}"));
+    serde_saphyr::from_multiple(&text).expect("helm template renders YAML")
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str) -> Option<&'a Value> {
+    docs.iter().find(|d| d["kind"] == kind)
+}
+
+fn the<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
+    find(docs, kind).unwrap_or_else(|| panic!("no {kind} rendered"))
+}
+
+fn container(docs: &[Value]) -> &Value {
+    &the(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+}
+
+fn args(docs: &[Value]) -> Vec<&str> {
+    container(docs)["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| a.as_str().expect("string arg"))
+        .collect()
+}
+
+fn cluster_role_rules(external_dns: bool) -> Value {
+    let mut rules = vec![
+        json!({"apiGroups": ["email.ops.dev"], "resources": ["emailsettings", "senderidentities"],
+               "verbs": ["get", "list", "watch", "patch", "update"]}),
+        json!({"apiGroups": ["email.ops.dev"],
+               "resources": ["emailsettings/status", "senderidentities/status"],
+               "verbs": ["get", "patch", "update"]}),
+        json!({"apiGroups": ["email.ops.dev"],
+               "resources": ["senderidentities/finalizers", "emailsettings/finalizers"],
+               "verbs": ["update"]}),
+        json!({"apiGroups": [""], "resources": ["secrets"],
+               "verbs": ["get", "list", "watch", "create", "patch", "update"]}),
+        json!({"apiGroups": ["events.k8s.io"], "resources": ["events"],
+               "verbs": ["create", "patch"]}),
+    ];
+    if external_dns {
+        rules.push(
+            json!({"apiGroups": ["externaldns.k8s.io"], "resources": ["dnsendpoints"],
+                          "verbs": ["get", "list", "watch", "create", "patch", "delete"]}),
+        );
+    }
+    Value::Array(rules)
+}
+
+#[test]
+fn chart_crds_are_byte_identical_to_crds() {
+    let names = |dir: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|entry| {
+                entry
+                    .expect("dir entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    let source = root().join("crds");
+    let copy = chart().join("crds");
+    let files = names(&source);
+    assert!(!files.is_empty(), "crds/ is empty");
+    assert_eq!(
+        names(&copy),
+        files,
+        "charts/email-operator/crds/ must hold exactly the files of crds/; \
+         copy them with `cp crds/*.yaml charts/email-operator/crds/`"
+    );
+    for file in &files {
+        let a = std::fs::read(source.join(file)).expect("read crds/");
+        let b = std::fs::read(copy.join(file)).expect("read chart crds/");
+        assert!(
+            a == b,
+            "charts/email-operator/crds/{file} differs from crds/{file}; \
+             copy it with `cp crds/*.yaml charts/email-operator/crds/`"
+        );
+    }
+}
+
+#[test]
+fn chart_app_version_is_the_crate_version() {
+    let text = std::fs::read_to_string(chart().join("Chart.yaml")).expect("Chart.yaml");
+    let chart: Value = serde_saphyr::from_str(&text).expect("Chart.yaml is YAML");
+    assert_eq!(chart["apiVersion"], "v2");
+    assert_eq!(chart["name"], "email-operator");
+    assert_eq!(chart["appVersion"], env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn helm_lint_strict_passes() {
+    let Some(helm) = helm() else { return };
+    for values in [&[][..], ALL_FEATURES] {
+        let out = run(Command::new(&helm)
+            .args(["lint", "--strict"])
+            .arg(chart())
+            .args(["--namespace", NAMESPACE])
+            .args(values))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(out.contains("0 chart(s) failed"), "{out}");
+    }
+}
+
+#[test]
+fn default_values_render_a_hardened_operator_with_least_privilege_rbac() {
+    let Some(helm) = helm() else { return };
+    let docs = template(&helm, &[]);
+    let mut kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    kinds.sort_unstable();
+    assert_eq!(
+        kinds,
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",
+            "PodDisruptionBudget",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount"
+        ]
+    );
+
+    let deployment = the(&docs, "Deployment");
+    assert_eq!(deployment["metadata"]["namespace"], NAMESPACE);
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], FULLNAME);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["securityContext"]["runAsUser"], 65532);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+
+    let c = container(&docs);
+    assert_eq!(
+        c["image"],
+        format!("email-operator:{}", env!("CARGO_PKG_VERSION"))
+    );
+    let sc = &c["securityContext"];
+    assert_eq!(sc["runAsNonRoot"], true);
+    assert_eq!(sc["runAsUser"], 65532);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
+    assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
+    for kind in ["requests", "limits"] {
+        for resource in ["cpu", "memory"] {
+            assert!(
+                c["resources"][kind][resource].is_string(),
+                "resources.{kind}.{resource}"
+            );
+        }
+    }
+    assert_eq!(
+        c["ports"],
+        json!([{"name": "metrics", "containerPort": 8080, "protocol": "TCP"}])
+    );
+    assert_eq!(
+        c["livenessProbe"]["httpGet"],
+        json!({"path": "/healthz", "port": "metrics"})
+    );
+    assert_eq!(
+        c["readinessProbe"]["httpGet"],
+        json!({"path": "/readyz", "port": "metrics"})
+    );
+
+    assert_eq!(
+        args(&docs),
+        [
+            "run",
+            "--cluster-id=default",
+            "--ses-max-rps=5",
+            "--verified-recheck-interval=12h",
+            "--pending-recheck-min=30s",
+            "--pending-recheck-max=15m",
+            "--metrics-addr=0.0.0.0:8080",
+        ]
+    );
+    let env = &c["env"];
+    assert_eq!(
+        env[0],
+        json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})
+    );
+    assert_eq!(
+        env[1],
+        json!({"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}})
+    );
+    assert_eq!(env[2], json!({"name": "RUST_LOG", "value": "info"}));
+
+    assert_eq!(
+        the(&docs, "ClusterRole")["rules"],
+        cluster_role_rules(false)
+    );
+    let binding = the(&docs, "ClusterRoleBinding");
+    assert_eq!(binding["roleRef"]["name"], FULLNAME);
+    assert_eq!(
+        binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}])
+    );
+
+    let role = the(&docs, "Role");
+    assert_eq!(role["metadata"]["namespace"], NAMESPACE);
+    assert_eq!(
+        role["rules"],
+        json!([
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+             "resourceNames": ["email-operator"], "verbs": ["get", "update", "patch"]},
+        ])
+    );
+    let role_binding = the(&docs, "RoleBinding");
+    assert_eq!(role_binding["roleRef"]["kind"], "Role");
+    assert_eq!(role_binding["roleRef"]["name"], role["metadata"]["name"]);
+    assert_eq!(role_binding["subjects"][0]["name"], FULLNAME);
+
+    let service = the(&docs, "Service");
+    assert_eq!(
+        service["spec"]["ports"],
+        json!([{"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}])
+    );
+    assert_eq!(
+        service["spec"]["selector"],
+        deployment["spec"]["selector"]["matchLabels"]
+    );
+    let pdb = the(&docs, "PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    assert!(the(&docs, "ServiceAccount")["metadata"]["annotations"].is_null());
+}
+
+#[test]
+fn every_optional_feature_renders() {
+    let Some(helm) = helm() else { return };
+    let docs = template(&helm, ALL_FEATURES);
+
+    let relay = format!("{FULLNAME}-default-relay");
+    assert_eq!(
+        args(&docs),
+        [
+            "run",
+            "--cluster-id=prod-eu",
+            "--ses-max-rps=2.5",
+            "--verified-recheck-interval=12h",
+            "--pending-recheck-min=30s",
+            "--pending-recheck-max=15m",
+            "--metrics-addr=0.0.0.0:8080",
+            "--dns-server=10.0.0.10:53",
+            "--aws-account-id=111122223333",
+            &format!("--default-relay-secret={NAMESPACE}/{relay}"),
+            "--kubeconfig=/etc/kube/config",
+        ]
+    );
+    assert_eq!(
+        container(&docs)["env"][2],
+        json!({"name": "RUST_LOG", "value": "info,email_operator=debug"})
+    );
+
+    let secret = docs
+        .iter()
+        .find(|d| d["kind"] == "Secret" && d["metadata"]["name"] == relay.as_str())
+        .expect("the default-relay Secret");
+    assert_eq!(secret["metadata"]["namespace"], NAMESPACE);
+    let mut keys: Vec<&String> = secret["data"].as_object().expect("data").keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["host", "password", "port", "tls", "username"]);
+    assert_eq!(secret["data"]["port"], "NDY1"); // base64("465")
+    let pod_annotations = &the(&docs, "Deployment")["spec"]["template"]["metadata"]["annotations"];
+    assert!(pod_annotations["checksum/default-relay"].is_string());
+    assert_eq!(pod_annotations["example.com/team"], "platform");
+
+    assert_eq!(the(&docs, "ClusterRole")["rules"], cluster_role_rules(true));
+    assert_eq!(
+        the(&docs, "ServiceAccount")["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
+        "arn:aws:iam::111122223333:role/email-operator"
+    );
+
+    let monitor = the(&docs, "ServiceMonitor");
+    assert_eq!(
+        monitor["metadata"]["labels"]["release"],
+        "kube-prometheus-stack"
+    );
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
+    assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
+
+    let policy = &the(&docs, "NetworkPolicy")["spec"];
+    assert_eq!(policy["policyTypes"], json!(["Ingress", "Egress"]));
+    assert_eq!(
+        policy["ingress"],
+        json!([{
+            "ports": [{"port": "metrics", "protocol": "TCP"}],
+            "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+        }])
+    );
+    assert_eq!(policy["egress"], json!([{}]), "all egress allowed");
+}
+
+#[test]
+fn an_existing_relay_secret_is_referenced_not_created() {
+    let Some(helm) = helm() else { return };
+    let docs = template(
+        &helm,
+        &[
+            "--set=defaultRelay.existingSecret=corporate-relay",
+            "--set=defaultRelay.existingSecretNamespace=mail-infra",
+        ],
+    );
+    assert!(args(&docs).contains(&"--default-relay-secret=mail-infra/corporate-relay"));
+    assert!(find(&docs, "Secret").is_none());
+}
+
+#[test]
+fn one_replica_has_no_disruption_budget() {
+    let Some(helm) = helm() else { return };
+    let docs = template(&helm, &["--set=replicas=1"]);
+    assert_eq!(the(&docs, "Deployment")["spec"]["replicas"], 1);
+    assert!(find(&docs, "PodDisruptionBudget").is_none());
+}
+
+#[test]
+fn the_values_schema_rejects_mistakes() {
+    let Some(helm) = helm() else { return };
+    for (value, expected) in [
+        (
+            "--set=replica=2",
+            "additional properties 'replica' not allowed",
+        ),
+        ("--set=defaultRelay.tls=ssl", "/defaultRelay/tls"),
+        (
+            "--set=verifiedRecheckInterval=12 hours",
+            "/verifiedRecheckInterval",
+        ),
+        ("--set=sesMaxRps=0", "/sesMaxRps"),
+        ("--set=awsAccountId=not-an-account", "/awsAccountId"),
+        ("--set=dnsServer=dns.google", "/dnsServer"),
+        ("--set=image.pullPolicy=Sometimes", "/image/pullPolicy"),
+    ] {
+        let err = template_text(&helm, false, &[value]).expect_err(value);
+        assert!(err.contains(expected), "{value}: {err}");
+    }
+    let err = template_text(
+        &helm,
+        false,
+        &[
+            "--set=defaultRelay.existingSecret=a",
+            "--set=defaultRelay.host=smtp.example.com",
+        ],
+    )
+    .expect_err("existingSecret and host together");
+    assert!(err.contains("/defaultRelay/host"), "{err}");
+}
+
+/// `kubernetes-validate --strict` against the chart's minimum Kubernetes version and the
+/// newest one it knows; CRD-based kinds it has no schema for (ServiceMonitor) are reported as
+/// unknown, and only those may be.
+#[test]
+fn rendered_manifests_pass_kubernetes_validate() {
+    let Some(helm) = helm() else { return };
+    let Some(validate) = kubernetes_validate() else {
+        return;
+    };
+    let chart_yaml = std::fs::read_to_string(chart().join("Chart.yaml")).expect("Chart.yaml");
+    let chart_meta: Value = serde_saphyr::from_str(&chart_yaml).expect("Chart.yaml is YAML");
+    let min_kube = chart_meta["kubeVersion"]
+        .as_str()
+        .and_then(|v| v.strip_prefix(">="))
+        .map(|v| v.trim_end_matches("-0"))
+        .expect("Chart.yaml kubeVersion >=X.Y.Z-0");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, values) in [("default", &[][..]), ("all-features", ALL_FEATURES)] {
+        let text = template_text(&helm, true, values).unwrap_or_else(|e| panic!("{e}"));
+        let docs: Vec<Value> = serde_saphyr::from_multiple(&text).expect("YAML");
+        let file = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&file, &text).expect("write manifests");
+        // Once against the oldest version Chart.yaml admits, once against the newest known.
+        let mut out = String::new();
+        for version in [Some(min_kube), None] {
+            let mut cmd = Command::new(&validate);
+            cmd.arg("--strict");
+            if let Some(version) = version {
+                cmd.args(["-k", version]);
+            }
+            out += &run(cmd.arg(&file)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        for line in out.lines() {
+            assert!(
+                line.starts_with("INFO ") && line.contains(" passed for resource ")
+                    || line.starts_with("WARN ") && line.contains("kind ServiceMonitor "),
+                "{name}: {line}\n{out}"
+            );
+        }
+        let known = docs
+            .iter()
+            .filter(|d| d["kind"] != "ServiceMonitor")
+            .count();
+        assert!(known >= 10, "{name}: only {known} documents rendered");
+        assert_eq!(
+            out.matches(" passed for resource ").count(),
+            known * 2,
+            "{name}: every known document validates against both versions\n{out}"
+        );
+    }
+}
