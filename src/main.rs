@@ -43,6 +43,8 @@ enum Command {
         /// Bound on each connection test's TCP connect (the whole conversation gets three times it).
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
         smtp_timeout: std::time::Duration,
+        #[command(flatten)]
+        ses_smtp: SesSmtpArgs,
         /// Manifest files or directories (searched recursively for *.yaml, *.yml, *.json).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
@@ -98,6 +100,13 @@ struct RunArgs {
     /// times it).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     smtp_timeout: std::time::Duration,
+    #[command(flatten)]
+    ses_smtp: SesSmtpArgs,
+}
+
+/// Where AdvancedSmtp connection tests go (`run` and `plan --check-smtp`).
+#[derive(clap::Args)]
+struct SesSmtpArgs {
     /// Test AdvancedSmtp against HOST:PORT instead of email-smtp.<region>.amazonaws.com:587
     /// (test beds, or an egress proxy).
     #[arg(long, value_parser = parse_host_port)]
@@ -105,6 +114,21 @@ struct RunArgs {
     /// PEM CA certificates to trust for --ses-smtp-endpoint.
     #[arg(long)]
     ses_smtp_ca_file: Option<PathBuf>,
+}
+
+impl SesSmtpArgs {
+    fn endpoint(&self) -> Result<email_operator::smtp::target::SesEndpoint, String> {
+        let ca_bundle_pem = match &self.ses_smtp_ca_file {
+            Some(path) => Some(
+                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        Ok(email_operator::smtp::target::SesEndpoint {
+            address: self.ses_smtp_endpoint.clone(),
+            ca_bundle_pem,
+        })
+    }
 }
 
 /// `NAMESPACE/NAME`.
@@ -189,18 +213,12 @@ fn run(args: RunArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let ses_endpoint = email_operator::smtp::target::SesEndpoint {
-            address: args.ses_smtp_endpoint.clone(),
-            ca_bundle_pem: match &args.ses_smtp_ca_file {
-                Some(path) => match std::fs::read(path) {
-                    Ok(pem) => Some(pem),
-                    Err(e) => {
-                        eprintln!("error: cannot read {}: {e}", path.display());
-                        return ExitCode::FAILURE;
-                    }
-                },
-                None => None,
-            },
+        let ses_endpoint = match args.ses_smtp.endpoint() {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
         };
         let config = controller::Config {
             cluster_id: args.cluster_id,
@@ -270,6 +288,7 @@ fn main() -> ExitCode {
             paths,
             check_smtp,
             smtp_timeout,
+            ses_smtp,
         } => {
             let docs = match plan::load(&paths) {
                 Ok(docs) => docs,
@@ -285,12 +304,19 @@ fn main() -> ExitCode {
                     connect: smtp_timeout,
                     conversation: smtp_timeout * 3,
                 };
-                match tokio::runtime::Runtime::new() {
-                    Ok(rt) => rt.block_on(plan::check_smtp::check(&mut report, &docs, timeouts)),
-                    Err(e) => {
-                        eprintln!("error: cannot start the runtime: {e}");
-                        return ExitCode::from(2);
-                    }
+                let checked = ses_smtp.endpoint().and_then(|endpoint| {
+                    tokio::runtime::Runtime::new()
+                        .map_err(|e| format!("cannot start the runtime: {e}"))?
+                        .block_on(plan::check_smtp::check(
+                            &mut report,
+                            &docs,
+                            timeouts,
+                            &endpoint,
+                        ))
+                });
+                if let Err(e) = checked {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
                 }
             }
             print!("{}", plan::render(&report, output));

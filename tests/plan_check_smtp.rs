@@ -107,3 +107,56 @@ fn tests_run_concurrently_and_missing_secrets_are_named() {
     // Each conversation is bounded by 6 s (3 x --smtp-timeout); sequential would be 12 s.
     assert!(elapsed < std::time::Duration::from_secs(10), "{elapsed:?}");
 }
+
+#[test]
+fn advanced_smtp_is_tested_with_the_derived_ses_password() {
+    const KEY_ID: &str = "AKIAPLANTESTKEY00001";
+    const SECRET_KEY: &str = "plan/SesSecretAccessKey+abcdef0123456789";
+    let password = email_operator::smtp::ses_password::smtp_password(SECRET_KEY, "us-east-1");
+    let Some(ses) = smtp_server(
+        "starttls-auth",
+        &["--user", KEY_ID, "--password", &password],
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = |ns: &str, credentials: &str| {
+        format!(
+            "apiVersion: email.ops.dev/v1alpha1\nkind: EmailSettings\nmetadata: {{name: notifications, namespace: {ns}}}\nspec:\n  from: billing@yourcompany.com\n  delivery: AdvancedSmtp\n  advancedSmtp: {{region: us-east-1{credentials}}}\n"
+        )
+    };
+    std::fs::write(
+        dir.path().join("ses.yaml"),
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: ses-key, namespace: ses}}\nstringData: {{accessKeyId: {KEY_ID}, secretAccessKey: '{SECRET_KEY}'}}\n---\n{}---\n{}",
+            settings("ses", ", smtpCredentialsSecretRef: {name: ses-key}"),
+            settings("nokey", "")
+        ),
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_email-operator"))
+        .args(["plan", "-o", "json", "--check-smtp", "--smtp-timeout", "5s"])
+        .args(["--ses-smtp-endpoint", &format!("localhost:{}", ses.port)])
+        .arg("--ses-smtp-ca-file")
+        .arg(support::cert_dir().join("ca.pem"))
+        .arg(dir.path())
+        .output()
+        .expect("plan");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let passed = entry(&report, "ses");
+    assert_eq!(passed["accepted"], true, "{report}");
+    assert!(
+        passed["notes"]
+            .to_string()
+            .contains("connection test passed (starttls"),
+        "{passed}"
+    );
+    let missing = entry(&report, "nokey");
+    assert_eq!(
+        missing["reason"], "SmtpCredentialsNotConfigured",
+        "{missing}"
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let text = report.to_string();
+    assert!(!text.contains(SECRET_KEY) && !text.contains(&password));
+}

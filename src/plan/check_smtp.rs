@@ -1,12 +1,13 @@
-//! `plan --check-smtp`: the real connection test for every accepted ExternalSmtp EmailSettings,
+//! `plan --check-smtp`: the real connection test for every accepted ExternalSmtp and
+//! AdvancedSmtp EmailSettings (the same test the controller runs, with the same reasons),
 //! with the referenced Secrets read from Secret manifests among the inputs (`data` or
 //! `stringData`). Tests run concurrently, so many settings cost about one timeout, not the sum.
 
 use super::{Document, ObjectReport, Report};
 use crate::crd::EmailSettings;
 use crate::smtp::oauth2::TokenSource;
-use crate::smtp::target::{self, SecretSource};
-use crate::smtp::{LettreProber, Prober, Timeouts};
+use crate::smtp::target::{self, SecretSource, SesEndpoint};
+use crate::smtp::{LettreProber, Timeouts};
 use base64::Engine as _;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -74,11 +75,18 @@ fn settings_of(docs: &[Document], report: &ObjectReport) -> Option<EmailSettings
     serde_json::from_value(obj).ok()
 }
 
-/// Runs the tests and folds their outcome into the report.
-pub async fn check(report: &mut Report, docs: &[Document], timeouts: Timeouts) {
+/// Runs the tests and folds their outcome into the report. AdvancedSmtp settings are tested
+/// against `ses_endpoint` (by default the region's SES SMTP endpoint); `delivery: Default` is
+/// the operator's relay, which only the operator can test.
+pub async fn check(
+    report: &mut Report,
+    docs: &[Document],
+    timeouts: Timeouts,
+    ses_endpoint: &SesEndpoint,
+) -> Result<(), String> {
     let all = secrets(docs);
     let prober = LettreProber::new(timeouts);
-    let tokens = TokenSource::new(timeouts.conversation).ok();
+    let tokens = TokenSource::new(timeouts.conversation)?;
     let mut jobs = vec![];
     for (i, entry) in report.objects.iter().enumerate() {
         if entry.kind != "EmailSettings" || !entry.accepted {
@@ -91,33 +99,23 @@ pub async fn check(report: &mut Report, docs: &[Document], timeouts: Timeouts) {
             namespace: &entry.namespace,
             all: &all,
         };
-        let prepared = target::external(&es, &source);
-        let prober = &prober;
-        let tokens = tokens.as_ref();
+        let prepared = target::for_settings(&es, &source, ses_endpoint);
+        let (prober, tokens) = (&prober, &tokens);
         jobs.push(async move {
             let outcome = match prepared {
                 Ok(None) => return (i, None),
-                Err(missing) => Err((missing.reason(), missing.to_string())),
-                Ok(Some(mut p)) => {
-                    if let (Some(grant), Some(tokens)) = (&p.oauth2, tokens) {
-                        match tokens.token(grant).await {
-                            Ok(token) => p = p.with_token(token),
-                            Err(f) => return (i, Some(Err((f.reason(), f.condition_message())))),
-                        }
-                    }
-                    prober
-                        .probe(&p.target)
-                        .await
-                        .map(|o| {
-                            format!(
-                                "connection test passed ({}, port {}, {} ms)",
-                                o.path.as_str(),
-                                o.port,
-                                o.duration.as_millis()
-                            )
-                        })
-                        .map_err(|f| (f.reason(), f.condition_message()))
-                }
+                Err(u) => Err((u.reason, u.message)),
+                Ok(Some(p)) => crate::smtp::run_test(prober, tokens, &p)
+                    .await
+                    .map(|o| {
+                        format!(
+                            "connection test passed ({}, port {}, {} ms)",
+                            o.path.as_str(),
+                            o.port,
+                            o.duration.as_millis()
+                        )
+                    })
+                    .map_err(|f| (f.reason(), f.condition_message())),
             };
             (i, Some(outcome))
         });
@@ -134,4 +132,5 @@ pub async fn check(report: &mut Report, docs: &[Document], timeouts: Timeouts) {
             }
         }
     }
+    Ok(())
 }

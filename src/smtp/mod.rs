@@ -140,3 +140,21 @@ impl Default for Timeouts {
 pub trait Prober: Send + Sync {
     fn probe(&self, target: &Target) -> impl Future<Output = Result<Outcome, Failure>> + Send;
 }
+
+/// The whole test of a prepared target: the OAuth2 token first when there is a grant (a token
+/// that cannot be obtained is `AuthenticationFailed`), then the SMTP conversation.
+pub async fn run_test(
+    prober: &impl Prober,
+    tokens: &oauth2::TokenSource,
+    prepared: &target::Prepared,
+) -> Result<Outcome, Failure> {
+    match &prepared.oauth2 {
+        Some(grant) => {
+            let token = tokens.token(grant).await?;
+            prober
+                .probe(&prepared.clone().with_token(token).target)
+                .await
+        }
+        None => prober.probe(&prepared.target).await,
+    }
+}

@@ -266,6 +266,52 @@ pub fn default_relay(
     })
 }
 
+/// Why the connection test of an EmailSettings cannot run: a stable reason and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unprepared {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl From<MissingSecret> for Unprepared {
+    fn from(m: MissingSecret) -> Self {
+        Self {
+            reason: m.reason(),
+            message: format!("{m}; create it or correct the reference"),
+        }
+    }
+}
+
+/// The connection test of an ExternalSmtp or AdvancedSmtp EmailSettings, as the controller and
+/// `plan --check-smtp` both run it; None for `delivery: Default` (the operator's relay).
+pub fn for_settings(
+    es: &EmailSettings,
+    secrets: &dyn SecretSource,
+    endpoint: &SesEndpoint,
+) -> Result<Option<Prepared>, Unprepared> {
+    let missing_block = |block: &str| Unprepared {
+        reason: crate::crd::conditions::reasons::INVALID,
+        message: format!(
+            "{block} is required when delivery is {:?}",
+            es.spec.delivery
+        ),
+    };
+    match es.spec.delivery {
+        Delivery::Default => Ok(None),
+        Delivery::ExternalSmtp => external(es, secrets)?
+            .map(Some)
+            .ok_or_else(|| missing_block("externalSmtp")),
+        Delivery::AdvancedSmtp => match ses(es, secrets, endpoint) {
+            Ok(p) => p.map(Some).ok_or_else(|| missing_block("advancedSmtp")),
+            Err(SesUnavailable::Missing(m)) => Err(m.into()),
+            Err(e) => Err(Unprepared {
+                reason: e.reason(),
+                message: e.to_string(),
+            }),
+        },
+    }
+}
+
 /// The connection test of an ExternalSmtp EmailSettings; None for other deliveries.
 pub fn external(
     es: &EmailSettings,

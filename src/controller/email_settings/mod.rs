@@ -17,7 +17,7 @@ use crate::crd::email_settings::Delivery;
 use crate::crd::{EmailSettings, EmailSettingsStatus, SenderIdentity};
 use crate::policy::{self, Verdict};
 use crate::smtp::target::{self, Prepared, SecretSource};
-use crate::smtp::{Failure, Outcome, Prober};
+use crate::smtp::{Failure, Outcome};
 use decide::{Memo, Next};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
@@ -111,89 +111,63 @@ async fn subject(
     api: &Api<Secret>,
 ) -> Result<Result<Subject, Problem>, kube::Error> {
     let secrets = fetch(api, &referenced_secrets(es)).await?;
-    let missing = |m: target::MissingSecret| Problem {
-        reason: m.reason(),
-        message: format!(
-            "{m}; create it or correct the reference (the test runs again when it appears)"
-        ),
+    let hints = |p: &Prepared| match es.spec.delivery {
+        Delivery::AdvancedSmtp => vec![],
+        _ => crate::smtp::provider_hints(&p.target.host),
     };
-    let subject = |prepared: Prepared, extra: BTreeMap<String, String>, hints: bool| Subject {
-        hints: if hints {
-            crate::smtp::provider_hints(&prepared.target.host)
-        } else {
-            vec![]
+    let prepared = match target::for_settings(es, &secrets, &ctx.config.ses_endpoint) {
+        Ok(Some(p)) => p,
+        Ok(None) => match default_relay(es, ctx).await? {
+            Ok(p) => p,
+            Err(problem) => return Ok(Err(problem)),
         },
+        Err(problem) => return Ok(Err(problem)),
+    };
+    let extra = es
+        .spec
+        .advanced_smtp
+        .as_ref()
+        .filter(|_| es.spec.delivery == Delivery::AdvancedSmtp)
+        .and_then(|a| a.configuration_set_name.clone())
+        .map(|c| BTreeMap::from([("configurationSet".to_string(), c)]))
+        .unwrap_or_default();
+    Ok(Ok(Subject {
+        hints: hints(&prepared),
         prepared,
         extra,
+    }))
+}
+
+/// The operator's default relay, for `delivery: Default`.
+async fn default_relay(
+    es: &EmailSettings,
+    ctx: &Context,
+) -> Result<Result<Prepared, Problem>, kube::Error> {
+    let Some((rns, rname)) = &ctx.config.default_relay else {
+        return Ok(Err(Problem {
+            reason: reasons::DEFAULT_RELAY_NOT_CONFIGURED,
+            message: "the operator was started without a default relay (--default-relay-secret); ask the platform team to configure one, or use delivery ExternalSmtp or AdvancedSmtp".into(),
+        }));
     };
-    Ok(match es.spec.delivery {
-        Delivery::ExternalSmtp => match target::external(es, &secrets) {
-            Ok(Some(p)) => Ok(subject(p, BTreeMap::new(), true)),
-            Ok(None) => Err(Problem {
-                reason: reasons::INVALID,
-                message: "externalSmtp is required when delivery is ExternalSmtp".into(),
-            }),
-            Err(m) => Err(missing(m)),
-        },
-        Delivery::AdvancedSmtp => match target::ses(es, &secrets, &ctx.config.ses_endpoint) {
-            Ok(Some(p)) => {
-                let extra = es
-                    .spec
-                    .advanced_smtp
-                    .as_ref()
-                    .and_then(|a| a.configuration_set_name.clone())
-                    .map(|c| BTreeMap::from([("configurationSet".to_string(), c)]))
-                    .unwrap_or_default();
-                Ok(subject(p, extra, false))
-            }
-            Ok(None) => Err(Problem {
-                reason: reasons::INVALID,
-                message: "advancedSmtp is required when delivery is AdvancedSmtp".into(),
-            }),
-            Err(target::SesUnavailable::Missing(m)) => Err(missing(m)),
-            Err(e) => Err(Problem {
-                reason: e.reason(),
-                message: e.to_string(),
-            }),
-        },
-        Delivery::Default => match &ctx.config.default_relay {
-            None => Err(Problem {
-                reason: reasons::DEFAULT_RELAY_NOT_CONFIGURED,
-                message: "the operator was started without a default relay (--default-relay-secret); ask the platform team to configure one, or use delivery ExternalSmtp or AdvancedSmtp".into(),
-            }),
-            Some((rns, rname)) => {
-                let relay: Api<Secret> = Api::namespaced(ctx.client.clone(), rns);
-                match relay.get_opt(rname).await? {
-                    None => Err(Problem {
-                        reason: reasons::DEFAULT_RELAY_INVALID,
-                        message: format!(
-                            "the default relay Secret {rns}/{rname} does not exist; ask the platform team to create it"
-                        ),
-                    }),
-                    Some(s) => match target::default_relay(&secret_data(&s), &es.spec.from) {
-                        Ok(p) => Ok(subject(p, BTreeMap::new(), true)),
-                        Err(e) => Err(Problem {
-                            reason: reasons::DEFAULT_RELAY_INVALID,
-                            message: format!("the default relay Secret {rns}/{rname} {}", e.0),
-                        }),
-                    },
-                }
-            }
-        },
+    let relay: Api<Secret> = Api::namespaced(ctx.client.clone(), rns);
+    Ok(match relay.get_opt(rname).await? {
+        None => Err(Problem {
+            reason: reasons::DEFAULT_RELAY_INVALID,
+            message: format!(
+                "the default relay Secret {rns}/{rname} does not exist; ask the platform team to create it"
+            ),
+        }),
+        Some(s) => target::default_relay(&secret_data(&s), &es.spec.from).map_err(|e| Problem {
+            reason: reasons::DEFAULT_RELAY_INVALID,
+            message: format!("the default relay Secret {rns}/{rname} {}", e.0),
+        }),
     })
 }
 
-/// Runs the test: the OAuth2 token first when there is one, then the SMTP conversation.
+/// Runs the test and measures it.
 async fn run_test(ctx: &Context, prepared: &Prepared) -> (Result<Outcome, Failure>, Duration) {
     let started = std::time::Instant::now();
-    let mut p = prepared.clone();
-    if let Some(grant) = &p.oauth2 {
-        match ctx.tokens.token(grant).await {
-            Ok(token) => p = p.with_token(token),
-            Err(f) => return (Err(f), started.elapsed()),
-        }
-    }
-    let result = ctx.prober.probe(&p.target).await;
+    let result = crate::smtp::run_test(&ctx.prober, &ctx.tokens, prepared).await;
     (result, started.elapsed())
 }
 

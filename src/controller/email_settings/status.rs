@@ -14,11 +14,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 /// Why there is nothing to test or publish: a stable reason and a message saying what to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub reason: &'static str,
-    pub message: String,
-}
+pub use crate::smtp::target::Unprepared as Problem;
 
 /// Where the connection test stands for the current inputs.
 #[derive(Debug, Clone, PartialEq, Eq)]
