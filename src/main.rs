@@ -102,6 +102,72 @@ struct RunArgs {
     smtp_timeout: std::time::Duration,
     #[command(flatten)]
     ses_smtp: SesSmtpArgs,
+    /// Elect a leader on a Lease so only one replica reconciles (turn off only for a single
+    /// replica without access to Leases).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// Namespace of the Lease `email-operator` (the operator's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    leader_election_namespace: String,
+    /// This replica's holder identity (default: POD_NAME, else host name and process id).
+    #[arg(long, env = "POD_NAME")]
+    leader_election_identity: Option<String>,
+    /// A standby takes over when the leader has not renewed for this long.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    lease_duration: std::time::Duration,
+    /// The leader stops when it could not renew for this long (less than --lease-duration).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    lease_renew_deadline: std::time::Duration,
+    /// How often the Lease is renewed or tried.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    lease_retry_period: std::time::Duration,
+    /// On SIGTERM, how long in-flight reconciles may take before the process exits anyway.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    shutdown_timeout: std::time::Duration,
+}
+
+impl RunArgs {
+    fn lease_config(&self) -> Option<email_operator::controller::leader::LeaseConfig> {
+        if !self.leader_election {
+            return None;
+        }
+        let identity = self.leader_election_identity.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "email-operator".into());
+            format!("{host}-{}", std::process::id())
+        });
+        let duration = self.lease_duration;
+        Some(email_operator::controller::leader::LeaseConfig {
+            namespace: self.leader_election_namespace.clone(),
+            name: "email-operator".into(),
+            identity,
+            duration,
+            renew_deadline: self.lease_renew_deadline.min(duration),
+            retry_period: self.lease_retry_period.min(duration / 2),
+        })
+    }
+}
+
+/// SIGTERM or SIGINT.
+async fn signalled() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Resolves once `stop` turns true.
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// Where AdvancedSmtp connection tests go (`run` and `plan --check-smtp`).
@@ -221,9 +287,9 @@ fn run(args: RunArgs) -> ExitCode {
             }
         };
         let config = controller::Config {
-            cluster_id: args.cluster_id,
+            cluster_id: args.cluster_id.clone(),
             ses_max_rps: args.ses_max_rps,
-            aws_account_id: args.aws_account_id,
+            aws_account_id: args.aws_account_id.clone(),
             windows: controller::sender_identity::step::Windows {
                 pending_min: args.pending_recheck_min,
                 pending_max: args.pending_recheck_max.max(args.pending_recheck_min),
@@ -253,19 +319,69 @@ fn run(args: RunArgs) -> ExitCode {
             metrics_addr,
             "email-operator starting"
         );
+        tokio::spawn(email_operator::metrics::serve(metrics));
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            signalled().await;
+            tracing::info!("shutting down: no new work, finishing what runs");
+            let _ = stop_tx.send(true);
+        });
+        let lease = args.lease_config();
+        let mut elector = lease.map(|l| controller::leader::Elector::new(client.clone(), l));
+        if let Some(elector) = &mut elector {
+            let standby = |ok: bool| {
+                email_operator::metrics::STANDBY.store(ok, std::sync::atomic::Ordering::Relaxed)
+            };
+            tokio::select! {
+                () = elector.acquire(standby) => {}
+                () = stopped(stop_rx.clone()) => {
+                    tracing::info!("email-operator stopped while standing by");
+                    return ExitCode::SUCCESS;
+                }
+            }
+            standby(false);
+        }
+        email_operator::metrics::METRICS.leader.set(1);
         let clock = std::sync::Arc::new(email_operator::clock::SystemClock);
-        if let Err(e) = controller::run(
+        let controllers = controller::run(
             client,
             config,
             dns,
             clock,
             args.verified_recheck_interval,
-            metrics,
-        )
-        .await
-        {
+            stop_rx.clone(),
+        );
+        let drain_bound = async {
+            stopped(stop_rx.clone()).await;
+            tokio::time::sleep(args.shutdown_timeout).await;
+        };
+        let outcome = {
+            let lost = async {
+                match &mut elector {
+                    Some(e) => e.hold().await.to_string(),
+                    None => std::future::pending().await,
+                }
+            };
+            // Losing the Lease drops the controllers at once: another replica now leads.
+            tokio::select! {
+                result = controllers => result,
+                () = drain_bound => {
+                    tracing::warn!(timeout_s = args.shutdown_timeout.as_secs(), "reconciles still running at the shutdown bound are abandoned");
+                    Ok(())
+                }
+                lost = lost => Err(lost),
+            }
+        };
+        email_operator::metrics::METRICS.leader.set(0);
+        if let Err(e) = outcome {
+            tracing::error!(error = %e, "stopping");
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
+        }
+        if let Some(elector) = &mut elector
+            && let Err(e) = elector.release().await
+        {
+            tracing::warn!(error = %e, "could not release the Lease; a standby takes over when it expires");
         }
         tracing::info!("email-operator stopped");
         ExitCode::SUCCESS

@@ -46,6 +46,13 @@ pub struct Metrics {
     pub reconcile_duration: Family<KindLabels, Histogram>,
     pub identities: Family<VerificationLabels, Gauge>,
     pub smtp_tests: Family<OutcomeLabels, Counter>,
+    /// 1 while this replica holds the leader-election Lease.
+    pub leader: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
 }
 
 fn histogram() -> Histogram {
@@ -62,6 +69,19 @@ impl Metrics {
             Family::<KindLabels, Histogram>::new_with_constructor(histogram as fn() -> Histogram);
         let identities = Family::<VerificationLabels, Gauge>::default();
         let smtp_tests = Family::<OutcomeLabels, Counter>::default();
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader-election Lease and reconciles, else 0",
+            leader.clone(),
+        );
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register("build_info", "The running version (always 1)", build);
         registry.register(
             "smtp_tests",
             "SMTP connection tests by outcome (Succeeded or the failure reason)",
@@ -96,6 +116,7 @@ impl Metrics {
             reconcile_duration,
             identities,
             smtp_tests,
+            leader,
         }
     }
 
@@ -128,42 +149,56 @@ pub fn ses_request(operation: &'static str, outcome: &'static str) {
         .inc();
 }
 
-/// Set once the controllers' caches have synced.
+/// Set once the controllers' caches have synced (the leader).
 pub static READY: AtomicBool = AtomicBool::new(false);
+/// Set while a standby can read the Lease: ready to take over.
+pub static STANDBY: AtomicBool = AtomicBool::new(false);
 
-/// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until the process ends; `refresh`
-/// updates gauges computed from caches before each scrape.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    refresh: impl Fn() + Clone + Send + Sync + 'static,
-) {
+/// Whether `/readyz` answers 200: a leader whose caches synced, or a healthy standby (so a
+/// rolling update of several replicas is not held up by the ones standing by).
+pub fn ready() -> bool {
+    READY.load(Ordering::Relaxed) || STANDBY.load(Ordering::Relaxed)
+}
+
+type Refresh = Box<dyn Fn() + Send + Sync>;
+static REFRESH: std::sync::OnceLock<Refresh> = std::sync::OnceLock::new();
+
+/// Registers what updates gauges computed from caches before each scrape (once).
+pub fn on_scrape(refresh: impl Fn() + Send + Sync + 'static) {
+    let _ = REFRESH.set(Box::new(refresh));
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener) {
     use axum::http::StatusCode;
     use axum::routing::get;
     let app = axum::Router::new()
         .route(
             "/metrics",
-            get(move || {
-                let refresh = refresh.clone();
-                async move {
+            get(|| async move {
+                if let Some(refresh) = REFRESH.get() {
                     refresh();
-                    (
-                        [(
-                            "content-type",
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        METRICS.encode(),
-                    )
                 }
+                (
+                    [(
+                        "content-type",
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    METRICS.encode(),
+                )
             }),
         )
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/readyz",
             get(|| async {
-                if READY.load(Ordering::Relaxed) {
+                if ready() {
                     (StatusCode::OK, "ready")
                 } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "caches not synced")
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "not ready: caches not synced",
+                    )
                 }
             }),
         );
@@ -197,5 +232,51 @@ mod tests {
         assert!(text.contains(r#"email_operator_ses_requests_total{operation="GetEmailIdentity",outcome="SesThrottled"}"#));
         assert!(text.contains(r#"email_operator_reconcile_duration_seconds_bucket{le="0.04",kind="SenderIdentity"} 1"#), "{text}");
         assert!(text.contains(r#"email_operator_reconciles_total{kind="SenderIdentity"}"#));
+    }
+
+    #[test]
+    fn every_series_is_documented_in_the_readme_and_every_documented_one_exists() {
+        ses_request("CreateEmailIdentity", "Success");
+        smtp_test("Succeeded");
+        METRICS
+            .reconcile_errors
+            .get_or_create(&ErrorLabels {
+                kind: "EmailSettings",
+                reason: "KubernetesApiError",
+            })
+            .inc();
+        METRICS
+            .reconcile_duration
+            .get_or_create(&KindLabels {
+                kind: "EmailSettings",
+            })
+            .observe(0.01);
+        METRICS
+            .reconciles
+            .get_or_create(&KindLabels {
+                kind: "EmailSettings",
+            })
+            .inc();
+        METRICS
+            .identities
+            .get_or_create(&VerificationLabels {
+                status: "Success".into(),
+            })
+            .set(1);
+        let text = METRICS.encode();
+        let exposed: std::collections::BTreeSet<String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .map(|n| n.trim_start_matches("email_operator_").to_string())
+            .collect();
+        let readme = include_str!("../README.md");
+        let documented: std::collections::BTreeSet<String> = readme
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `email_operator_"))
+            .filter_map(|l| l.split('`').next())
+            .map(|n| n.trim_end_matches("_total").to_string())
+            .collect();
+        assert_eq!(exposed, documented, "{text}");
     }
 }

@@ -5,6 +5,7 @@
 //! account and region, DNS lookups, the clock, Events, and status writes by server-side apply.
 
 pub mod email_settings;
+pub mod leader;
 pub mod recheck;
 pub mod sender_identity;
 
@@ -235,7 +236,7 @@ pub async fn run(
     dns: HickoryLookup,
     clock: Arc<dyn Clock>,
     recheck_interval: std::time::Duration,
-    metrics: tokio::net::TcpListener,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
     use futures::StreamExt;
     use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
@@ -272,9 +273,7 @@ pub async fn run(
     )?);
     let (trigger_tx, trigger_rx) = futures::channel::mpsc::unbounded();
     let gauges = si_store.clone();
-    tokio::spawn(crate::metrics::serve(metrics, move || {
-        refresh_gauges(&gauges)
-    }));
+    crate::metrics::on_scrape(move || refresh_gauges(&gauges));
     tokio::spawn(recheck::run(ctx.clone(), recheck_interval, trigger_tx));
 
     // EmailSettings: re-tested when a Secret they read or publish changes (metadata is enough
@@ -314,7 +313,7 @@ pub async fn run(
                 })
             },
         )
-        .shutdown_on_signal()
+        .graceful_shutdown_on(stopped(stop.clone()))
         .run(
             email_settings::reconcile,
             email_settings::error_policy,
@@ -383,7 +382,7 @@ pub async fn run(
             },
         )
         .reconcile_on(trigger_rx)
-        .shutdown_on_signal()
+        .graceful_shutdown_on(stopped(stop))
         .run(
             sender_identity::reconcile,
             sender_identity::error_policy,
@@ -396,6 +395,11 @@ pub async fn run(
         });
     futures::join!(si_controller, es_controller);
     Ok(())
+}
+
+/// Resolves once `stop` turns true: the controllers take no new work and finish what runs.
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// Marks `mine` synced at the watch's first InitDone, and the operator ready once `other` is too.

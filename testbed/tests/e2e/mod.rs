@@ -120,6 +120,19 @@ impl Bed {
         log
     }
 
+    /// Sends `signal` (e.g. "KILL", "TERM") to the `i`-th operator started, and waits for it to
+    /// exit; returns its exit code (None when killed by a signal).
+    pub fn signal_operator(&mut self, i: usize, signal: &str) -> Option<i32> {
+        let child = &mut self.operators[i];
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal} failed");
+        child.wait().expect("wait").code()
+    }
+
     /// The address the operator logged for its metrics endpoint.
     pub async fn metrics_addr(log: &std::path::Path) -> String {
         eventually(
