@@ -21,6 +21,11 @@ pub mod types {
     pub const VERIFIED: &str = "Verified";
     /// SES reports Easy DKIM verified for the identity.
     pub const DKIM_VERIFIED: &str = "DkimVerified";
+    /// kstatus: work is in progress and will finish without anyone acting (present only
+    /// while true).
+    pub const RECONCILING: &str = "Reconciling";
+    /// kstatus: the object is stuck until someone changes something (present only while true).
+    pub const STALLED: &str = "Stalled";
 }
 
 /// Condition reasons, grouped by where they arise.
@@ -102,6 +107,42 @@ pub fn condition(
     }
 }
 
+/// Where an object stands in kstatus terms (what Flux and `kstatus`-based tools read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Ready: neither Reconciling nor Stalled.
+    Done,
+    /// Not ready yet, but getting there on its own (a retry, a verification in progress).
+    Reconciling,
+    /// Not ready until someone acts (bad credentials, a policy rejection, a failed
+    /// verification).
+    Stalled,
+}
+
+/// Sets the kstatus abnormal-true conditions: `Reconciling` or `Stalled` with the reason and
+/// message of the Ready condition, and removes whichever is not true.
+pub fn set_progress(conditions: &mut Vec<Condition>, progress: Progress, ready: &Condition) {
+    let keep = match progress {
+        Progress::Done => None,
+        Progress::Reconciling => Some(types::RECONCILING),
+        Progress::Stalled => Some(types::STALLED),
+    };
+    conditions.retain(|c| {
+        (c.type_ != types::RECONCILING && c.type_ != types::STALLED)
+            || Some(c.type_.as_str()) == keep
+    });
+    if let Some(t) = keep {
+        set_condition(
+            conditions,
+            Condition {
+                type_: t.to_string(),
+                status: "True".into(),
+                ..ready.clone()
+            },
+        );
+    }
+}
+
 /// Puts `new` into `conditions`, keeping the old `lastTransitionTime` when the status did not
 /// change (so `kubectl describe` shows when the state really changed, not when it was last seen).
 pub fn set_condition(conditions: &mut Vec<Condition>, mut new: Condition) {
@@ -150,5 +191,28 @@ mod tests {
             condition("Accepted", true, "Accepted", "", Some(2), at(40)),
         );
         assert_eq!(conds.len(), 2);
+    }
+
+    #[test]
+    fn only_the_true_progress_condition_is_present() {
+        let ready = condition("Ready", false, "BadCredentials", "m", Some(1), at(10));
+        let mut conds = vec![ready.clone()];
+        set_progress(&mut conds, Progress::Reconciling, &ready);
+        assert_eq!(
+            conds.iter().map(|c| c.type_.as_str()).collect::<Vec<_>>(),
+            ["Ready", "Reconciling"]
+        );
+        set_progress(&mut conds, Progress::Stalled, &ready);
+        let stalled = conds
+            .iter()
+            .find(|c| c.type_ == "Stalled")
+            .expect("Stalled");
+        assert_eq!(
+            (stalled.status.as_str(), stalled.reason.as_str()),
+            ("True", "BadCredentials")
+        );
+        assert!(conds.iter().all(|c| c.type_ != "Reconciling"));
+        set_progress(&mut conds, Progress::Done, &ready);
+        assert_eq!(conds.len(), 1);
     }
 }

@@ -2,7 +2,7 @@
 //! AdvancedSmtp whether verified SenderIdentities cover the `from` address.
 
 use super::decide::Next;
-use crate::crd::conditions::{condition, reasons, set_condition, types};
+use crate::crd::conditions::{Progress, condition, reasons, set_condition, set_progress, types};
 use crate::crd::email_settings::{
     ConnectionTest, Delivery, EmailSettingsStatus, IdentityUsage, OutputSecret,
 };
@@ -282,6 +282,25 @@ pub fn compute(prior: &EmailSettingsStatus, i: &Inputs) -> EmailSettingsStatus {
             format!("publishing the validated configuration to Secret {secret}{still}"),
         )
     };
+    // kstatus: failures that pass on their own (and waits) are Reconciling; the rest wait for
+    // someone to act, Stalled.
+    let progress = if ready.status == "True" {
+        Progress::Done
+    } else if [
+        reasons::CONNECT_FAILED,
+        reasons::CONNECT_TIMEOUT,
+        reasons::READ_TIMEOUT,
+        reasons::SENDER_NOT_VERIFIED,
+        "Publishing",
+        "Testing",
+    ]
+    .contains(&ready.reason.as_str())
+    {
+        Progress::Reconciling
+    } else {
+        Progress::Stalled
+    };
+    set_progress(&mut conditions, progress, &ready);
     set_condition(&mut conditions, ready);
 
     EmailSettingsStatus {

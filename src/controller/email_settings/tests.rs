@@ -344,8 +344,11 @@ fn a_failed_edit_says_the_last_validated_secret_still_stands() {
         st.output_secret.as_ref().map(|o| o.validated_generation),
         Some(2)
     );
-    let t = st.last_connection_test.expect("test");
+    let t = st.last_connection_test.as_ref().expect("test");
     assert_eq!((t.reason.as_str(), t.duration_ms), ("BadCredentials", 30));
+    // kstatus: bad credentials wait for someone to act.
+    assert_eq!(cond(&st, types::STALLED).1, "BadCredentials");
+    assert!(st.conditions.iter().all(|c| c.type_ != types::RECONCILING));
 }
 
 #[test]
@@ -358,6 +361,11 @@ fn a_passed_and_published_generation_is_ready() {
     });
     let st = compute(&es, test.clone(), Some(3), None);
     assert_eq!(cond(&st, types::READY).1, reasons::PUBLISHED);
+    assert!(
+        st.conditions
+            .iter()
+            .all(|c| c.type_ != types::STALLED && c.type_ != types::RECONCILING)
+    );
     assert_eq!(cond(&st, types::CONNECTION_VERIFIED).0, "True");
     assert_eq!(st.observed_generation, Some(3));
     assert_eq!(
@@ -411,6 +419,7 @@ fn advanced_smtp_waits_for_a_verified_covering_identity() {
         reasons::SENDER_NOT_VERIFIED
     );
     assert_eq!(cond(&st, types::READY).1, reasons::SENDER_NOT_VERIFIED);
+    assert_eq!(cond(&st, types::RECONCILING).1, reasons::SENDER_NOT_VERIFIED);
     assert_eq!(
         st.identity_usage
             .as_ref()

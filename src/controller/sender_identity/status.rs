@@ -1,7 +1,7 @@
 //! Building a SenderIdentity's status (pure) from what SES reported and the records the
 //! operator checked: the verification fields, the records to publish, and the four conditions.
 
-use crate::crd::conditions::{condition, reasons, set_condition, types};
+use crate::crd::conditions::{Progress, condition, reasons, set_condition, set_progress, types};
 use crate::crd::sender_identity::{DnsRecord, IdentityType, SenderIdentityStatus, SesLocation};
 use crate::names::IdentityName;
 use crate::ses::IdentityDetails;
@@ -139,7 +139,16 @@ pub fn observed(prior: &SenderIdentityStatus, o: Observation) -> SenderIdentityS
             "SES does not allow sending from this identity".to_string(),
         )
     };
-    set(&mut s.conditions, types::READY, ready, &reason, msg);
+    let ready_condition = condition(types::READY, ready, &reason, msg, generation, now.clone());
+    let progress = if ready {
+        Progress::Done
+    } else if o.details.verification_status == "FAILED" {
+        Progress::Stalled
+    } else {
+        Progress::Reconciling
+    };
+    set_progress(&mut s.conditions, progress, &ready_condition);
+    set_condition(&mut s.conditions, ready_condition);
     s
 }
 
@@ -166,9 +175,8 @@ pub fn rejected(
             now.clone(),
         ),
     );
-    set_condition(
-        &mut s.conditions,
-        condition(types::READY, false, reason, message, generation, now),
-    );
+    let ready = condition(types::READY, false, reason, message, generation, now);
+    set_progress(&mut s.conditions, Progress::Stalled, &ready);
+    set_condition(&mut s.conditions, ready);
     s
 }
