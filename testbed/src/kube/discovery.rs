@@ -84,6 +84,17 @@ fn resource_entries(t: &ResourceType) -> Vec<Value> {
         main["categories"] = json!(t.categories);
     }
     let mut out = vec![main];
+    if t.serves_token() {
+        out.push(json!({
+            "name": format!("{}/token", t.plural),
+            "singularName": "",
+            "namespaced": true,
+            "group": "authentication.k8s.io",
+            "version": "v1",
+            "kind": "TokenRequest",
+            "verbs": ["create"],
+        }));
+    }
     if t.status_subresource {
         out.push(json!({
             "name": format!("{}/status", t.plural),

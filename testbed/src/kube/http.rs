@@ -1,6 +1,8 @@
-//! HTTP serving and routing: parses kube-apiserver URL paths into discovery documents or
-//! resource requests (`/api/v1/namespaces/{ns}/{plural}/{name}/status`, …), dispatches by
-//! verb, and renders results and [`ApiError`]s as JSON responses.
+//! HTTP serving and routing: authenticates the request ([`super::authn`]), authorizes it by
+//! RBAC ([`super::rbac`]) on its [`super::request_info`] attributes, parses kube-apiserver URL
+//! paths into discovery documents or resource requests
+//! (`/api/v1/namespaces/{ns}/{plural}/{name}/status`, …), dispatches by verb, renders results
+//! and [`ApiError`]s as JSON responses, and writes the audit log when one is kept.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -19,15 +21,17 @@ use tokio::net::TcpListener;
 use tokio::sync::watch as signal;
 use tokio::task::JoinSet;
 
+use super::audit::Outcome;
 use super::error::{ApiError, ApiResult};
 use super::patch::{self, PatchKind};
 use super::read::{self, ReadParams};
+use super::request_info::{self, Attributes};
 use super::resources::ResourceType;
 use super::selector::Selector;
 use super::state::State;
 use super::table::View;
 use super::write::{self, WriteOpts};
-use super::{delete, discovery, openapi_doc, protobuf, watch};
+use super::{authn, delete, discovery, openapi_doc, protobuf, rbac, token, watch};
 
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 
@@ -94,13 +98,16 @@ enum Route {
     OpenApiGroupVersion(String, String),
 }
 
-fn route(path: &str) -> Option<Route> {
-    let segs: Vec<String> = path
-        .trim_matches('/')
+/// The percent-decoded, non-empty segments of a URL path.
+fn segments(path: &str) -> Vec<String> {
+    path.trim_matches('/')
         .split('/')
         .filter(|s| !s.is_empty())
         .map(percent_decode)
-        .collect();
+        .collect()
+}
+
+fn route(segs: &[String]) -> Option<Route> {
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     let (group, version, rest) = match s.as_slice() {
         ["version"] => return Some(Route::Version),
@@ -157,11 +164,57 @@ fn percent_decode(s: &str) -> String {
         .unwrap_or_default()
 }
 
+/// What the audit log records about a request besides its response code.
+#[derive(Default)]
+struct Note {
+    attributes: Option<Attributes>,
+    decision: &'static str,
+    reason: String,
+    message: String,
+    streaming: bool,
+}
+
 async fn handle(
     state: Arc<State>,
     req: Request<Incoming>,
     stop: signal::Receiver<bool>,
 ) -> Response<Body> {
+    let uri = req.uri().to_string();
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let (resp, note) = serve_request(state.clone(), req, stop).await;
+    if let Some(log) = &state.audit {
+        log.record(
+            &uri,
+            &user_agent,
+            note.attributes.as_ref(),
+            &Outcome {
+                code: resp.status().as_u16(),
+                decision: note.decision,
+                reason: &note.reason,
+                message: &note.message,
+                streaming: note.streaming,
+            },
+        );
+    }
+    resp
+}
+
+/// Authenticate, authorize, then serve; the [`Note`] is for the audit log.
+async fn serve_request(
+    state: Arc<State>,
+    req: Request<Incoming>,
+    stop: signal::Receiver<bool>,
+) -> (Response<Body>, Note) {
+    let mut note = Note::default();
+    let failed = |e: ApiError, mut note: Note| {
+        note.message = e.message.clone();
+        (error_response(&e), note)
+    };
     let query: HashMap<String, String> = req
         .uri()
         .query()
@@ -177,16 +230,34 @@ async fn handle(
     let accept = header_str(header::ACCEPT);
     let content_type = header_str(header::CONTENT_TYPE);
     let user_agent = header_str(header::USER_AGENT);
+    let authorization = header_str(header::AUTHORIZATION);
     let method = req.method().clone();
-    let Some(route) = route(req.uri().path()) else {
-        return error_response(&ApiError::no_route());
+    let path = req.uri().path().to_string();
+    let segs = segments(&path);
+
+    let Some(user) = authn::authenticate(&state.lock(), &authorization) else {
+        note.message = "Unauthorized".into();
+        return (json_response(401, &authn::unauthorized_status()), note);
+    };
+    let attributes = request_info::parse(&method, &segs, &path, &query, user);
+    let decision = rbac::authorize(&state.lock(), &attributes);
+    note.attributes = Some(attributes.clone());
+    note.decision = if decision.allowed { "allow" } else { "forbid" };
+    note.reason = decision.reason.clone();
+    if !decision.allowed {
+        return failed(rbac::refusal(&attributes, &decision), note);
+    }
+
+    let Some(route) = route(&segs) else {
+        return failed(ApiError::no_route(), note);
     };
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
-            return error_response(&ApiError::bad_request(format!(
-                "reading the request body: {e}"
-            )));
+            return failed(
+                ApiError::bad_request(format!("reading the request body: {e}")),
+                note,
+            );
         }
     };
     // Bodies are JSON (or YAML for apply). Typed clients (`kubectl create secret …`) send
@@ -203,13 +274,14 @@ async fn handle(
         match protobuf::decode(&body) {
             Ok(v) => Bytes::from(v.to_string()),
             Err(e) => {
-                return error_response(&ApiError::unsupported_media_type(&format!(
-                    "{content_type}: {e}"
-                )));
+                return failed(
+                    ApiError::unsupported_media_type(&format!("{content_type}: {e}")),
+                    note,
+                );
             }
         }
     } else if base_type.contains("protobuf") || base_type.contains("cbor") {
-        return error_response(&ApiError::unsupported_media_type(&content_type));
+        return failed(ApiError::unsupported_media_type(&content_type), note);
     } else {
         body
     };
@@ -222,10 +294,12 @@ async fn handle(
         method,
         body,
         stop,
+        attributes,
     };
     match dispatch(&ctx, route) {
-        Ok(Reply::Json(code, v)) => json_response(code, &v),
+        Ok(Reply::Json(code, v)) => (json_response(code, &v), note),
         Ok(Reply::Stream(rx)) => {
+            note.streaming = true;
             let stream = futures::stream::unfold(rx, |mut rx| async move {
                 rx.recv()
                     .await
@@ -240,9 +314,9 @@ async fn handle(
                 header::TRANSFER_ENCODING,
                 header::HeaderValue::from_static("chunked"),
             );
-            resp
+            (resp, note)
         }
-        Err(e) => error_response(&e),
+        Err(e) => failed(e, note),
     }
 }
 
@@ -255,6 +329,8 @@ struct Ctx {
     method: Method,
     body: Bytes,
     stop: signal::Receiver<bool>,
+    /// The request as authorized (user, verb, resource …).
+    attributes: Attributes,
 }
 
 enum Reply {
@@ -295,6 +371,7 @@ impl Ctx {
             manager,
             dry_run: self.q("dryRun").is_some_and(|d| !d.is_empty()),
             strict: self.q("fieldValidation") == Some("Strict"),
+            user: Some(self.attributes.user.clone()),
         }
     }
 
@@ -340,6 +417,13 @@ fn resource(ctx: &Ctx, p: ResourcePath) -> ApiResult<Reply> {
     let status = match p.subresource.as_deref() {
         None => false,
         Some("status") if rt.status_subresource => true,
+        Some("token") if rt.serves_token() && ctx.method == Method::POST => {
+            let body = patch::parse_body(&ctx.body, false)?;
+            let name = p.name.as_deref().unwrap_or_default();
+            let ns = p.namespace.as_deref().unwrap_or_default();
+            let answer = token::request(&mut ctx.state.lock(), ns, name, &body)?;
+            return Ok(Reply::Json(201, answer));
+        }
         Some(_) => return Err(ApiError::no_route()),
     };
     let ns = p.namespace.clone().unwrap_or_default();
@@ -397,8 +481,16 @@ fn resource(ctx: &Ctx, p: ResourcePath) -> ApiResult<Reply> {
         }
         (&Method::PATCH, Some(name)) => {
             let kind = PatchKind::from_content_type(&ctx.content_type)?;
+            let mut inner = ctx.state.lock();
+            // A server-side apply that creates the object is authorized as a create too.
+            if kind == PatchKind::Apply
+                && !status
+                && inner.store.get(&rt.key(), &ns, name).is_none()
+            {
+                rbac::check_create_on_patch(&inner, &ctx.attributes)?;
+            }
             let (code, obj) = patch::patch(
-                &mut ctx.state.lock(),
+                &mut inner,
                 &rt,
                 &ns,
                 name,

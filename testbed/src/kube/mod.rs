@@ -4,11 +4,16 @@
 //! `kube::runtime::Controller` and `kubectl` to work unmodified: discovery, get/list/watch,
 //! create/update/patch (merge, JSON patch, server-side apply)/delete, the status subresource,
 //! finalizers, owner-reference garbage collection, CRD schema + CEL admission, and Tables.
+//! Requests are authenticated by bearer token (the admin's static token, or minted
+//! ServiceAccount tokens) and authorized by RBAC against the stored roles and bindings; an
+//! optional audit log records who did what.
 //!
 //! [`KubeServer::start`] returns a handle; the caller decides what runs beside it.
 
 mod admission;
 mod apply;
+mod audit;
+mod authn;
 mod builtin;
 mod crd;
 mod delete;
@@ -20,14 +25,18 @@ mod jsonpath;
 mod kubeconfig;
 mod meta;
 mod openapi_doc;
+mod owner_refs;
 mod patch;
 mod protobuf;
+mod rbac;
 mod read;
+mod request_info;
 mod resources;
 mod selector;
 mod state;
 mod store;
 mod table;
+mod token;
 mod watch;
 mod write;
 
@@ -40,7 +49,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch as signal;
 use tokio::task::JoinHandle;
 
+pub use authn::{ADMIN_TOKEN, ADMIN_USER, Anonymous, UserInfo, service_account_user};
 pub use error::ApiError;
+pub use owner_refs::AdmissionPlugin;
 pub use state::State;
 
 /// How to run the stand-in.
@@ -54,6 +65,13 @@ pub struct KubeOptions {
     pub history: usize,
     /// Interval between BOOKMARK events on watches that allow them.
     pub bookmark_interval: Duration,
+    /// Who a request without a bearer token is: the admin (default) or, as kube-apiserver
+    /// with `--anonymous-auth`, `system:anonymous` under RBAC.
+    pub anonymous: Anonymous,
+    /// Admission plugins to turn on, like kube-apiserver's `--enable-admission-plugins`.
+    pub admission_plugins: Vec<AdmissionPlugin>,
+    /// Append an audit log (JSON lines, `audit.k8s.io/v1` Events at level Metadata) here.
+    pub audit_log: Option<PathBuf>,
 }
 
 impl Default for KubeOptions {
@@ -63,6 +81,9 @@ impl Default for KubeOptions {
             crd_dirs: Vec::new(),
             history: 10_000,
             bookmark_interval: Duration::from_secs(5),
+            anonymous: Anonymous::default(),
+            admission_plugins: Vec::new(),
+            audit_log: None,
         }
     }
 }
@@ -84,6 +105,11 @@ pub enum StartError {
     ParseCrd { path: PathBuf, message: String },
     #[error("CRD in {path} refused: {message}")]
     RefusedCrd { path: PathBuf, message: String },
+    #[error("cannot open the audit log {path}: {source}")]
+    AuditLog {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// A running stand-in. Dropping the handle stops it too.
@@ -97,7 +123,18 @@ pub struct KubeServer {
 impl KubeServer {
     /// Bind, install the CRDs found in `opts.crd_dirs`, and start serving.
     pub async fn start(opts: KubeOptions) -> Result<Self, StartError> {
-        let state = Arc::new(State::new(&opts));
+        let audit = match &opts.audit_log {
+            Some(path) => {
+                Some(
+                    audit::AuditLog::create(path).map_err(|source| StartError::AuditLog {
+                        path: path.clone(),
+                        source,
+                    })?,
+                )
+            }
+            None => None,
+        };
+        let state = Arc::new(State::new(&opts, audit));
         for dir in &opts.crd_dirs {
             install_dir(&state, dir)?;
         }
@@ -141,9 +178,36 @@ impl KubeServer {
         self.state.install_crd(crd)
     }
 
-    /// A kubeconfig pointing at this server (context `testbed`, namespace `default`).
+    /// A kubeconfig pointing at this server (context `testbed`, namespace `default`), with
+    /// the admin's token.
     pub fn kubeconfig(&self) -> String {
         kubeconfig::render(&self.url())
+    }
+
+    /// A token for the ServiceAccount `namespace/name` (user
+    /// `system:serviceaccount:<namespace>:<name>`), valid for 24 hours or until the
+    /// ServiceAccount is deleted. The namespace and the ServiceAccount are created when
+    /// missing; what the token may do is up to the RBAC objects stored.
+    pub fn service_account_token(&self, namespace: &str, name: &str) -> Result<String, ApiError> {
+        let mut inner = self.state.lock();
+        token::ensure_service_account(&mut inner, namespace, name)?;
+        token::mint(&mut inner, namespace, name, chrono::Duration::hours(24)).map(|(t, _)| t)
+    }
+
+    /// A kubeconfig for a fresh token of the ServiceAccount `namespace/name` (see
+    /// [`KubeServer::service_account_token`]); its default namespace is the ServiceAccount's.
+    pub fn service_account_kubeconfig(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<String, ApiError> {
+        let token = self.service_account_token(namespace, name)?;
+        Ok(kubeconfig::render_token(
+            &self.url(),
+            &service_account_user(namespace, name),
+            &token,
+            namespace,
+        ))
     }
 
     pub fn write_kubeconfig(&self, path: &Path) -> std::io::Result<()> {

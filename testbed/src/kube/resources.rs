@@ -1,5 +1,6 @@
-//! The resource types the stand-in serves: built-in core/v1, events, leases, the CRD type
-//! itself, and every version of every installed CustomResourceDefinition.
+//! The resource types the stand-in serves: built-in core/v1 (namespaces, secrets, configmaps,
+//! serviceaccounts), events, leases, RBAC, the CRD type itself, and every version of every
+//! installed CustomResourceDefinition.
 //!
 //! A [`ResourceType`] carries what routing, discovery, admission and Table output need:
 //! group/version/kind, plural and short names, scope, status subresource, the
@@ -69,6 +70,11 @@ impl ResourceType {
     /// Whether the type is a custom resource (schema admission, CR strategy).
     pub fn is_custom(&self) -> bool {
         self.crd.is_some()
+    }
+
+    /// ServiceAccounts serve the `token` subresource (TokenRequest).
+    pub fn serves_token(&self) -> bool {
+        self.group.is_empty() && self.plural == "serviceaccounts" && self.crd.is_none()
     }
 
     fn builtin(
@@ -154,5 +160,37 @@ pub fn builtins() -> Vec<ResourceType> {
         ".metadata.creationTimestamp",
         0,
     )];
-    vec![ns, secret, cm, event, lease, crd]
+    let mut sa =
+        ResourceType::builtin("", "v1", "ServiceAccount", "serviceaccounts", true, &["sa"]);
+    sa.columns = vec![column("Age", "date", ".metadata.creationTimestamp", 0)];
+    let rbac = |kind: &str, plural: &str, namespaced: bool| {
+        let mut t = ResourceType::builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            kind,
+            plural,
+            namespaced,
+            &[],
+        );
+        t.columns = vec![column(
+            "Created At",
+            "string",
+            ".metadata.creationTimestamp",
+            0,
+        )];
+        t
+    };
+    vec![
+        ns,
+        secret,
+        cm,
+        sa,
+        event,
+        lease,
+        crd,
+        rbac("ClusterRole", "clusterroles", false),
+        rbac("ClusterRoleBinding", "clusterrolebindings", false),
+        rbac("Role", "roles", true),
+        rbac("RoleBinding", "rolebindings", true),
+    ]
 }

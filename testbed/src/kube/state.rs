@@ -1,6 +1,6 @@
-//! Shared server state: the registry of served types and the object store, behind one
-//! mutex (every request is short and never awaits while holding it), plus the wake-up for
-//! the garbage collector.
+//! Shared server state: the registry of served types, the object store and the issued
+//! service-account tokens, behind one mutex (every request is short and never awaits while
+//! holding it), plus the wake-up for the garbage collector and the audit log.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -8,30 +8,45 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
+use super::audit::AuditLog;
+use super::authn::{Anonymous, Tokens};
 use super::error::{ApiError, ApiResult};
+use super::owner_refs::AdmissionPlugin;
 use super::resources::{self, ResourceType, TypeKey};
 use super::store::Store;
-use super::{KubeOptions, crd, meta, write};
+use super::{KubeOptions, crd, meta, rbac, write};
 
 pub struct State {
     inner: Mutex<Inner>,
     pub(crate) bookmark_interval: Duration,
     pub(crate) gc_wakeup: Arc<Notify>,
+    pub(crate) audit: Option<AuditLog>,
 }
 
 pub struct Inner {
     pub types: Vec<ResourceType>,
     pub store: Store,
     pub gc_wakeup: Arc<Notify>,
+    /// Issued service-account tokens.
+    pub tokens: Tokens,
+    /// Who a request without a bearer token is.
+    pub anonymous: Anonymous,
+    /// The `OwnerReferencesPermissionEnforcement` admission plugin is on.
+    pub owner_references_enforced: bool,
 }
 
 impl State {
-    pub(crate) fn new(opts: &KubeOptions) -> Self {
+    pub(crate) fn new(opts: &KubeOptions, audit: Option<AuditLog>) -> Self {
         let gc_wakeup = Arc::new(Notify::new());
         let mut inner = Inner {
             types: resources::builtins(),
             store: Store::new(opts.history),
             gc_wakeup: gc_wakeup.clone(),
+            tokens: Tokens::default(),
+            anonymous: opts.anonymous,
+            owner_references_enforced: opts
+                .admission_plugins
+                .contains(&AdmissionPlugin::OwnerReferencesPermissionEnforcement),
         };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let ns_type = inner.builtin("", "namespaces");
@@ -42,12 +57,20 @@ impl State {
                 let _ = write::create(&mut inner, &rt, "", obj, &write::WriteOpts::system());
             }
         }
+        // The default RBAC policy, as kube-apiserver's bootstrap-roles hook stores it.
+        for (plural, obj) in rbac::bootstrap_policy() {
+            if let Some(rt) = inner.builtin(rbac::GROUP, plural) {
+                // Cannot fail: fixed, valid objects in an empty store.
+                let _ = write::create(&mut inner, &rt, "", obj, &write::WriteOpts::system());
+            }
+        }
         // external-dns' DNSEndpoint is always served, as in a cluster running external-dns.
         let _ = inner.install_crd(crd::dns_endpoint_crd());
         Self {
             inner: Mutex::new(inner),
             bookmark_interval: opts.bookmark_interval,
             gc_wakeup,
+            audit,
         }
     }
 

@@ -10,16 +10,21 @@
 //!   that removes the last one deletes the object, and no finalizer may be added once
 //!   deleting;
 //! * custom resources go through schema + CEL admission (422 Invalid), see
-//!   [`super::admission`]; deletion is in [`super::delete`].
+//!   [`super::admission`]; writes by a user then go through the optional
+//!   `OwnerReferencesPermissionEnforcement` plugin ([`super::owner_refs`]); deletion is in
+//!   [`super::delete`];
+//! * RBAC objects take path-segment names (`system:discovery`) and a binding's `roleRef`
+//!   cannot change.
 
 use serde_json::{Value, json};
 
 use email_operator::openapi::{FieldError, FieldErrorKind};
 
+use super::authn::UserInfo;
 use super::error::{ApiError, ApiResult, Subject};
 use super::resources::ResourceType;
 use super::state::{Inner, NamespaceState};
-use super::{admission, apply, builtin, crd, meta};
+use super::{admission, apply, builtin, crd, meta, owner_refs};
 
 /// Who writes, and whether to persist.
 #[derive(Debug, Clone)]
@@ -28,6 +33,8 @@ pub struct WriteOpts {
     pub dry_run: bool,
     /// `fieldValidation=Strict`: unknown fields are an error instead of being pruned.
     pub strict: bool,
+    /// The requesting user, for admission plugins that authorize (None: the server itself).
+    pub user: Option<UserInfo>,
 }
 
 impl WriteOpts {
@@ -38,6 +45,7 @@ impl WriteOpts {
             manager: String::new(),
             dry_run: false,
             strict: false,
+            user: None,
         }
     }
 }
@@ -158,7 +166,12 @@ pub fn create_with(
             name = format!("{generate}{}", meta::random_suffix());
         }
     }
-    if let Some(problem) = meta::name_problem(&name, rt.plural == "namespaces") {
+    let name_problem = if rt.group == super::rbac::GROUP {
+        path_segment_problem(&name)
+    } else {
+        meta::name_problem(&name, rt.plural == "namespaces")
+    };
+    if let Some(problem) = name_problem {
         return Err(field_invalid(
             rt,
             &name,
@@ -219,6 +232,17 @@ pub fn create_with(
             .map_err(|errs| ApiError::invalid(&rt.kind, &subject(rt, &name), &errs))?;
     }
     let mut admitted = admission::admit(rt, &name, obj, None, opts.strict)?;
+    if let Some(user) = &opts.user {
+        let change = owner_refs::Change {
+            rt,
+            subresource: "",
+            namespace: ns,
+            name: &name,
+            old: None,
+            new: &admitted,
+        };
+        owner_refs::validate(inner, user, &change)?;
+    }
     if !prepared_fields {
         apply::record_update(&mut admitted, None, &opts.manager, rt, false);
     }
@@ -389,6 +413,29 @@ pub fn commit(
             .map_err(|errs| ApiError::invalid(&rt.kind, &subject(rt, &name), &errs))?;
     }
     let mut new = admission::admit(rt, &name, &new, Some(old), opts.strict)?;
+    if rt.group == super::rbac::GROUP && new.get("roleRef") != old.get("roleRef") {
+        return Err(field_invalid(
+            rt,
+            &name,
+            "roleRef",
+            FieldErrorKind::Invalid,
+            format!(
+                "Invalid value: {}: cannot change roleRef",
+                go_role_ref(new.get("roleRef"))
+            ),
+        ));
+    }
+    if let Some(user) = &opts.user {
+        let change = owner_refs::Change {
+            rt,
+            subresource: if status { "status" } else { "" },
+            namespace: meta::namespace(old),
+            name: &name,
+            old: Some(old),
+            new: &new,
+        };
+        owner_refs::validate(inner, user, &change)?;
+    }
     if rt.has_generation && spec_changed(old, &new, rt.status_subresource) {
         let generation = old_meta
             .get("generation")
@@ -414,6 +461,33 @@ pub fn commit(
     }
     inner.wake_gc();
     Ok(stored)
+}
+
+/// A roleRef as kube-apiserver prints it (`%#v` of `rbac.RoleRef`).
+fn go_role_ref(r: Option<&Value>) -> String {
+    let f = |k: &str| {
+        r.and_then(|r| r.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    format!(
+        "rbac.RoleRef{{APIGroup:{:?}, Kind:{:?}, Name:{:?}}}",
+        f("apiGroup"),
+        f("kind"),
+        f("name")
+    )
+}
+
+/// kube-apiserver's `path.IsValidPathSegmentName`, the rule for RBAC object names.
+fn path_segment_problem(name: &str) -> Option<String> {
+    if name == "." || name == ".." {
+        return Some(format!("may not be '{name}'"));
+    }
+    ["/", "%"]
+        .iter()
+        .find(|c| name.contains(*c))
+        .map(|c| format!("may not contain '{c}'"))
 }
 
 /// Whether anything outside `metadata` (and `status`, with the subresource) differs.

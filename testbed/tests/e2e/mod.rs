@@ -54,6 +54,13 @@ impl Drop for Bed {
 
 impl Bed {
     pub async fn up() -> Bed {
+        Self::up_with(&[]).await
+    }
+
+    /// Like [`Bed::up`], with more `testbed up` flags, e.g. `--audit-log audit.log` (a relative
+    /// path is inside the bed's directory; read it with [`Bed::audit`]) or
+    /// `--enable-admission-plugins OwnerReferencesPermissionEnforcement`.
+    pub async fn up_with(extra: &[&str]) -> Bed {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().expect("tempdir");
         let mut child = Command::new(binary("testbed"))
@@ -61,6 +68,7 @@ impl Bed {
             .arg(dir.path())
             .arg("--crds")
             .arg(workspace().join("crds"))
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -95,6 +103,32 @@ impl Bed {
 
     /// Starts `email-operator run` against the bed; its log goes to `DIR/operator-N.log`.
     pub fn start_operator(&mut self, extra: &[&str]) -> PathBuf {
+        self.spawn_operator(extra, &[])
+    }
+
+    /// Starts `email-operator run` as the user of `kubeconfig` (e.g. from
+    /// [`Bed::service_account_kubeconfig`]), with `POD_NAMESPACE=namespace` and
+    /// `POD_NAME=email-operator-N` as the chart's Deployment sets them (the Lease namespace
+    /// and holder identity, the Events' reporting instance). Log in `DIR/operator-N.log`.
+    pub fn start_operator_as(
+        &mut self,
+        kubeconfig: &std::path::Path,
+        namespace: &str,
+        extra: &[&str],
+    ) -> PathBuf {
+        let pod = format!("email-operator-{}", self.operators.len());
+        let kubeconfig = kubeconfig.display().to_string();
+        self.spawn_operator(
+            extra,
+            &[
+                ("KUBECONFIG", kubeconfig.as_str()),
+                ("POD_NAMESPACE", namespace),
+                ("POD_NAME", pod.as_str()),
+            ],
+        )
+    }
+
+    fn spawn_operator(&mut self, extra: &[&str], env: &[(&str, &str)]) -> PathBuf {
         let log = self
             .dir
             .path()
@@ -111,6 +145,7 @@ impl Bed {
             .args(["--cluster-id", "e2e", "--metrics-addr", "127.0.0.1:0"])
             .args(extra)
             .envs(&self.env)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info,email_operator=debug")
             .stdout(out.try_clone().expect("clone"))
             .stderr(out)
@@ -118,6 +153,52 @@ impl Bed {
             .expect("start email-operator run");
         self.operators.push(child);
         log
+    }
+
+    /// A kubeconfig for a fresh token of the ServiceAccount `namespace/name` (a TokenRequest
+    /// by the admin; the ServiceAccount must exist), written to `DIR/kubeconfig-NS-NAME`.
+    pub async fn service_account_kubeconfig(&self, namespace: &str, name: &str) -> PathBuf {
+        use k8s_openapi::api::authentication::v1::TokenRequest;
+        use k8s_openapi::api::core::v1::ServiceAccount;
+        let request: TokenRequest =
+            serde_json::from_value(json!({"spec": {"audiences": []}})).expect("TokenRequest");
+        let token = Api::<ServiceAccount>::namespaced(self.client.clone(), namespace)
+            .create_token_request(name, &PostParams::default(), &request)
+            .await
+            .expect("token request")
+            .status
+            .and_then(|s| s.token)
+            .expect("a token");
+        let admin = kube::config::Kubeconfig::read_from(self.dir.path().join("kubeconfig"))
+            .expect("kubeconfig");
+        let server = admin.clusters[0]
+            .cluster
+            .as_ref()
+            .and_then(|c| c.server.clone())
+            .expect("server");
+        let user = format!("system:serviceaccount:{namespace}:{name}");
+        let path = self
+            .dir
+            .path()
+            .join(format!("kubeconfig-{namespace}-{name}"));
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: testbed\n  cluster:\n    server: {server}\nusers:\n- name: {user:?}\n  user:\n    token: {token:?}\ncontexts:\n- name: testbed\n  context:\n    cluster: testbed\n    user: {user:?}\n    namespace: {namespace:?}\ncurrent-context: testbed\n"
+            ),
+        )
+        .expect("write kubeconfig");
+        path
+    }
+
+    /// The Kubernetes audit log's entries (`audit.k8s.io/v1` Events), when the bed was started
+    /// with `--audit-log audit.log`.
+    pub fn audit(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.path().join("audit.log"))
+            .expect("audit log (start the bed with --audit-log audit.log)")
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     /// Sends `signal` (e.g. "KILL", "TERM") to the `i`-th operator started, and waits for it to
