@@ -149,16 +149,15 @@ fn args(docs: &[Value]) -> Vec<&str> {
 
 fn cluster_role_rules(external_dns: bool) -> Value {
     let mut rules = vec![
-        json!({"apiGroups": ["email.ops.dev"], "resources": ["emailsettings", "senderidentities"],
-               "verbs": ["get", "list", "watch", "patch", "update"]}),
+        json!({"apiGroups": ["email.ops.dev"], "resources": ["emailsettings"],
+               "verbs": ["list", "watch"]}),
+        json!({"apiGroups": ["email.ops.dev"], "resources": ["senderidentities"],
+               "verbs": ["list", "watch", "patch"]}),
         json!({"apiGroups": ["email.ops.dev"],
                "resources": ["emailsettings/status", "senderidentities/status"],
-               "verbs": ["get", "patch", "update"]}),
-        json!({"apiGroups": ["email.ops.dev"],
-               "resources": ["senderidentities/finalizers", "emailsettings/finalizers"],
-               "verbs": ["update"]}),
+               "verbs": ["patch"]}),
         json!({"apiGroups": [""], "resources": ["secrets"],
-               "verbs": ["get", "list", "watch", "create", "patch", "update"]}),
+               "verbs": ["get", "list", "watch", "create", "patch"]}),
         json!({"apiGroups": ["events.k8s.io"], "resources": ["events"],
                "verbs": ["create", "patch"]}),
     ];
@@ -337,7 +336,7 @@ fn default_values_render_a_hardened_operator_with_least_privilege_rbac() {
         json!([
             {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
             {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-             "resourceNames": ["email-operator"], "verbs": ["get", "update", "patch"]},
+             "resourceNames": ["email-operator"], "verbs": ["get", "update"]},
         ])
     );
     let role_binding = the(&docs, "RoleBinding");

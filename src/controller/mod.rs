@@ -48,6 +48,9 @@ pub struct Config {
     pub ses_endpoint: crate::smtp::target::SesEndpoint,
     /// Bounds on each connection test.
     pub smtp_timeouts: crate::smtp::Timeouts,
+    /// Benchmarks only: behave like a per-resource-polling controller, reading every
+    /// SenderIdentity's SES identity on this period (no bulk re-check).
+    pub baseline_poll: Option<std::time::Duration>,
 }
 
 /// Where an SES identity lives.
@@ -274,7 +277,9 @@ pub async fn run(
     let (trigger_tx, trigger_rx) = futures::channel::mpsc::unbounded();
     let gauges = si_store.clone();
     crate::metrics::on_scrape(move || refresh_gauges(&gauges));
-    tokio::spawn(recheck::run(ctx.clone(), recheck_interval, trigger_tx));
+    if ctx.config.baseline_poll.is_none() {
+        tokio::spawn(recheck::run(ctx.clone(), recheck_interval, trigger_tx));
+    }
 
     // EmailSettings: re-tested when a Secret they read or publish changes (metadata is enough
     // to notice a change), and re-evaluated when their SenderIdentities change.
@@ -335,17 +340,26 @@ pub async fn run(
     // of one is put right); without the CRD there is nothing to watch.
     let endpoints = sender_identity::dns_endpoint::api_resource();
     let endpoint_api: Api<kube::api::DynamicObject> = Api::all_with(ctx.client.clone(), &endpoints);
-    let controller = if endpoint_api
+    let controller = match endpoint_api
         .list(&kube::api::ListParams::default().limit(1))
         .await
-        .is_ok()
     {
-        controller.owns_with(endpoint_api, endpoints, watcher::Config::default())
-    } else {
-        tracing::info!(
-            "the DNSEndpoint CRD (external-dns) is not installed: dns.provider ExternalDNS cannot be served"
-        );
-        controller
+        Ok(_) => controller.owns_with(endpoint_api, endpoints, watcher::Config::default()),
+        Err(kube::Error::Api(s)) if s.code == 404 => {
+            tracing::info!(
+                "the DNSEndpoint CRD (external-dns) is not installed: dns.provider ExternalDNS cannot be served"
+            );
+            controller
+        }
+        Err(e) => {
+            // Not "not installed": most likely RBAC (the chart grants DNSEndpoints only with
+            // externalDns.enabled). Say so rather than pretend the CRD is missing.
+            tracing::warn!(
+                error = %e,
+                "cannot list DNSEndpoints: dns.provider ExternalDNS cannot be served (with the Helm chart, set externalDns.enabled)"
+            );
+            controller
+        }
     };
     let si_controller = controller
         .watches(
