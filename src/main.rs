@@ -121,6 +121,11 @@ struct RunArgs {
     /// How often the Lease is renewed or tried.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     lease_retry_period: std::time::Duration,
+    /// For benchmarks: poll every identity with GetEmailIdentity on this period, as
+    /// per-resource-polling controllers do, instead of the bulk re-check (the comparison
+    /// baseline of `testbed bench`). Not for production.
+    #[arg(long, hide = true, value_parser = parse_duration)]
+    baseline_poll_every: Option<std::time::Duration>,
     /// On SIGTERM, how long in-flight reconciles may take before the process exits anyway.
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     shutdown_timeout: std::time::Duration,
@@ -301,6 +306,7 @@ fn run(args: RunArgs) -> ExitCode {
                 connect: args.smtp_timeout,
                 conversation: args.smtp_timeout * 3,
             },
+            baseline_poll: args.baseline_poll_every,
         };
         let metrics = match tokio::net::TcpListener::bind(args.metrics_addr).await {
             Ok(l) => l,

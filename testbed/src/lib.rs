@@ -14,6 +14,7 @@
 
 pub mod kube;
 
+pub mod bench;
 pub mod clock;
 pub mod control;
 pub mod demo;

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use testbed::kube::{KubeOptions, KubeServer};
+use testbed::kube::{AdmissionPlugin, KubeOptions, KubeServer};
 
 #[derive(Parser)]
 #[command(
@@ -26,6 +26,40 @@ enum Command {
     Up(UpArgs),
     /// Bring everything up, apply examples/, run the real `email-operator run` against it.
     Demo(DemoArgs),
+    /// Measure the real operator on the test bed: latency to records and Ready, SES calls
+    /// (against a per-identity polling baseline), memory, CPU and Kubernetes API requests.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// SenderIdentities to create.
+    #[arg(long, default_value_t = 1000)]
+    identities: usize,
+    /// EmailSettings they are spread over (raised to identities/4: 1 domain + 3 emails each).
+    #[arg(long, default_value_t = 250)]
+    settings: usize,
+    /// The SES limit of the fast pass.
+    #[arg(long, default_value_t = 1000.0)]
+    fast_rps: f64,
+    /// The operator's default SES limit, for the second pass.
+    #[arg(long, default_value_t = 5.0)]
+    default_rps: f64,
+    /// Skip the pass at the default SES limit (it takes at least identities / rate seconds).
+    #[arg(long)]
+    skip_default_rate: bool,
+    /// CustomResourceDefinitions to install.
+    #[arg(long, default_value = "crds")]
+    crds: PathBuf,
+    /// The operator binary (default: `email-operator` next to `testbed`, then on PATH).
+    #[arg(long)]
+    operator: Option<PathBuf>,
+    /// Bound on each wait, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    timeout_secs: u64,
+    /// Print the result as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -43,6 +77,26 @@ struct UpArgs {
     /// AWS region written to DIR/env (`AWS_REGION`).
     #[arg(long, default_value = "us-east-1")]
     region: String,
+    /// Mint a token for the ServiceAccount NAMESPACE/NAME (created if missing) and write
+    /// DIR/kubeconfig-NAMESPACE-NAME for it; RBAC objects decide what it may do. Repeatable.
+    #[arg(long = "service-account", value_name = "NAMESPACE/NAME", value_parser = parse_namespaced)]
+    service_accounts: Vec<(String, String)>,
+    /// Append the Kubernetes API audit log (JSON lines, audit.k8s.io/v1 Events) to this file;
+    /// a relative path is taken relative to --dir.
+    #[arg(long, value_name = "FILE")]
+    audit_log: Option<PathBuf>,
+    /// Admission plugins to turn on, comma-separated (OwnerReferencesPermissionEnforcement).
+    #[arg(long, value_delimiter = ',')]
+    enable_admission_plugins: Vec<AdmissionPlugin>,
+}
+
+fn parse_namespaced(s: &str) -> Result<(String, String), String> {
+    match s.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((ns.to_string(), name.to_string()))
+        }
+        _ => Err(format!("{s:?} is not NAMESPACE/NAME")),
+    }
 }
 
 #[derive(Args)]
@@ -85,6 +139,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Up(args) => up(args).await,
             Command::Demo(args) => demo(args).await,
+            Command::Bench(args) => bench(args).await,
         }
     });
     match result {
@@ -94,6 +149,26 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+async fn bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let report = testbed::bench::run(testbed::bench::BenchOptions {
+        identities: args.identities,
+        settings: args.settings,
+        fast_rps: args.fast_rps,
+        default_rps: args.default_rps,
+        skip_default_rate: args.skip_default_rate,
+        crds: args.crds,
+        operator: args.operator,
+        timeout: std::time::Duration::from_secs(args.timeout_secs),
+    })
+    .await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", testbed::bench::table(&report));
+    }
+    Ok(())
 }
 
 async fn up(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -107,10 +182,21 @@ async fn up(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     let kube = KubeServer::start(KubeOptions {
         addr: ([127, 0, 0, 1], args.kube_port).into(),
         crd_dirs,
+        admission_plugins: args.enable_admission_plugins,
+        audit_log: args.audit_log.map(|p| args.dir.join(p)),
         ..KubeOptions::default()
     })
     .await?;
     kube.write_kubeconfig(&args.dir.join("kubeconfig"))?;
+    for (namespace, name) in &args.service_accounts {
+        let kubeconfig = kube
+            .service_account_kubeconfig(namespace, name)
+            .map_err(|e| format!("ServiceAccount {namespace}/{name}: {}", e.message))?;
+        std::fs::write(
+            args.dir.join(format!("kubeconfig-{namespace}-{name}")),
+            kubeconfig,
+        )?;
+    }
 
     // SES and DNS stand-ins and the control API, sharing one zone and one clock; DIR/env
     // exports their endpoints (and KUBECONFIG) for a shell or the operator.

@@ -419,7 +419,10 @@ fn advanced_smtp_waits_for_a_verified_covering_identity() {
         reasons::SENDER_NOT_VERIFIED
     );
     assert_eq!(cond(&st, types::READY).1, reasons::SENDER_NOT_VERIFIED);
-    assert_eq!(cond(&st, types::RECONCILING).1, reasons::SENDER_NOT_VERIFIED);
+    assert_eq!(
+        cond(&st, types::RECONCILING).1,
+        reasons::SENDER_NOT_VERIFIED
+    );
     assert_eq!(
         st.identity_usage
             .as_ref()

@@ -203,12 +203,12 @@ async fn apply(
                 && !dirty
                 && prior.ses.as_ref() == Some(&location) =>
         {
-            let next = recheck_after(
+            let next = next_read(
+                ctx,
                 st,
                 prior.pending_since.as_ref().map(|t| t.0),
                 now,
                 id.is_domain(),
-                &ctx.config.windows,
             );
             next.map(|n| n.saturating_sub(now.duration_since(*checked).unsigned_abs()))
         }
@@ -371,14 +371,35 @@ async fn apply(
         transition_events(si, ctx, &prior, &new).await;
         apply_status(api, si, &new).await?;
     }
-    let after = recheck_after(
+    let after = next_read(
+        ctx,
         &details.verification_status,
         new.pending_since.as_ref().map(|t| t.0),
         now,
         id.is_domain(),
-        &ctx.config.windows,
     );
     Ok(after.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// When the identity is next read from SES by itself (verified ones only through the bulk
+/// re-check) — or, in the benchmark baseline, on its fixed period whatever its state.
+fn next_read(
+    ctx: &Context,
+    verification_status: &str,
+    pending_since: Option<k8s_openapi::jiff::Timestamp>,
+    now: k8s_openapi::jiff::Timestamp,
+    is_domain: bool,
+) -> Option<Duration> {
+    match ctx.config.baseline_poll {
+        Some(every) => Some(every),
+        None => recheck_after(
+            verification_status,
+            pending_since,
+            now,
+            is_domain,
+            &ctx.config.windows,
+        ),
+    }
 }
 
 /// Whether the new status says more than a fresher `lastCheckedTime` that is not due yet.
