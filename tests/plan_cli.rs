@@ -166,6 +166,39 @@ fn each_invalid_fixture_is_rejected_with_its_reason_and_message() {
     }
 }
 
+/// The convention `testbed/tests/e2e_bad_input.rs` relies on to apply the corpus to a cluster:
+/// in each fixture the last object is the rejected one and the objects before it are accepted
+/// context. Planned all at once (each file has its own namespace), every file still shows its
+/// expected rejection.
+#[test]
+fn each_invalid_fixture_rejects_only_its_last_object() {
+    let out = plan(&["-o", "json", "tests/fixtures/invalid"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = json(&out);
+    let mut by_file: std::collections::BTreeMap<String, Vec<&Value>> = Default::default();
+    for o in report["objects"].as_array().expect("objects") {
+        let source = o["source"].as_str().expect("source");
+        let file = source.rsplit_once('#').map_or(source, |(f, _)| f);
+        by_file.entry(file.to_string()).or_default().push(o);
+    }
+    assert!(by_file.len() >= 45, "only {} fixtures", by_file.len());
+    for (file, objects) in &by_file {
+        let (last, context) = objects.split_last().expect("objects");
+        for o in context {
+            assert_eq!(o["accepted"], true, "{file}: context {o}");
+        }
+        let (reason, fragment) = expectation(&root().join(file));
+        assert_eq!(last["accepted"], false, "{file}: {last}");
+        assert_eq!(last["reason"], reason.as_str(), "{file}: {last}");
+        assert!(
+            last["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&fragment)),
+            "{file}: {last}"
+        );
+    }
+}
+
 #[test]
 fn the_whole_invalid_directory_exits_1_and_names_each_reason() {
     let out = plan(&["tests/fixtures/invalid"]);

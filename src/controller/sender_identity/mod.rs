@@ -196,9 +196,15 @@ async fn apply(
         .into_iter()
         .chain(prior.last_checked_time.as_ref().map(|t| t.0))
         .max();
+    // A status that still says "rejected" must be rewritten now that the policy admits it.
+    let was_accepted = prior
+        .conditions
+        .iter()
+        .any(|c| c.type_ == crate::crd::conditions::types::ACCEPTED && c.status == "True");
     let due_in = match (&checked_at, &last_status) {
         (Some(checked), Some(st))
             if generation == prior.observed_generation
+                && was_accepted
                 && retry == prior.observed_retry
                 && !dirty
                 && prior.ses.as_ref() == Some(&location) =>
