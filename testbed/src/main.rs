@@ -85,6 +85,9 @@ struct UpArgs {
     /// a relative path is taken relative to --dir.
     #[arg(long, value_name = "FILE")]
     audit_log: Option<PathBuf>,
+    /// Fault injection: end every watch after this many seconds (clients must re-watch).
+    #[arg(long, value_name = "SECONDS")]
+    drop_watches_every: Option<u64>,
     /// Admission plugins to turn on, comma-separated (OwnerReferencesPermissionEnforcement).
     #[arg(long, value_delimiter = ',')]
     enable_admission_plugins: Vec<AdmissionPlugin>,
@@ -184,6 +187,7 @@ async fn up(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         crd_dirs,
         admission_plugins: args.enable_admission_plugins,
         audit_log: args.audit_log.map(|p| args.dir.join(p)),
+        watch_drop_every: args.drop_watches_every.map(std::time::Duration::from_secs),
         ..KubeOptions::default()
     })
     .await?;

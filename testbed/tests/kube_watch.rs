@@ -271,3 +271,42 @@ async fn runtime_watcher_works_with_list_watch_and_streaming_lists() {
             .expect("delete");
     }
 }
+
+#[tokio::test]
+async fn fault_injection_ends_every_watch_and_a_resumed_watch_misses_nothing() {
+    let bed = start_with(KubeOptions {
+        watch_drop_every: Some(Duration::from_millis(500)),
+        ..KubeOptions::default()
+    })
+    .await;
+    let api = bed.widgets("default");
+    let a = api
+        .create(&PostParams::default(), &widget("a", json!({"size": 1})))
+        .await
+        .expect("create");
+    // Asked for 60 s, the watch still ends at the injected drop.
+    let stream = api
+        .watch(&WatchParams::default().timeout(60), &rv(&a))
+        .await
+        .expect("watch");
+    let ended = tokio::time::timeout(Duration::from_secs(5), stream.collect::<Vec<_>>()).await;
+    assert!(
+        ended.is_ok_and(|events| events.is_empty()),
+        "the watch ended at the drop with no events"
+    );
+    // A change made while no watch is open arrives on the re-watch from the last version.
+    api.create(&PostParams::default(), &widget("b", json!({"size": 1})))
+        .await
+        .expect("create");
+    let events: Vec<_> = api
+        .watch(&WatchParams::default().timeout(60), &rv(&a))
+        .await
+        .expect("watch")
+        .try_collect()
+        .await
+        .expect("events");
+    assert!(
+        matches!(events.as_slice(), [WatchEvent::Added(o)] if o.metadata.name.as_deref() == Some("b")),
+        "{events:?}"
+    );
+}

@@ -72,6 +72,9 @@ pub struct KubeOptions {
     pub admission_plugins: Vec<AdmissionPlugin>,
     /// Append an audit log (JSON lines, `audit.k8s.io/v1` Events at level Metadata) here.
     pub audit_log: Option<PathBuf>,
+    /// Fault injection: end every watch after this long, as an API server restart or a load
+    /// balancer's idle timeout does; clients must re-watch from their last resourceVersion.
+    pub watch_drop_every: Option<Duration>,
 }
 
 impl Default for KubeOptions {
@@ -84,6 +87,7 @@ impl Default for KubeOptions {
             anonymous: Anonymous::default(),
             admission_plugins: Vec::new(),
             audit_log: None,
+            watch_drop_every: None,
         }
     }
 }

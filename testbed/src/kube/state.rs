@@ -19,6 +19,8 @@ use super::{KubeOptions, crd, meta, rbac, write};
 pub struct State {
     inner: Mutex<Inner>,
     pub(crate) bookmark_interval: Duration,
+    /// Fault injection: every watch ends after this long (clients must re-watch).
+    pub(crate) watch_drop_every: Option<Duration>,
     pub(crate) gc_wakeup: Arc<Notify>,
     pub(crate) audit: Option<AuditLog>,
 }
@@ -69,6 +71,7 @@ impl State {
         Self {
             inner: Mutex::new(inner),
             bookmark_interval: opts.bookmark_interval,
+            watch_drop_every: opts.watch_drop_every,
             gc_wakeup,
             audit,
         }

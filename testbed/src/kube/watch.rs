@@ -150,6 +150,10 @@ pub fn start(
     };
     let rt = rt.clone();
     let interval = state.bookmark_interval;
+    let timeout = match (params.timeout, state.watch_drop_every) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     tokio::spawn(async move {
         for chunk in initial {
             if tx.send(chunk).await.is_err() {
@@ -157,7 +161,7 @@ pub fn start(
             }
         }
         let mut progress = start_rv;
-        let deadline = params.timeout.map(|t| tokio::time::Instant::now() + t);
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         loop {
             tokio::select! {
