@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
 fn schema_of<K: CustomResourceExt>() -> Value {
-    let crd = K::crd();
+    let crd = email_operator::crd::definition::<K>();
     serde_json::to_value(
         crd.spec.versions[0]
             .schema
@@ -53,6 +53,14 @@ fn advanced(overrides: Value) -> Value {
     merge(&mut ses, overrides);
     es(json!({"from": "billing@yourcompany.com", "delivery": "AdvancedSmtp", "advancedSmtp": ses}))
 }
+
+/// `value.pipe(f)`: edit a built object inline.
+trait Pipe: Sized {
+    fn pipe(self, f: impl FnOnce(Self) -> Self) -> Self {
+        f(self)
+    }
+}
+impl Pipe for Value {}
 
 /// JSON merge patch (RFC 7386): null removes a key.
 fn merge(target: &mut Value, patch: Value) {
@@ -117,6 +125,24 @@ fn cases() -> Vec<Case> {
         pass(
             "es",
             es(json!({"from": "billing@yourcompany.com", "delivery": "Default"})),
+        ),
+        // … and only with it
+        fail(
+            "es",
+            external(json!({})).pipe(|mut o| {
+                o["spec"]["delivery"] = json!("Default");
+                o
+            }),
+            "externalSmtp is only used when delivery is ExternalSmtp; remove it or set delivery: ExternalSmtp",
+        ),
+        fail(
+            "es",
+            advanced(json!({})).pipe(|mut o| {
+                o["spec"]["delivery"] = json!("ExternalSmtp");
+                o["spec"]["externalSmtp"] = external(json!({}))["spec"]["externalSmtp"].clone();
+                o
+            }),
+            "advancedSmtp is only used when delivery is AdvancedSmtp; remove it or set delivery: AdvancedSmtp",
         ),
         // email syntax
         fail(
@@ -265,12 +291,22 @@ fn cases() -> Vec<Case> {
         fail(
             "es",
             es(json!({"from": "b@y.com", "revalidateEvery": "daily"})),
-            "revalidateEvery must be a duration of at least 1m, such as 24h or 90m",
+            "revalidateEvery must be a duration between 1m and 8760h, such as 24h or 90m",
         ),
         fail(
             "es",
             es(json!({"from": "b@y.com", "revalidateEvery": "30s"})),
-            "revalidateEvery must be a duration of at least 1m, such as 24h or 90m",
+            "revalidateEvery must be a duration between 1m and 8760h, such as 24h or 90m",
+        ),
+        fail(
+            "es",
+            es(json!({"from": "b@y.com", "revalidateEvery": "99999999999999h"})),
+            "revalidateEvery must be a duration between 1m and 8760h, such as 24h or 90m",
+        ),
+        fail(
+            "es",
+            es(json!({"from": "b@y.com", "revalidateEvery": "8761h"})),
+            "revalidateEvery must be a duration between 1m and 8760h, such as 24h or 90m",
         ),
         // SenderIdentity
         pass(

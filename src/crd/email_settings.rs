@@ -71,7 +71,11 @@ pub enum Authentication {
     validation = kube::core::Rule::new("self.delivery != 'ExternalSmtp' || has(self.externalSmtp)")
         .message("externalSmtp is required when delivery is ExternalSmtp"),
     validation = kube::core::Rule::new("self.delivery != 'AdvancedSmtp' || has(self.advancedSmtp)")
-        .message("advancedSmtp is required when delivery is AdvancedSmtp")
+        .message("advancedSmtp is required when delivery is AdvancedSmtp"),
+    validation = kube::core::Rule::new("self.delivery == 'ExternalSmtp' || !has(self.externalSmtp)")
+        .message("externalSmtp is only used when delivery is ExternalSmtp; remove it or set delivery: ExternalSmtp"),
+    validation = kube::core::Rule::new("self.delivery == 'AdvancedSmtp' || !has(self.advancedSmtp)")
+        .message("advancedSmtp is only used when delivery is AdvancedSmtp; remove it or set delivery: AdvancedSmtp")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct EmailSettingsSpec {
@@ -114,11 +118,11 @@ pub struct EmailSettingsSpec {
     pub output_secret_name: Option<String>,
 
     /// How often a working connection is tested again (catches rotated passwords and moved
-    /// hosts), as a duration such as `24h` or `90m`; at least `1m`. Default: `24h`.
+    /// hosts), as a duration such as `24h` or `90m`; between `1m` and `8760h`. Default: `24h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
-    #[x_kube(validation = kube::core::Rule::new("self.matches('^([0-9]+(h|m|s))+$') && duration(self) >= duration('1m')")
-        .message("revalidateEvery must be a duration of at least 1m, such as 24h or 90m"))]
+    #[x_kube(validation = kube::core::Rule::new("self.matches('^([0-9]{1,6}(h|m|s))+$') && duration(self) >= duration('1m') && duration(self) <= duration('8760h')")
+        .message("revalidateEvery must be a duration between 1m and 8760h, such as 24h or 90m"))]
     pub revalidate_every: Option<String>,
 }
 

@@ -26,9 +26,37 @@ pub const API_VERSION: &str = "email.ops.dev/v1alpha1";
 /// prints them.
 pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
     vec![
-        ("emailsettings.yaml", EmailSettings::crd()),
-        ("senderidentities.yaml", SenderIdentity::crd()),
+        ("emailsettings.yaml", definition::<EmailSettings>()),
+        ("senderidentities.yaml", definition::<SenderIdentity>()),
     ]
+}
+
+/// The CRD of `K` as installed: the generated one without `nullable`, so an explicit `null`
+/// is pruned by the API server like an absent field (and `has()` in a CEL rule is false for
+/// it) instead of slipping past "required when" rules.
+pub fn definition<K: CustomResourceExt>() -> CustomResourceDefinition {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                if map.get("nullable") == Some(&serde_json::Value::Bool(true)) {
+                    map.remove("nullable");
+                }
+                map.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let crd = K::crd();
+    let Ok(mut value) = serde_json::to_value(&crd) else {
+        return crd;
+    };
+    if let Some(versions) = value["spec"]["versions"].as_array_mut() {
+        for v in versions {
+            strip(&mut v["schema"]["openAPIV3Schema"]);
+        }
+    }
+    serde_json::from_value(value).unwrap_or(crd)
 }
 
 /// One CRD as a YAML document led by `---` (the content of its file in `crds/`).

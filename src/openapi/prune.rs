@@ -1,5 +1,6 @@
 //! Pruning of unknown fields and schema defaulting, in kube-apiserver's order (prune, then
-//! default outside-in; a `null` in a non-nullable defaulted field takes the default).
+//! default outside-in). A `null` in a field that is not nullable is pruned like an absent
+//! field, so a default then applies.
 
 use serde_json::Value;
 
@@ -36,6 +37,11 @@ pub(super) fn prune(schema: &Value, value: &mut Value, root: bool) {
                     .and_then(|p| p.get(&k))
                     .or_else(|| additional.filter(|a| a.is_object()));
                 match (child_schema, map.get_mut(&k)) {
+                    // As kube-apiserver: a null in a field that is not nullable is dropped
+                    // (before defaulting), as if the field were absent.
+                    (Some(s), Some(Value::Null)) if !is_true(s, "nullable") => {
+                        map.remove(&k);
+                    }
                     (Some(s), Some(child)) => prune(s, child, false),
                     (None, _) if preserve => {}
                     (None, _) => {

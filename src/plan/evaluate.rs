@@ -25,7 +25,7 @@ enum Typed {
 }
 
 fn schema_of<K: CustomResourceExt>() -> Value {
-    K::crd()
+    crate::crd::definition::<K>()
         .spec
         .versions
         .first()

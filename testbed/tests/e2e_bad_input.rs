@@ -19,10 +19,10 @@
 //! * any other bad object is applied under the fixture's file name and must get its reason in
 //!   a status condition.
 //!
-//! Then the bad edits of working objects that admission lets through (a dangling or wrong
-//! `emailSettingsRef`, a mistyped active user, explicit `null`s) are applied one at a time:
-//! each must be reported in status while the published Secrets and SES stay exactly as they
-//! were, and reverting it must make the edited object Ready again.
+//! Then bad edits of working objects are applied one at a time: explicit `null`s for required
+//! blocks must be refused at admission; the ones admission cannot judge (a dangling or wrong
+//! `emailSettingsRef`, a mistyped active user) must be reported in status while the published
+//! Secrets and SES stay exactly as they were, and reverting must make the object Ready again.
 
 mod e2e;
 #[path = "../../tests/support/mod.rs"]
@@ -632,8 +632,10 @@ struct BadEdit {
     shown_on: (&'static str, &'static str),
     /// The reason it shows; `None`: only `Ready=False` is asserted.
     reason: Option<&'static str>,
-    /// In the condition message, or in the 422 message if admission refuses the edit.
+    /// In the condition message, or in the 422 message when admission refuses the edit.
     fragment: &'static str,
+    /// Admission must refuse it (422) rather than let it through to status.
+    refused: bool,
 }
 
 fn bad_edits() -> Vec<BadEdit> {
@@ -646,6 +648,7 @@ fn bad_edits() -> Vec<BadEdit> {
             shown_on: ("SenderIdentity", "yourcompany-com"),
             reason: Some("EmailSettingsNotFound"),
             fragment: "EmailSettings notifcations does not exist",
+            refused: false,
         },
         BadEdit {
             what: "emailSettingsRef to settings without SES",
@@ -655,10 +658,10 @@ fn bad_edits() -> Vec<BadEdit> {
             shown_on: ("SenderIdentity", "yourcompany-com"),
             reason: Some("SesNotConfigured"),
             fragment: "EmailSettings alerts has no advancedSmtp settings",
+            refused: false,
         },
-        // Explicit nulls: the CRD marks optional fields nullable and its CEL `has()` rules
-        // count a null as present, so admission lets these through today and the operator
-        // reports them. Either answer passes.
+        // Explicit nulls: the CRD's fields are not nullable, so the API server prunes a null
+        // like an absent field and the required-when rules refuse the edit at admission.
         BadEdit {
             what: "externalSmtp: null",
             kind: "EmailSettings",
@@ -670,9 +673,8 @@ fn bad_edits() -> Vec<BadEdit> {
             shown_on: ("EmailSettings", "alerts"),
             reason: Some("Invalid"),
             fragment: "externalSmtp is required when delivery is ExternalSmtp",
+            refused: true,
         },
-        // Admitted today and tested with an empty password (BadCredentials, pointing at a
-        // Secret that is not referenced); only its safety is asserted here.
         BadEdit {
             what: "passwordSecretRef: null",
             kind: "EmailSettings",
@@ -687,7 +689,8 @@ fn bad_edits() -> Vec<BadEdit> {
             },
             shown_on: ("EmailSettings", "alerts"),
             reason: None,
-            fragment: "passwordSecretRef",
+            fragment: "passwordSecretRef is required when authentication is UsernamePassword",
+            refused: true,
         },
         // Edits of `notifications` re-judge its identities; after the revert only the
         // EmailSettings is waited for (see `a_reverted_bad_edit_readmits_the_identity`).
@@ -699,6 +702,7 @@ fn bad_edits() -> Vec<BadEdit> {
             shown_on: ("EmailSettings", "notifications"),
             reason: Some("Invalid"),
             fragment: "advancedSmtp is required when delivery is AdvancedSmtp",
+            refused: true,
         },
         BadEdit {
             what: "a typo in the only active user",
@@ -708,6 +712,7 @@ fn bad_edits() -> Vec<BadEdit> {
             shown_on: ("SenderIdentity", "yourcompany-com"),
             reason: Some("NotAnActiveUserDomain"),
             fragment: "yourcompany.com must be the email domain of an active user",
+            refused: false,
         },
     ]
 }
@@ -722,7 +727,14 @@ async fn admitted_bad_edits(bed: &Bed, working: &[Value], relay_port: u16) {
         let mut doc = original.clone();
         (e.edit)(&mut doc, relay_port);
         let before = snapshot(bed).await;
-        if let Err(status) = apply(bed, doc, e.name).await {
+        let applied = apply(bed, doc, e.name).await;
+        assert_eq!(
+            applied.is_err(),
+            e.refused,
+            "{}: refused at admission?",
+            e.what
+        );
+        if let Err(status) = applied {
             assert_eq!(status.code, 422, "{}: {}", e.what, status.message);
             assert!(
                 status.message.contains(e.fragment),
