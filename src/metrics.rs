@@ -130,6 +130,33 @@ impl Metrics {
     }
 }
 
+/// Runs one reconcile of `kind`, counting it, timing it and counting its failure by the
+/// error's stable reason.
+pub async fn reconcile<T, E>(
+    kind: &'static str,
+    reason: impl Fn(&E) -> &'static str,
+    run: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    let labels = KindLabels { kind };
+    METRICS.reconciles.get_or_create(&labels).inc();
+    let started = std::time::Instant::now();
+    let result = run.await;
+    METRICS
+        .reconcile_duration
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    if let Err(e) = &result {
+        METRICS
+            .reconcile_errors
+            .get_or_create(&ErrorLabels {
+                kind,
+                reason: reason(e),
+            })
+            .inc();
+    }
+    result
+}
+
 /// Counts one SMTP connection test.
 pub fn smtp_test(outcome: &'static str) {
     METRICS

@@ -144,33 +144,7 @@ async fn apply(bed: &Bed, mut doc: Value, name: &str) -> Result<(), kube::core::
 }
 
 async fn es(bed: &Bed, name: &str) -> Option<EmailSettings> {
-    Api::<EmailSettings>::namespaced(bed.client.clone(), NS)
-        .get_opt(name)
-        .await
-        .expect("get")
-}
-
-/// `(status, reason, message)` of a condition.
-fn es_condition(es: &Option<EmailSettings>, t: &str) -> Option<(String, String, String)> {
-    let c = es
-        .as_ref()?
-        .status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == t)?;
-    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
-}
-
-fn sid_condition(si: &Option<SenderIdentity>, t: &str) -> Option<(String, String, String)> {
-    let c = si
-        .as_ref()?
-        .status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == t)?;
-    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
+    get_es(bed, NS, name).await
 }
 
 /// Waits until the current generation of an EmailSettings is published.
@@ -184,7 +158,8 @@ async fn wait_es_ready(bed: &Bed, name: &str) -> EmailSettings {
         || es(bed, name),
         |e| {
             e.as_ref().is_some_and(current)
-                && es_condition(e, "Ready").is_some_and(|(s, r, _)| s == "True" && r == "Published")
+                && condition_of(e.as_ref(), "Ready")
+                    .is_some_and(|(s, r, _)| s == "True" && r == "Published")
         },
     )
     .await
@@ -608,7 +583,7 @@ async fn wait_rejected(bed: &Bed, kind: &str, name: &str, reason: &str, fragment
             &format!("{name} Accepted=False {reason} {fragment:?}"),
             WAIT,
             || sid(bed, NS, name),
-            |si| fits(sid_condition(si, "Accepted")),
+            |si| fits(condition_of(si.as_ref(), "Accepted")),
         )
         .await;
     } else {
@@ -616,7 +591,7 @@ async fn wait_rejected(bed: &Bed, kind: &str, name: &str, reason: &str, fragment
             &format!("{name} Ready=False {reason} {fragment:?}"),
             WAIT,
             || es(bed, name),
-            |e| fits(es_condition(e, "Ready")),
+            |e| fits(condition_of(e.as_ref(), "Ready")),
         )
         .await;
     }
@@ -752,7 +727,7 @@ async fn admitted_bad_edits(bed: &Bed, working: &[Value], relay_port: u16) {
                     &format!("{}: {name} Ready=False", e.what),
                     WAIT,
                     || es(bed, name),
-                    |x| es_condition(x, "Ready").is_some_and(|(s, _, _)| s == "False"),
+                    |x| condition_of(x.as_ref(), "Ready").is_some_and(|(s, _, _)| s == "False"),
                 )
                 .await;
             }

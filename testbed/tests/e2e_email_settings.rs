@@ -20,24 +20,6 @@ const CLIENT_SECRET: &str = "oauth-client-s3cret-e2e";
 const SES_ACCESS_KEY_ID: &str = "AKIAE2ETESTKEY000001";
 const SES_SECRET_KEY: &str = "e2e/SesSecretAccessKey+0123456789abcdefXYZ";
 
-async fn es(bed: &Bed, ns: &str, name: &str) -> Option<EmailSettings> {
-    Api::<EmailSettings>::namespaced(bed.client.clone(), ns)
-        .get_opt(name)
-        .await
-        .expect("get")
-}
-
-fn es_condition(es: &Option<EmailSettings>, t: &str) -> Option<(String, String)> {
-    let c = es
-        .as_ref()?
-        .status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == t)?;
-    Some((c.status.clone(), c.reason.clone()))
-}
-
 async fn wait_es(
     bed: &Bed,
     ns: &str,
@@ -49,8 +31,8 @@ async fn wait_es(
     eventually(
         &format!("EmailSettings {ns}/{name} {t}={status} ({reason})"),
         WAIT,
-        || es(bed, ns, name),
-        |e| es_condition(e, t).is_some_and(|(s, r)| s == status && r == reason),
+        || get_es(bed, ns, name),
+        |e| condition_pair(e, t).is_some_and(|(s, r)| s == status && r == reason),
     )
     .await
     .expect("exists")
@@ -365,6 +347,11 @@ async fn external_smtp_publishes_only_validated_configurations() {
     drop((server, xoauth2, oauth));
 }
 
+/// `(status, reason)` of a condition of an EmailSettings.
+fn condition_pair(es: &Option<EmailSettings>, t: &str) -> Option<(String, String)> {
+    condition_of(es.as_ref(), t).map(|(s, r, _)| (s, r))
+}
+
 /// How many connection tests the operator ran (one log line each).
 fn connection_tests(log: &std::path::Path) -> usize {
     std::fs::read_to_string(log)
@@ -471,7 +458,7 @@ async fn advanced_smtp_is_ready_once_a_covering_identity_verifies() {
     )
     .await;
     assert_eq!(
-        es_condition(&Some(waiting.clone()), "Ready"),
+        condition_pair(&Some(waiting.clone()), "Ready"),
         Some(("False".into(), "SenderNotVerified".into()))
     );
     let usage = waiting
@@ -510,11 +497,11 @@ async fn advanced_smtp_is_ready_once_a_covering_identity_verifies() {
 
     let ready = wait_es(&bed, ns, "notifications", "Ready", "True", "Published").await;
     assert_eq!(
-        es_condition(&Some(ready.clone()), "SenderVerified"),
+        condition_pair(&Some(ready.clone()), "SenderVerified"),
         Some(("True".into(), "SenderCovered".into()))
     );
     assert_eq!(
-        es_condition(&Some(ready.clone()), "DmarcAligned"),
+        condition_pair(&Some(ready.clone()), "DmarcAligned"),
         Some(("True".into(), "DomainIdentityVerified".into()))
     );
     let usage = ready
@@ -628,7 +615,7 @@ async fn default_delivery_without_a_relay_is_not_configured() {
     )
     .await;
     assert_eq!(
-        es_condition(&Some(es), "ConnectionVerified"),
+        condition_pair(&Some(es), "ConnectionVerified"),
         Some(("False".into(), "DefaultRelayNotConfigured".into()))
     );
     assert!(

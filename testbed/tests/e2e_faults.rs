@@ -42,37 +42,6 @@ async fn ses_calls(bed: &Bed) -> Calls {
         .collect()
 }
 
-/// Publishes DKIM CNAMEs and confirms email identities for what SES has so far.
-async fn play_the_admin(bed: &Bed, done: &mut BTreeSet<String>) {
-    let identities = bed.get("/ses/identities").await["identities"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    for i in identities {
-        let name = i["name"].as_str().unwrap_or_default().to_string();
-        if !done.insert(name.clone()) {
-            continue;
-        }
-        if name.contains('@') {
-            bed.post(
-                "/ses/confirm-email",
-                json!({"identity": name, "region": "us-east-1"}),
-            )
-            .await;
-        } else {
-            let zone = i["dkim"]["signingHostedZone"].as_str().unwrap_or_default();
-            for t in i["dkim"]["tokens"].as_array().into_iter().flatten() {
-                let t = t.as_str().unwrap_or_default();
-                bed.post(
-                    "/dns/records",
-                    json!({"name": format!("{t}._domainkey.{name}"), "type": "CNAME", "value": format!("{t}.{zone}")}),
-                )
-                .await;
-            }
-        }
-    }
-}
-
 /// Applies the plan, plays the admin until all are Ready, and returns the SES calls.
 async fn converge(bed: &mut Bed, n: usize) -> Calls {
     let (settings, planned) = testbed::bench::plan(n, n.div_ceil(4));

@@ -757,21 +757,11 @@ async fn put_secret(bed: &Bed, ns: &str, name: &str, data: Value) {
 }
 
 async fn es(bed: &Bed, ns: &str, name: &str) -> Option<EmailSettings> {
-    Api::<EmailSettings>::namespaced(bed.client.clone(), ns)
-        .get_opt(name)
-        .await
-        .expect("get")
+    get_es(bed, ns, name).await
 }
 
 fn es_ready(es: &Option<EmailSettings>) -> Option<(String, String)> {
-    let c = es
-        .as_ref()?
-        .status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")?;
-    Some((c.status.clone(), c.reason.clone()))
+    condition_of(es.as_ref(), "Ready").map(|(s, r, _)| (s, r))
 }
 
 /// Every string in the operator's JSON log lines, for searching.

@@ -173,27 +173,7 @@ async fn run_test(ctx: &Context, prepared: &Prepared) -> (Result<Outcome, Failur
 
 /// Entry point from the controller runtime.
 pub async fn reconcile(es: Arc<EmailSettings>, ctx: Arc<Context>) -> Result<Action, Error> {
-    use crate::metrics::{ErrorLabels, KindLabels, METRICS};
-    let kind = KindLabels {
-        kind: "EmailSettings",
-    };
-    METRICS.reconciles.get_or_create(&kind).inc();
-    let started = std::time::Instant::now();
-    let result = reconcile_inner(&es, &ctx).await;
-    METRICS
-        .reconcile_duration
-        .get_or_create(&kind)
-        .observe(started.elapsed().as_secs_f64());
-    if let Err(e) = &result {
-        METRICS
-            .reconcile_errors
-            .get_or_create(&ErrorLabels {
-                kind: "EmailSettings",
-                reason: e.reason(),
-            })
-            .inc();
-    }
-    result
+    crate::metrics::reconcile("EmailSettings", Error::reason, reconcile_inner(&es, &ctx)).await
 }
 
 /// Transient API failures back off; the next watch event or this delay retries.

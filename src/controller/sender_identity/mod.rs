@@ -53,7 +53,6 @@ pub async fn reconcile(
     guard: Arc<DeserializeGuard<SenderIdentity>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    use crate::metrics::{KindLabels, METRICS};
     let si = match &guard.0 {
         Ok(si) => Arc::new(si.clone()),
         Err(invalid) => {
@@ -66,26 +65,7 @@ pub async fn reconcile(
             return Ok(Action::await_change());
         }
     };
-    let kind = KindLabels {
-        kind: "SenderIdentity",
-    };
-    METRICS.reconciles.get_or_create(&kind).inc();
-    let started = std::time::Instant::now();
-    let result = reconcile_inner(si, ctx).await;
-    METRICS
-        .reconcile_duration
-        .get_or_create(&kind)
-        .observe(started.elapsed().as_secs_f64());
-    if let Err(e) = &result {
-        METRICS
-            .reconcile_errors
-            .get_or_create(&crate::metrics::ErrorLabels {
-                kind: "SenderIdentity",
-                reason: e.reason(),
-            })
-            .inc();
-    }
-    result
+    crate::metrics::reconcile("SenderIdentity", Error::reason, reconcile_inner(si, ctx)).await
 }
 
 #[tracing::instrument(skip_all, fields(namespace = si.namespace().unwrap_or_default(), name = si.name_any()))]

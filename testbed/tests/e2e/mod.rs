@@ -391,14 +391,73 @@ pub async fn sid(bed: &Bed, ns: &str, name: &str) -> Option<SenderIdentity> {
 }
 
 pub fn condition(si: &Option<SenderIdentity>, t: &str) -> Option<(String, String)> {
-    let c = si
-        .as_ref()?
-        .status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == t)?;
-    Some((c.status.clone(), c.reason.clone()))
+    condition_of(si.as_ref(), t).map(|(s, r, _)| (s, r))
+}
+
+/// Our kinds, whose status carries conditions.
+pub trait HasConditions {
+    fn conditions(&self) -> &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition];
+}
+
+impl HasConditions for SenderIdentity {
+    fn conditions(&self) -> &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition] {
+        self.status.as_ref().map_or(&[], |s| &s.conditions)
+    }
+}
+
+impl HasConditions for email_operator::crd::EmailSettings {
+    fn conditions(&self) -> &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition] {
+        self.status.as_ref().map_or(&[], |s| &s.conditions)
+    }
+}
+
+/// `(status, reason, message)` of the condition `t` of an object.
+pub fn condition_of<K: HasConditions>(
+    obj: Option<&K>,
+    t: &str,
+) -> Option<(String, String, String)> {
+    let c = obj?.conditions().iter().find(|c| c.type_ == t)?;
+    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// An EmailSettings, if it exists.
+pub async fn get_es(bed: &Bed, ns: &str, name: &str) -> Option<email_operator::crd::EmailSettings> {
+    Api::<email_operator::crd::EmailSettings>::namespaced(bed.client.clone(), ns)
+        .get_opt(name)
+        .await
+        .expect("get")
+}
+
+/// Plays the DNS administrator and the mailbox owner for what SES holds so far: publishes
+/// every domain's DKIM CNAMEs and confirms every email identity, once each (`done`).
+pub async fn play_the_admin(bed: &Bed, done: &mut std::collections::BTreeSet<String>) {
+    let identities = bed.get("/ses/identities").await["identities"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for i in identities {
+        let name = i["name"].as_str().unwrap_or_default().to_string();
+        if !done.insert(name.clone()) {
+            continue;
+        }
+        if name.contains('@') {
+            bed.post(
+                "/ses/confirm-email",
+                json!({"identity": name, "region": i["region"]}),
+            )
+            .await;
+        } else {
+            let zone = i["dkim"]["signingHostedZone"].as_str().unwrap_or_default();
+            for t in i["dkim"]["tokens"].as_array().into_iter().flatten() {
+                let t = t.as_str().unwrap_or_default();
+                bed.post(
+                    "/dns/records",
+                    json!({"name": format!("{t}._domainkey.{name}"), "type": "CNAME", "value": format!("{t}.{zone}")}),
+                )
+                .await;
+            }
+        }
+    }
 }
 
 pub async fn wait_condition(
