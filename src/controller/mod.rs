@@ -77,6 +77,11 @@ pub struct Context {
     pub tokens: crate::smtp::oauth2::TokenSource,
     /// The last connection test of each EmailSettings (by uid).
     tests: Mutex<HashMap<String, email_settings::decide::Memo>>,
+    /// The status this process last wrote to each object (by uid). Only the operator writes
+    /// status, so it is the truth for the next reconcile, which may still see an older copy in
+    /// the cache: without it a reconcile racing its own write would redo the write and repeat
+    /// its Events.
+    written: Mutex<HashMap<String, serde_json::Value>>,
     ses: tokio::sync::Mutex<HashMap<SesKey, AwsSes>>,
     /// Identities whose listed SES status changed since they were last read.
     dirty: Mutex<HashSet<(SesKey, String)>>,
@@ -113,6 +118,7 @@ impl Context {
             tokens: crate::smtp::oauth2::TokenSource::new(config.smtp_timeouts.conversation)?,
             config,
             tests: Mutex::new(HashMap::new()),
+            written: Mutex::new(HashMap::new()),
             ses: tokio::sync::Mutex::new(HashMap::new()),
             dirty: Mutex::new(HashSet::new()),
             checked: Mutex::new(HashMap::new()),
@@ -130,6 +136,34 @@ impl Context {
         }
     }
 
+    /// The status to reconcile from: the one this process last wrote, else the cached one.
+    pub fn prior_status<S>(&self, uid: &str, cached: Option<&S>) -> S
+    where
+        S: Clone + Default + serde::de::DeserializeOwned,
+    {
+        self.written
+            .lock()
+            .ok()
+            .and_then(|w| w.get(uid).cloned())
+            .and_then(|v| serde_json::from_value(v).ok())
+            .or_else(|| cached.cloned())
+            .unwrap_or_default()
+    }
+
+    /// Records a status this process wrote.
+    pub fn wrote_status<S: Serialize>(&self, uid: &str, status: &S) {
+        if let (Ok(mut w), Ok(v)) = (self.written.lock(), serde_json::to_value(status)) {
+            w.insert(uid.to_string(), v);
+        }
+    }
+
+    /// Forgets an object (deleted).
+    pub fn forget_status(&self, uid: &str) {
+        if let Ok(mut w) = self.written.lock() {
+            w.remove(uid);
+        }
+    }
+
     pub fn forget_test(&self, uid: &str) {
         if let Ok(mut t) = self.tests.lock() {
             t.remove(uid);
@@ -139,6 +173,11 @@ impl Context {
     /// The well-formed SenderIdentities.
     pub fn valid_identities(&self) -> Vec<Arc<SenderIdentity>> {
         valid(&self.identities)
+    }
+
+    /// The well-formed SenderIdentities of one namespace (only those are copied).
+    pub fn identities_in(&self, namespace: &str) -> Vec<SenderIdentity> {
+        valid_in(&self.identities, namespace)
     }
 
     /// When the object was last read from SES, as far as this process knows.
@@ -366,11 +405,10 @@ pub async fn run(
             es_api,
             watcher::Config::default(),
             move |es: EmailSettings| {
-                let ns = es.namespace();
                 let name = es.name_any();
-                valid(&by_settings)
+                valid_in(&by_settings, &es.namespace().unwrap_or_default())
                     .into_iter()
-                    .filter(|si| si.namespace() == ns && si.spec.email_settings_ref.name == name)
+                    .filter(|si| si.spec.email_settings_ref.name == name)
                     .map(|si| guard_ref(&si))
                     .collect::<Vec<_>>()
             },
@@ -382,13 +420,11 @@ pub async fn run(
                 let Ok(changed) = changed.0 else {
                     return vec![];
                 };
-                let ns = changed.namespace();
                 let settings = changed.spec.email_settings_ref.name.clone();
-                valid(&by_sibling)
+                valid_in(&by_sibling, &changed.namespace().unwrap_or_default())
                     .into_iter()
                     .filter(|si| {
-                        si.namespace() == ns
-                            && si.spec.email_settings_ref.name == settings
+                        si.spec.email_settings_ref.name == settings
                             && si.name_any() != changed.name_any()
                     })
                     .map(|si| guard_ref(&si))
@@ -443,6 +479,21 @@ where
         .state()
         .iter()
         .filter_map(|g| g.0.as_ref().ok().cloned().map(Arc::new))
+        .collect()
+}
+
+/// The well-formed objects of one namespace of a guarded cache: the namespace is checked on
+/// the shared copies first, so a reconcile costs what its namespace holds, not the cluster.
+pub fn valid_in<K: Clone>(store: &Store<DeserializeGuard<K>>, namespace: &str) -> Vec<K>
+where
+    DeserializeGuard<K>: Resource,
+    <DeserializeGuard<K> as Resource>::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    store
+        .state()
+        .iter()
+        .filter(|g| g.meta().namespace.as_deref() == Some(namespace))
+        .filter_map(|g| g.0.as_ref().ok().cloned())
         .collect()
 }
 

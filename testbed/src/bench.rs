@@ -77,6 +77,7 @@ pub struct Report {
     pub ses_calls_per_identity: f64,
     pub ses_calls_by_operation: BTreeMap<String, f64>,
     pub steady_state_calls_per_hour: f64,
+    pub steady_state_calls_by_operation: BTreeMap<String, f64>,
     pub baseline_calls_per_hour: f64,
     pub baseline_ratio: f64,
     pub peak_rss_mib: f64,
@@ -170,6 +171,14 @@ struct Bed {
     client: ::kube::Client,
     operator: Option<tokio::process::Child>,
     progress: Arc<Mutex<Progress>>,
+    /// The SenderIdentity watch feeding `progress`; stopped with the bed.
+    watch: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        self.watch.abort();
+    }
 }
 
 mod tempfile_dir {
@@ -225,7 +234,7 @@ impl Bed {
         let progress = Arc::new(Mutex::new(Progress::default()));
         let watch_progress = progress.clone();
         let api: Api<SenderIdentity> = Api::all(client.clone());
-        tokio::spawn(async move {
+        let watch = tokio::spawn(async move {
             use ::kube::runtime::{WatchStreamExt, watcher};
             let mut stream = watcher(api, watcher::Config::default())
                 .default_backoff()
@@ -254,6 +263,7 @@ impl Bed {
             client,
             operator: None,
             progress,
+            watch,
         })
     }
 
@@ -462,6 +472,15 @@ impl Bed {
             }
             if let Some(verb) = event["verb"].as_str() {
                 *by_verb.entry(verb.to_string()).or_insert(0) += 1;
+                if std::env::var_os("BENCH_REQUESTS_BY_RESOURCE").is_some() {
+                    let r = &event["objectRef"];
+                    let what = format!(
+                        "{verb} {}/{}",
+                        r["resource"].as_str().unwrap_or_default(),
+                        r["subresource"].as_str().unwrap_or_default()
+                    );
+                    *by_verb.entry(what).or_insert(0) += 1;
+                }
             }
         }
         by_verb
@@ -566,12 +585,23 @@ async fn records_pass(
     Ok((pass, bed, pid, started))
 }
 
-/// SES calls per hour over `window`, scaled from the shortened `period` to `real`.
-async fn calls_per_hour(bed: &Bed, window: Duration, period: Duration, real: Duration) -> f64 {
+/// SES calls per hour over `window`, scaled from the shortened `period` to `real`, in total
+/// and by operation.
+async fn calls_per_hour(
+    bed: &Bed,
+    window: Duration,
+    period: Duration,
+    real: Duration,
+) -> (f64, BTreeMap<String, f64>) {
     bed.aws.ses.state().calls.reset();
     tokio::time::sleep(window).await;
-    let calls: u64 = bed.ses_calls().values().sum();
-    calls as f64 / window.as_secs_f64() * 3600.0 * (period.as_secs_f64() / real.as_secs_f64())
+    let scale = 3600.0 / window.as_secs_f64() * (period.as_secs_f64() / real.as_secs_f64());
+    let by_op: BTreeMap<String, f64> = bed
+        .ses_calls()
+        .into_iter()
+        .map(|(op, c)| (op, c as f64 * scale))
+        .collect();
+    (by_op.values().sum(), by_op)
 }
 
 /// Runs the whole bench.
@@ -623,7 +653,7 @@ pub async fn run(mut options: BenchOptions) -> Result<Report, String> {
     let baseline_period = BENCH_RECHECK.max(Duration::from_secs((options.identities / 100) as u64));
     let window = (baseline_period * 3).max(Duration::from_secs(30));
     tokio::time::sleep(BENCH_RECHECK).await;
-    let steady = calls_per_hour(&bed, window, BENCH_RECHECK, REAL_RECHECK).await;
+    let (steady, steady_by_op) = calls_per_hour(&bed, window, BENCH_RECHECK, REAL_RECHECK).await;
     bed.stop_operator().await;
     let baseline_flags = vec![
         "--ses-max-rps".to_string(),
@@ -633,7 +663,7 @@ pub async fn run(mut options: BenchOptions) -> Result<Report, String> {
     ];
     bed.start_operator(&binary, &baseline_flags).await?;
     tokio::time::sleep(baseline_period).await;
-    let baseline = calls_per_hour(&bed, window, baseline_period, REAL_BASELINE_POLL).await;
+    let (baseline, _) = calls_per_hour(&bed, window, baseline_period, REAL_BASELINE_POLL).await;
     bed.stop_operator().await;
     drop(bed);
 
@@ -659,6 +689,7 @@ pub async fn run(mut options: BenchOptions) -> Result<Report, String> {
         ses_calls_per_identity,
         ses_calls_by_operation,
         steady_state_calls_per_hour: steady,
+        steady_state_calls_by_operation: steady_by_op,
         baseline_calls_per_hour: baseline,
         baseline_ratio: if steady > 0.0 {
             baseline / steady

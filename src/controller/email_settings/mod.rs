@@ -14,7 +14,7 @@ mod tests;
 use super::{Context, FIELD_MANAGER, apply_status};
 use crate::crd::conditions::{reasons, types};
 use crate::crd::email_settings::Delivery;
-use crate::crd::{EmailSettings, EmailSettingsStatus, SenderIdentity};
+use crate::crd::{EmailSettings, EmailSettingsStatus};
 use crate::policy::{self, Verdict};
 use crate::smtp::target::{self, Prepared, SecretSource};
 use crate::smtp::{Failure, Outcome};
@@ -198,12 +198,13 @@ async fn reconcile_inner(es: &EmailSettings, ctx: &Context) -> Result<Action, Er
     if es.metadata.deletion_timestamp.is_some() {
         // The output Secret goes with it (owner reference); nothing else is ours.
         ctx.forget_test(&uid);
+        ctx.forget_status(&uid);
         return Ok(Action::await_change());
     }
     // Whole seconds: the time is written to annotations and compared with them.
     let now = Timestamp::from_second(ctx.clock.now().as_second()).unwrap_or(Timestamp::UNIX_EPOCH);
     let generation = es.metadata.generation.unwrap_or_default();
-    let prior = es.status.clone().unwrap_or_default();
+    let prior: EmailSettingsStatus = ctx.prior_status(&uid, es.status.as_ref());
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let revalidate = decide::revalidate_every(es.spec.revalidate_every.as_deref());
 
@@ -281,15 +282,8 @@ async fn reconcile_inner(es: &EmailSettings, ctx: &Context) -> Result<Action, Er
     }
 
     // AdvancedSmtp: the from address must be covered by a verified SenderIdentity.
-    let senders = (es.spec.delivery == Delivery::AdvancedSmtp).then(|| {
-        let identities: Vec<SenderIdentity> = ctx
-            .valid_identities()
-            .iter()
-            .filter(|si| si.namespace().as_deref() == Some(ns.as_str()))
-            .map(|si| (**si).clone())
-            .collect();
-        status::senders(es, &identities)
-    });
+    let senders = (es.spec.delivery == Delivery::AdvancedSmtp)
+        .then(|| status::senders(es, &ctx.identities_in(&ns)));
 
     // Publish: a passed test of the current inputs, a Secret we may write, a covered sender.
     let mut published_generation = published.as_ref().and_then(|p| p.generation);
@@ -350,6 +344,7 @@ async fn reconcile_inner(es: &EmailSettings, ctx: &Context) -> Result<Action, Er
     if new != prior {
         let api: Api<EmailSettings> = Api::namespaced(ctx.client.clone(), &ns);
         apply_status(&api, es, &new).await?;
+        ctx.wrote_status(&uid, &new);
     }
     // One Event per transition; Ready repeats a reason just reported by the other two.
     let mut reported = vec![];

@@ -14,6 +14,7 @@ use kube::runtime::controller::Action;
 /// Finalizer: release our claim; delete only as the last owner with `deletionPolicy: Delete`.
 pub(super) async fn cleanup(si: &SenderIdentity, ctx: &Context) -> Result<Action, Error> {
     ctx.set_checked(&si.uid().unwrap_or_default(), None);
+    ctx.forget_status(&si.uid().unwrap_or_default());
     let Some(location) = si.status.as_ref().and_then(|s| s.ses.clone()) else {
         return Ok(Action::await_change()); // never reached SES
     };

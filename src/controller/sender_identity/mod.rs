@@ -138,18 +138,14 @@ async fn apply(
 ) -> Result<Action, Error> {
     let ns = si.namespace().ok_or(Error::NoNamespace)?;
     let now = ctx.clock.now();
-    let prior = si.status.clone().unwrap_or_default();
+    let prior: crate::crd::SenderIdentityStatus =
+        ctx.prior_status(&si.uid().unwrap_or_default(), si.status.as_ref());
     let generation = si.metadata.generation;
 
     // Dereference: the EmailSettings and every SenderIdentity of the namespace.
     let settings_name = &si.spec.email_settings_ref.name;
     let settings = ctx.settings.get(&ObjectRef::new(settings_name).within(&ns));
-    let siblings: Vec<SenderIdentity> = ctx
-        .valid_identities()
-        .iter()
-        .filter(|o| o.namespace().as_deref() == Some(ns.as_str()))
-        .map(|o| (**o).clone())
-        .collect();
+    let siblings: Vec<SenderIdentity> = ctx.identities_in(&ns);
 
     // Policy: a rejected identity never reaches SES.
     let verdicts = policy::decide(settings_name, settings.as_deref(), &siblings);
@@ -356,6 +352,7 @@ async fn apply(
     if needs_write(&prior, &new, now) {
         transition_events(si, ctx, &prior, &new).await;
         apply_status(api, si, &new).await?;
+        ctx.wrote_status(&si.uid().unwrap_or_default(), &new);
     }
     let after = next_read(
         ctx,
@@ -448,7 +445,8 @@ async fn reject(
     reason: &str,
     message: &str,
 ) -> Result<Action, Error> {
-    let prior = si.status.clone().unwrap_or_default();
+    let uid = si.uid().unwrap_or_default();
+    let prior: crate::crd::SenderIdentityStatus = ctx.prior_status(&uid, si.status.as_ref());
     let new = status::rejected(
         &prior,
         reason,
@@ -456,8 +454,11 @@ async fn reject(
         si.metadata.generation,
         ctx.clock.now(),
     );
-    transition_events(si, ctx, &prior, &new).await;
-    apply_status(api, si, &new).await?;
+    if new != prior {
+        transition_events(si, ctx, &prior, &new).await;
+        apply_status(api, si, &new).await?;
+        ctx.wrote_status(&uid, &new);
+    }
     Ok(Action::await_change())
 }
 
