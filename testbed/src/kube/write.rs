@@ -253,8 +253,17 @@ pub fn create_with(
     if is_crd {
         crd::register(inner, &stored);
     }
-    inner.wake_gc();
+    wake_gc_for(inner, &stored);
     Ok(stored)
+}
+
+/// A write can only make garbage of the written object itself (created or re-pointed at an
+/// owner that is gone), so the collector — a pass over every object — is woken only for objects
+/// with owners; deletions always wake it.
+fn wake_gc_for(inner: &Inner, stored: &Value) {
+    if !meta::owner_uids(stored).is_empty() {
+        inner.wake_gc();
+    }
 }
 
 fn is_crd_type(rt: &ResourceType) -> bool {
@@ -459,7 +468,7 @@ pub fn commit(
     if is_crd {
         crd::register(inner, &stored);
     }
-    inner.wake_gc();
+    wake_gc_for(inner, &stored);
     Ok(stored)
 }
 
