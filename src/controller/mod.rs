@@ -475,11 +475,7 @@ where
     DeserializeGuard<K>: Resource,
     <DeserializeGuard<K> as Resource>::DynamicType: Eq + std::hash::Hash + Clone,
 {
-    store
-        .state()
-        .iter()
-        .filter_map(|g| g.0.as_ref().ok().cloned().map(Arc::new))
-        .collect()
+    well_formed(store, None).map(Arc::new).collect()
 }
 
 /// The well-formed objects of one namespace of a guarded cache: the namespace is checked on
@@ -489,12 +485,23 @@ where
     DeserializeGuard<K>: Resource,
     <DeserializeGuard<K> as Resource>::DynamicType: Eq + std::hash::Hash + Clone,
 {
+    well_formed(store, Some(namespace)).collect()
+}
+
+/// Copies of the well-formed objects, of one namespace or all.
+fn well_formed<K: Clone>(
+    store: &Store<DeserializeGuard<K>>,
+    namespace: Option<&str>,
+) -> impl Iterator<Item = K>
+where
+    DeserializeGuard<K>: Resource,
+    <DeserializeGuard<K> as Resource>::DynamicType: Eq + std::hash::Hash + Clone,
+{
     store
         .state()
-        .iter()
-        .filter(|g| g.meta().namespace.as_deref() == Some(namespace))
+        .into_iter()
+        .filter(move |g| namespace.is_none_or(|ns| g.meta().namespace.as_deref() == Some(ns)))
         .filter_map(|g| g.0.as_ref().ok().cloned())
-        .collect()
 }
 
 /// The cache key of a SenderIdentity in the guarded cache.

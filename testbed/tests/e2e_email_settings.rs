@@ -527,6 +527,13 @@ async fn advanced_smtp_is_ready_once_a_covering_identity_verifies() {
     assert_no_secrets_written(&bed, &log, &[SES_SECRET_KEY, &smtp_password]).await;
 }
 
+/// An EmailSettings `notifications` with `delivery: Default` (the default).
+fn default_delivery(ns: &str) -> Value {
+    json!({"apiVersion": "email.ops.dev/v1alpha1", "kind": "EmailSettings",
+           "metadata": {"name": "notifications", "namespace": ns},
+           "spec": {"from": "billing@yourcompany.com"}})
+}
+
 #[tokio::test]
 async fn default_delivery_uses_the_operator_relay() {
     let Some(server) = smtp_server("starttls-auth", &[]) else {
@@ -536,13 +543,8 @@ async fn default_delivery_uses_the_operator_relay() {
     let log = bed.start_operator(&["--default-relay-secret", "email-system/relay"]);
     bed.namespace("email-system").await;
     bed.namespace("billing").await;
-    bed.apply::<EmailSettings>(
-        "billing",
-        json!({"apiVersion": "email.ops.dev/v1alpha1", "kind": "EmailSettings",
-               "metadata": {"name": "notifications", "namespace": "billing"},
-               "spec": {"from": "billing@yourcompany.com"}}),
-    )
-    .await;
+    bed.apply::<EmailSettings>("billing", default_delivery("billing"))
+        .await;
     let missing = wait_es(
         &bed,
         "billing",
@@ -598,13 +600,8 @@ async fn default_delivery_without_a_relay_is_not_configured() {
     let mut bed = Bed::up().await;
     bed.start_operator(&[]);
     bed.namespace("billing").await;
-    bed.apply::<EmailSettings>(
-        "billing",
-        json!({"apiVersion": "email.ops.dev/v1alpha1", "kind": "EmailSettings",
-               "metadata": {"name": "notifications", "namespace": "billing"},
-               "spec": {"from": "billing@yourcompany.com"}}),
-    )
-    .await;
+    bed.apply::<EmailSettings>("billing", default_delivery("billing"))
+        .await;
     let es = wait_es(
         &bed,
         "billing",
