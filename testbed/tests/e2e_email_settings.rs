@@ -486,12 +486,7 @@ async fn advanced_smtp_is_ready_once_a_covering_identity_verifies() {
         "SenderNotVerified",
     )
     .await;
-    let message = pending
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "SenderVerified"))
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
+    let (_, _, message) = condition_of(Some(&pending), "SenderVerified").expect("SenderVerified");
     assert!(message.contains("not verified yet"), "{message}");
     publish_dkim(&bed, &si).await;
 
@@ -554,11 +549,7 @@ async fn default_delivery_uses_the_operator_relay() {
         "DefaultRelayInvalid",
     )
     .await;
-    let message = missing
-        .status
-        .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
-        .map(|c| c.message)
-        .unwrap_or_default();
+    let (_, _, message) = condition_of(Some(&missing), "Ready").expect("Ready");
     assert!(
         message.contains("email-system/relay does not exist"),
         "{message}"
