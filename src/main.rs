@@ -71,12 +71,17 @@ struct RunArgs {
     /// SES requests per second per account and region (client-side limit, adaptive on throttling).
     #[arg(long, default_value_t = 5.0)]
     ses_max_rps: f64,
+    /// Reconciles each controller runs at once. More waiting work queues (each object once)
+    /// instead of holding memory for thousands of reconciles waiting on SES and the API server.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    max_concurrent_reconciles: u16,
     /// How often verified identities are re-checked (in bulk, one ListEmailIdentities page per
     /// 1,000 identities), e.g. 12h, 30m, 10s.
     #[arg(long, default_value = "12h", value_parser = parse_duration)]
     verified_recheck_interval: std::time::Duration,
-    /// Pending identities are polled with backoff between these bounds (the interval grows with
-    /// the age of the attempt).
+    /// While identities are pending, their SES status is listed in bulk every
+    /// --pending-recheck-min; each one's DNS records are re-checked with backoff between these
+    /// bounds (the interval grows with the age of the attempt).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pending_recheck_min: std::time::Duration,
     #[arg(long, default_value = "15m", value_parser = parse_duration)]
@@ -294,6 +299,7 @@ fn run(args: RunArgs) -> ExitCode {
         let config = controller::Config {
             cluster_id: args.cluster_id.clone(),
             ses_max_rps: args.ses_max_rps,
+            concurrency: args.max_concurrent_reconciles,
             aws_account_id: args.aws_account_id.clone(),
             windows: controller::sender_identity::step::Windows {
                 pending_min: args.pending_recheck_min,

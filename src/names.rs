@@ -38,8 +38,13 @@ pub enum NameError {
     Email(String),
 }
 
-fn matches(pattern: &str, s: &str) -> bool {
-    regex::Regex::new(pattern).is_ok_and(|re| re.is_match(s))
+/// The patterns, compiled once on first use (names are parsed on every reconcile).
+type Compiled = std::sync::LazyLock<Option<regex::Regex>>;
+static DOMAIN: Compiled = Compiled::new(|| regex::Regex::new(&domain_pattern()).ok());
+static EMAIL: Compiled = Compiled::new(|| regex::Regex::new(&email_pattern()).ok());
+
+fn matches(re: &Compiled, s: &str) -> bool {
+    re.as_ref().is_some_and(|re| re.is_match(s))
 }
 
 /// A lower-cased DNS domain name (no trailing dot), at most 253 characters.
@@ -49,7 +54,7 @@ pub struct DomainName(String);
 impl DomainName {
     pub fn parse(s: &str) -> Result<Self, NameError> {
         let trimmed = s.strip_suffix('.').unwrap_or(s);
-        if trimmed.len() > 253 || !matches(&domain_pattern(), trimmed) {
+        if trimmed.len() > 253 || !matches(&DOMAIN, trimmed) {
             return Err(NameError::Domain(s.to_string()));
         }
         Ok(Self(trimmed.to_ascii_lowercase()))
@@ -86,7 +91,7 @@ pub struct EmailAddress {
 impl EmailAddress {
     pub fn parse(s: &str) -> Result<Self, NameError> {
         let invalid = || NameError::Email(s.to_string());
-        if s.len() > 254 || !matches(&email_pattern(), s) {
+        if s.len() > 254 || !matches(&EMAIL, s) {
             return Err(invalid());
         }
         let (local, domain) = s.rsplit_once('@').ok_or_else(invalid)?;

@@ -304,6 +304,7 @@ fn default_values_render_a_hardened_operator_with_least_privilege_rbac() {
             "--verified-recheck-interval=12h",
             "--pending-recheck-min=30s",
             "--pending-recheck-max=15m",
+            "--max-concurrent-reconciles=16",
             "--metrics-addr=0.0.0.0:8080",
         ]
     );
@@ -373,6 +374,7 @@ fn every_optional_feature_renders() {
             "--verified-recheck-interval=12h",
             "--pending-recheck-min=30s",
             "--pending-recheck-max=15m",
+            "--max-concurrent-reconciles=16",
             "--metrics-addr=0.0.0.0:8080",
             "--dns-server=10.0.0.10:53",
             "--aws-account-id=111122223333",

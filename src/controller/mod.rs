@@ -5,15 +5,18 @@
 //! account and region, DNS lookups, the clock, Events, and status writes by server-side apply.
 
 pub mod email_settings;
+pub mod index;
 pub mod leader;
 pub mod recheck;
 pub mod sender_identity;
+pub mod triggers;
 
 use crate::clock::Clock;
 use crate::crd::{EmailSettings, SenderIdentity};
 use crate::dns::lookup::HickoryLookup;
 use crate::ses::aws::AwsSes;
 use crate::ses::limiter::RateLimiter;
+use index::NamespaceIndex;
 use kube::api::{Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -39,6 +42,8 @@ pub struct Config {
     pub cluster_id: String,
     /// Client-side SES request rate per account and region.
     pub ses_max_rps: f64,
+    /// Reconciles each controller runs at once.
+    pub concurrency: u16,
     /// The AWS account of identity ARNs, when STS should not be asked.
     pub aws_account_id: Option<String>,
     pub windows: sender_identity::step::Windows,
@@ -63,11 +68,15 @@ pub struct SesKey {
 /// What the controllers share.
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    /// Who publishes Events.
+    reporter: Reporter,
     pub settings: Store<EmailSettings>,
     /// Every SenderIdentity, malformed ones included (as errors), so one bad object cannot stall
     /// the rest.
     pub identities: Store<DeserializeGuard<SenderIdentity>>,
+    /// The names in each namespace of `settings` and of `identities`.
+    pub settings_index: NamespaceIndex,
+    pub identities_index: NamespaceIndex,
     pub dns: HickoryLookup,
     pub clock: Arc<dyn Clock>,
     pub config: Config,
@@ -99,6 +108,7 @@ impl Context {
         client: Client,
         settings: Store<EmailSettings>,
         identities: Store<DeserializeGuard<SenderIdentity>>,
+        indexes: (NamespaceIndex, NamespaceIndex),
         dns: HickoryLookup,
         clock: Arc<dyn Clock>,
         config: Config,
@@ -108,10 +118,12 @@ impl Context {
             instance: std::env::var("POD_NAME").ok(),
         };
         Ok(Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            reporter,
             client,
             settings,
             identities,
+            settings_index: indexes.0,
+            identities_index: indexes.1,
             dns,
             clock,
             prober: crate::smtp::LettreProber::new(config.smtp_timeouts),
@@ -177,7 +189,12 @@ impl Context {
 
     /// The well-formed SenderIdentities of one namespace (only those are copied).
     pub fn identities_in(&self, namespace: &str) -> Vec<SenderIdentity> {
-        valid_in(&self.identities, namespace)
+        valid_in(&self.identities, &self.identities_index, namespace)
+    }
+
+    /// The EmailSettings of one namespace.
+    pub fn settings_in(&self, namespace: &str) -> Vec<Arc<EmailSettings>> {
+        self.settings_index.objects(&self.settings, namespace)
     }
 
     /// When the object was last read from SES, as far as this process knows.
@@ -245,7 +262,12 @@ impl Context {
             action: "Reconcile".into(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+        // A recorder per Event: kube's keeps every Event of the last 6 minutes and scans them
+        // all on each publish (O(N²) while thousands of identities converge), and folds Events
+        // of one reason into a series that shows only the first message. Ours are published
+        // on transitions only, so there is nothing to fold.
+        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
+        if let Err(e) = recorder.publish(&ev, &obj.object_ref(&())).await {
             tracing::warn!(error = %e, reason, "could not publish an Event");
         }
     }
@@ -281,7 +303,7 @@ pub async fn run(
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
     use futures::StreamExt;
-    use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
+    use kube::runtime::{Controller, WatchStreamExt, controller, reflector, watcher};
 
     let si_api: Api<DeserializeGuard<SenderIdentity>> = Api::all(client.clone());
     let es_api: Api<EmailSettings> = Api::all(client.clone());
@@ -290,39 +312,61 @@ pub async fn run(
     // waiters on one Store's wait_until_ready() are not all woken.
     let es_synced = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let si_synced = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let indexes = (NamespaceIndex::default(), NamespaceIndex::default());
     let es_stream = watcher(es_api.clone(), watcher::Config::default())
         .default_backoff()
         .inspect(synced(es_synced.clone(), si_synced.clone()))
+        .inspect(indexes.0.feed())
         .reflect(es_writer)
         .applied_objects();
 
     // The SenderIdentity cache is ours too (not the controller's built-in one), driven by the
     // controller's trigger stream, so its readiness is observable for /readyz.
     let (si_store, si_writer) = reflector::store();
+    // Siblings and EmailSettings are woken from this one watch (see `triggers`).
+    let (trigger_tx, trigger_rx) = futures::channel::mpsc::unbounded();
+    let (es_trigger_tx, es_trigger_rx) = futures::channel::mpsc::unbounded();
+    let mut triggers = triggers::Triggers::new(
+        si_store.clone(),
+        indexes.1.clone(),
+        trigger_tx.clone(),
+        es_trigger_tx,
+    );
     let si_stream = watcher(si_api, watcher::Config::default())
         .default_backoff()
         .inspect(synced(si_synced, es_synced))
+        .inspect(indexes.1.feed())
         .reflect(si_writer)
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                triggers.observe(event);
+            }
+        })
         .applied_objects();
-    let controller = Controller::for_stream(si_stream, si_store.clone());
+    let controller = Controller::for_stream(si_stream, si_store.clone())
+        .with_config(controller::Config::default().concurrency(config.concurrency));
     let ctx = Arc::new(Context::new(
         client,
         es_reader.clone(),
         si_store.clone(),
+        indexes,
         dns,
         clock,
         config,
     )?);
-    let (trigger_tx, trigger_rx) = futures::channel::mpsc::unbounded();
     let gauges = si_store.clone();
     crate::metrics::on_scrape(move || refresh_gauges(&gauges));
     if ctx.config.baseline_poll.is_none() {
-        tokio::spawn(recheck::run(ctx.clone(), recheck_interval, trigger_tx));
+        let cadence = recheck::Cadence {
+            verified_every: recheck_interval,
+            pending_every: ctx.config.windows.pending_min,
+        };
+        tokio::spawn(recheck::run(ctx.clone(), cadence, trigger_tx));
     }
 
     // EmailSettings: re-tested when a Secret they read or publish changes (metadata is enough
-    // to notice a change), and re-evaluated when their SenderIdentities change.
-    let by_secret = es_reader.clone();
+    // to notice a change), and re-evaluated when their SenderIdentities change (`triggers`).
+    let by_secret = ctx.clone();
     let relay = ctx.config.default_relay.clone();
     let secret_events = watcher(
         Api::<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Secret>>::all(
@@ -333,30 +377,28 @@ pub async fn run(
     .default_backoff()
     .touched_objects();
     let es_controller = Controller::for_stream(es_stream, es_reader)
+        .with_config(controller::Config::default().concurrency(ctx.config.concurrency))
         .watches_stream(secret_events, move |secret| {
+            let ns = secret.metadata.namespace.as_deref();
+            let name = secret.name_any();
+            // Only the default relay concerns other namespaces.
+            let is_relay = relay
+                .as_ref()
+                .is_some_and(|(rns, rname)| Some(rns.as_str()) == ns && *rname == name);
+            let candidates = if is_relay {
+                by_secret.settings.state()
+            } else {
+                by_secret.settings_in(ns.unwrap_or_default())
+            };
             email_settings::settings_for_secret(
-                secret.metadata.namespace.as_deref(),
-                &secret.name_any(),
+                ns,
+                &name,
                 secret.owner_references(),
                 relay.as_ref(),
-                &by_secret.state(),
+                &candidates,
             )
         })
-        .watches(
-            Api::<DeserializeGuard<SenderIdentity>>::all(ctx.client.clone()),
-            watcher::Config::default(),
-            |si: DeserializeGuard<SenderIdentity>| {
-                si.0.ok().and_then(|si| {
-                    let ns = si.namespace()?;
-                    Some(
-                        kube::runtime::reflector::ObjectRef::<EmailSettings>::new(
-                            &si.spec.email_settings_ref.name,
-                        )
-                        .within(&ns),
-                    )
-                })
-            },
-        )
+        .reconcile_on(es_trigger_rx)
         .graceful_shutdown_on(stopped(stop.clone()))
         .run(
             email_settings::reconcile,
@@ -370,11 +412,8 @@ pub async fn run(
         });
 
     // A change to an EmailSettings (activeUsers, region, deletion) re-evaluates its identities;
-    // a change to any SenderIdentity re-evaluates its siblings (slots may have moved: deleting
-    // the holder promotes the next in line).
-    let by_settings = si_store.clone();
-    let by_sibling = si_store.clone();
-    let sibling_api: Api<DeserializeGuard<SenderIdentity>> = Api::all(ctx.client.clone());
+    // siblings are woken through `triggers`.
+    let by_settings = ctx.clone();
     // Owned DNSEndpoints are watched when external-dns's CRD is installed (an edit or deletion
     // of one is put right); without the CRD there is nothing to watch.
     let endpoints = sender_identity::dns_endpoint::api_resource();
@@ -406,27 +445,10 @@ pub async fn run(
             watcher::Config::default(),
             move |es: EmailSettings| {
                 let name = es.name_any();
-                valid_in(&by_settings, &es.namespace().unwrap_or_default())
+                by_settings
+                    .identities_in(&es.namespace().unwrap_or_default())
                     .into_iter()
                     .filter(|si| si.spec.email_settings_ref.name == name)
-                    .map(|si| guard_ref(&si))
-                    .collect::<Vec<_>>()
-            },
-        )
-        .watches(
-            sibling_api,
-            watcher::Config::default(),
-            move |changed: DeserializeGuard<SenderIdentity>| {
-                let Ok(changed) = changed.0 else {
-                    return vec![];
-                };
-                let settings = changed.spec.email_settings_ref.name.clone();
-                valid_in(&by_sibling, &changed.namespace().unwrap_or_default())
-                    .into_iter()
-                    .filter(|si| {
-                        si.spec.email_settings_ref.name == settings
-                            && si.name_any() != changed.name_any()
-                    })
                     .map(|si| guard_ref(&si))
                     .collect::<Vec<_>>()
             },
@@ -475,33 +497,28 @@ where
     DeserializeGuard<K>: Resource,
     <DeserializeGuard<K> as Resource>::DynamicType: Eq + std::hash::Hash + Clone,
 {
-    well_formed(store, None).map(Arc::new).collect()
-}
-
-/// The well-formed objects of one namespace of a guarded cache: the namespace is checked on
-/// the shared copies first, so a reconcile costs what its namespace holds, not the cluster.
-pub fn valid_in<K: Clone>(store: &Store<DeserializeGuard<K>>, namespace: &str) -> Vec<K>
-where
-    DeserializeGuard<K>: Resource,
-    <DeserializeGuard<K> as Resource>::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    well_formed(store, Some(namespace)).collect()
-}
-
-/// Copies of the well-formed objects, of one namespace or all.
-fn well_formed<K: Clone>(
-    store: &Store<DeserializeGuard<K>>,
-    namespace: Option<&str>,
-) -> impl Iterator<Item = K>
-where
-    DeserializeGuard<K>: Resource,
-    <DeserializeGuard<K> as Resource>::DynamicType: Eq + std::hash::Hash + Clone,
-{
     store
         .state()
-        .into_iter()
-        .filter(move |g| namespace.is_none_or(|ns| g.meta().namespace.as_deref() == Some(ns)))
+        .iter()
+        .filter_map(|g| g.0.as_ref().ok().cloned().map(Arc::new))
+        .collect()
+}
+
+/// Copies of the well-formed objects of one namespace of a guarded cache, found through its
+/// index: a reconcile costs what its namespace holds, not the cluster.
+pub fn valid_in<K: Clone>(
+    store: &Store<DeserializeGuard<K>>,
+    index: &NamespaceIndex,
+    namespace: &str,
+) -> Vec<K>
+where
+    DeserializeGuard<K>: Resource<DynamicType = ()> + Clone,
+{
+    index
+        .objects(store, namespace)
+        .iter()
         .filter_map(|g| g.0.as_ref().ok().cloned())
+        .collect()
 }
 
 /// The cache key of a SenderIdentity in the guarded cache.

@@ -1,7 +1,12 @@
-//! The bulk re-check of verified identities: one `ListEmailIdentities` page covers up to 1,000
-//! identities' verification status, so instead of reading each verified identity, the operator
-//! lists each account+region periodically and re-reads (by triggering a reconcile) only the
-//! identities whose listed status changed.
+//! The bulk re-check: one `ListEmailIdentities` page covers up to 1,000 identities'
+//! verification status, so instead of reading identities one by one the operator lists each
+//! account+region and re-reads (by triggering a reconcile) only the identities whose listed
+//! status differs from the recorded one, or that are missing from the listing.
+//!
+//! A location is listed every `pending_every` while one of its identities is still on its way
+//! (pending, or in temporary failure), and every `verified_every` otherwise. At the default SES
+//! limit of 5 calls a second, per-identity polls of a thousand pending identities would starve
+//! the creation of new ones; the listing costs one call per thousand.
 
 use super::{Context, SesKey};
 use crate::crd::SenderIdentity;
@@ -9,76 +14,241 @@ use crate::ses::SesApi;
 use futures::channel::mpsc;
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::ObjectRef;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 
-/// Lists every SES location in use each `interval` and wakes the SenderIdentities whose
-/// recorded verification status differs from the listed one. Comparing with the recorded
-/// status (not with the previous listing) keeps this right across operator restarts.
-pub async fn run(
-    ctx: Arc<Context>,
-    interval: Duration,
-    trigger: mpsc::UnboundedSender<ObjectRef<DeserializeGuard<SenderIdentity>>>,
-) {
+/// How often each location is listed.
+#[derive(Debug, Clone, Copy)]
+pub struct Cadence {
+    pub verified_every: Duration,
+    pub pending_every: Duration,
+}
+
+/// What a SenderIdentity's status says about its place in SES.
+struct Recorded<'a> {
+    si: &'a SenderIdentity,
+    key: SesKey,
+    /// `SUCCESS`, `PENDING`, …, as SES spells it.
+    status: String,
+    last_checked: Option<k8s_openapi::jiff::Timestamp>,
+}
+
+fn recorded(si: &SenderIdentity) -> Option<Recorded<'_>> {
+    let status = si.status.as_ref()?;
+    let location = status.ses.as_ref()?;
+    Some(Recorded {
+        si,
+        key: SesKey {
+            region: location.region.clone(),
+            role_arn: location.role_arn.clone(),
+        },
+        status: super::sender_identity::to_ses_status(status.verification_status.as_deref()?),
+        last_checked: status.last_checked_time.as_ref().map(|t| t.0),
+    })
+}
+
+/// Still on its way: SES may change its status without anything else happening.
+fn in_flight(status: &str) -> bool {
+    !matches!(status, "SUCCESS" | "FAILED")
+}
+
+/// The locations to list now: those with an identity in flight once `pending_every` has passed
+/// since they were last listed, the others once `verified_every` has.
+fn due_locations(
+    identities: &[Recorded<'_>],
+    listed_at: &HashMap<SesKey, Instant>,
+    started: Instant,
+    now: Instant,
+    cadence: Cadence,
+) -> Vec<SesKey> {
+    let mut in_flight_by_key: BTreeMap<&SesKey, bool> = BTreeMap::new();
+    for r in identities {
+        *in_flight_by_key.entry(&r.key).or_default() |= in_flight(&r.status);
+    }
+    in_flight_by_key
+        .into_iter()
+        .filter(|(key, pending)| {
+            let since = now.duration_since(listed_at.get(*key).copied().unwrap_or(started));
+            since
+                >= if *pending {
+                    cadence.pending_every
+                } else {
+                    cadence.verified_every
+                }
+        })
+        .map(|(key, _)| key.clone())
+        .collect()
+}
+
+/// The identities of `key` to read again: their listed status differs from the recorded one,
+/// or they are missing from a listing that began after they were last read (deleted behind
+/// our back).
+fn changed<'a>(
+    identities: &'a [Recorded<'a>],
+    key: &SesKey,
+    listed: &HashMap<String, String>,
+    listing_began: k8s_openapi::jiff::Timestamp,
+) -> impl Iterator<Item = &'a SenderIdentity> {
+    identities
+        .iter()
+        .filter(move |r| &r.key == key)
+        .filter(
+            move |r| match listed.get(&r.si.spec.identity.to_ascii_lowercase()) {
+                Some(now) => *now != r.status,
+                None => r.last_checked.is_some_and(|t| t < listing_began),
+            },
+        )
+        .map(|r| r.si)
+}
+
+/// Lists every identity of one location; `None` when a page failed (nothing is concluded).
+async fn list_all(ses: &impl SesApi, key: &SesKey) -> Option<HashMap<String, String>> {
+    let mut token = None;
+    let mut listed = HashMap::new();
     loop {
-        tokio::time::sleep(interval).await;
-        // Every location a SenderIdentity's status names, so a restarted operator re-checks
-        // identities it has not read since.
-        let identities = ctx.valid_identities();
-        let mut keys: Vec<SesKey> = identities
-            .iter()
-            .filter_map(|si| si.status.as_ref()?.ses.as_ref())
-            .map(|l| SesKey {
-                region: l.region.clone(),
-                role_arn: l.role_arn.clone(),
-            })
-            .collect();
-        keys.sort();
-        keys.dedup();
-        for key in keys {
-            let ses = ctx.ses(&key).await;
-            let mut token = None;
-            let mut listed: HashMap<String, String> = HashMap::new();
-            loop {
-                match ses.list_identities(token.take()).await {
-                    Ok((page, next)) => {
-                        listed.extend(
-                            page.into_iter()
-                                .map(|r| (r.name.to_ascii_lowercase(), r.verification_status)),
-                        );
-                        match next {
-                            Some(n) => token = Some(n),
-                            None => break,
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(region = key.region, error = %e, "listing SES identities failed");
-                        listed.clear();
-                        break;
-                    }
+        match ses.list_identities(token.take()).await {
+            Ok((page, next)) => {
+                listed.extend(
+                    page.into_iter()
+                        .map(|r| (r.name.to_ascii_lowercase(), r.verification_status)),
+                );
+                match next {
+                    Some(n) => token = Some(n),
+                    None => return Some(listed),
                 }
             }
-            for si in &identities {
-                let Some(status) = si.status.as_ref() else {
-                    continue;
-                };
-                let here = status
-                    .ses
-                    .as_ref()
-                    .is_some_and(|l| l.region == key.region && l.role_arn == key.role_arn);
-                let recorded = status
-                    .verification_status
-                    .as_deref()
-                    .map(super::sender_identity::to_ses_status);
-                let Some(now) = listed.get(&si.spec.identity.to_ascii_lowercase()) else {
-                    continue;
-                };
-                if here && recorded.as_deref() != Some(now.as_str()) {
-                    ctx.mark_dirty(&key, &si.spec.identity);
-                    let _ = trigger.unbounded_send(super::guard_ref(si));
-                }
+            Err(e) => {
+                tracing::warn!(region = key.region, error = %e, "listing SES identities failed");
+                return None;
             }
         }
+    }
+}
+
+/// Lists the locations in use on their cadence and wakes the SenderIdentities whose listed
+/// status differs from the recorded one. Comparing with the recorded status (not with the
+/// previous listing) keeps this right across operator restarts.
+pub async fn run(
+    ctx: Arc<Context>,
+    cadence: Cadence,
+    trigger: mpsc::UnboundedSender<ObjectRef<DeserializeGuard<SenderIdentity>>>,
+) {
+    let tick = cadence.pending_every.min(cadence.verified_every);
+    let started = Instant::now();
+    let mut listed_at: HashMap<SesKey, Instant> = HashMap::new();
+    loop {
+        tokio::time::sleep(tick).await;
+        // Every location a SenderIdentity's status names, so a restarted operator re-checks
+        // identities it has not read since.
+        let all = ctx.valid_identities();
+        let identities: Vec<Recorded<'_>> = all.iter().filter_map(|si| recorded(si)).collect();
+        for key in due_locations(&identities, &listed_at, started, Instant::now(), cadence) {
+            let ses = ctx.ses(&key).await;
+            let began = ctx.clock.now();
+            listed_at.insert(key.clone(), Instant::now());
+            let Some(listed) = list_all(&ses, &key).await else {
+                continue;
+            };
+            for si in changed(&identities, &key, &listed, began) {
+                ctx.mark_dirty(&key, &si.spec.identity);
+                let _ = trigger.unbounded_send(super::guard_ref(si));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::sender_identity::{SenderIdentitySpec, SenderIdentityStatus, SesLocation};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn si(identity: &str, region: &str, status: &str, checked: i64) -> SenderIdentity {
+        let spec: SenderIdentitySpec = serde_json::from_value(serde_json::json!({
+            "identity": identity,
+            "emailSettingsRef": {"name": "notifications"},
+        }))
+        .expect("spec");
+        let mut si = SenderIdentity::new(identity, spec);
+        si.status = Some(SenderIdentityStatus {
+            verification_status: Some(status.into()),
+            last_checked_time: Some(Time(Timestamp::from_second(checked).expect("time"))),
+            ses: Some(SesLocation {
+                region: region.into(),
+                role_arn: None,
+            }),
+            ..Default::default()
+        });
+        si
+    }
+
+    fn key(region: &str) -> SesKey {
+        SesKey {
+            region: region.into(),
+            role_arn: None,
+        }
+    }
+
+    const CADENCE: Cadence = Cadence {
+        verified_every: Duration::from_secs(12 * 3600),
+        pending_every: Duration::from_secs(30),
+    };
+
+    #[test]
+    fn locations_with_identities_in_flight_are_listed_often_the_others_rarely() {
+        let all = [
+            si("a.example.com", "eu-west-1", "Success", 0),
+            si("b.example.com", "eu-west-1", "Pending", 0),
+            si("c.example.com", "us-east-1", "Success", 0),
+            si("d.example.com", "us-east-1", "Failed", 0),
+            si("e.example.com", "ap-south-1", "TemporaryFailure", 0),
+        ];
+        let identities: Vec<_> = all.iter().filter_map(recorded).collect();
+        let started = Instant::now();
+        let at = |secs| started + Duration::from_secs(secs);
+        let mut listed_at = HashMap::new();
+        assert!(due_locations(&identities, &listed_at, started, at(29), CADENCE).is_empty());
+        assert_eq!(
+            due_locations(&identities, &listed_at, started, at(30), CADENCE),
+            [key("ap-south-1"), key("eu-west-1")]
+        );
+        listed_at.insert(key("eu-west-1"), at(30));
+        listed_at.insert(key("ap-south-1"), at(30));
+        assert!(due_locations(&identities, &listed_at, started, at(59), CADENCE).is_empty());
+        assert_eq!(
+            due_locations(&identities, &listed_at, started, at(12 * 3600), CADENCE),
+            [key("ap-south-1"), key("eu-west-1"), key("us-east-1")]
+        );
+    }
+
+    #[test]
+    fn only_changed_or_vanished_identities_are_read_again() {
+        let all = [
+            si("same.example.com", "eu-west-1", "Pending", 100),
+            si("verified.example.com", "eu-west-1", "Pending", 100),
+            si("Mixed.Example.com", "eu-west-1", "Success", 100),
+            si("gone.example.com", "eu-west-1", "Success", 100),
+            si("just-read.example.com", "eu-west-1", "Pending", 200),
+            si("elsewhere.example.com", "us-east-1", "Pending", 100),
+        ];
+        let identities: Vec<_> = all.iter().filter_map(recorded).collect();
+        let listed: HashMap<String, String> = [
+            ("same.example.com", "PENDING"),
+            ("verified.example.com", "SUCCESS"),
+            ("mixed.example.com", "SUCCESS"),
+            ("elsewhere.example.com", "SUCCESS"),
+        ]
+        .into_iter()
+        .map(|(n, s)| (n.to_string(), s.to_string()))
+        .collect();
+        let began = Timestamp::from_second(150).expect("time");
+        let names: Vec<&str> = changed(&identities, &key("eu-west-1"), &listed, began)
+            .map(|si| si.spec.identity.as_str())
+            .collect();
+        // just-read is missing too, but it was read after the listing began: not concluded.
+        assert_eq!(names, ["verified.example.com", "gone.example.com"]);
     }
 }

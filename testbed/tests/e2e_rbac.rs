@@ -450,7 +450,7 @@ async fn prepare(fx: &Fixture, resource: &str, verb: &str) {
                 .await;
         }
         ("dnsendpoints", "patch" | "get" | "delete") => {
-            dns_endpoint::reconcile(&fx.admin, &fx.si_external, &records())
+            dns_endpoint::reconcile(&fx.admin, &fx.si_external, &records(), false)
                 .await
                 .expect("seed the DNSEndpoint");
         }
@@ -526,9 +526,11 @@ async fn perform(fx: &Fixture, resource: &str, verb: &str, n: usize) -> Result<(
             .await
             .map(drop),
         ("dnsendpoints", "create" | "patch") => {
-            dns_endpoint::reconcile(op, &fx.si_external, &records()).await
+            dns_endpoint::reconcile(op, &fx.si_external, &records(), false).await
         }
-        ("dnsendpoints", "get" | "delete") => dns_endpoint::reconcile(op, &fx.si, &records()).await,
+        ("dnsendpoints", "get" | "delete") => {
+            dns_endpoint::reconcile(op, &fx.si, &records(), true).await
+        }
         ("secrets", "get") => Api::<Secret>::namespaced(op.clone(), TENANT)
             .get_opt("smtp")
             .await

@@ -224,13 +224,8 @@ async fn reconcile_inner(es: &EmailSettings, ctx: &Context) -> Result<Action, Er
         }),
         _ => None,
     };
-    let namespace_settings: Vec<EmailSettings> = ctx
-        .settings
-        .state()
-        .iter()
-        .filter(|o| o.namespace().as_deref() == Some(ns.as_str()))
-        .map(|o| (**o).clone())
-        .collect();
+    let namespace_settings: Vec<EmailSettings> =
+        ctx.settings_in(&ns).iter().map(|o| (**o).clone()).collect();
     if let Some(Verdict::Rejected { reason, message }) =
         policy::output_secret_conflicts(&namespace_settings).get(&es.name_any())
     {

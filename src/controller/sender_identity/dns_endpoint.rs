@@ -45,10 +45,15 @@ pub fn desired(si: &SenderIdentity, records: &[DnsRecord]) -> Option<Value> {
 }
 
 /// Applies the desired DNSEndpoint, or deletes ours when ExternalDNS is no longer asked for.
+///
+/// Without a provider, the one we may own is looked for only when `spec_changed` (the
+/// provider was switched off since the last look): a GET per record change would cost
+/// thousands of requests while identities converge, for nothing.
 pub async fn reconcile(
     client: &Client,
     si: &SenderIdentity,
     records: &[DnsRecord],
+    spec_changed: bool,
 ) -> Result<(), kube::Error> {
     let ns = si.namespace().unwrap_or_default();
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &api_resource());
@@ -61,6 +66,7 @@ pub async fn reconcile(
             )
             .await?;
         }
+        None if !spec_changed => {}
         None => {
             // Only ever delete the one we own.
             if let Some(existing) = api.get_opt(&si.name_any()).await? {

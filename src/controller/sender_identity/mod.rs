@@ -177,14 +177,15 @@ async fn apply(
         .conditions
         .iter()
         .any(|c| c.type_ == crate::crd::conditions::types::ACCEPTED && c.status == "True");
+    // Nothing changed since SES was last read: only time (or the bulk listing, which marks
+    // the identity dirty) brings it back.
+    let quiet = generation == prior.observed_generation
+        && was_accepted
+        && retry == prior.observed_retry
+        && !dirty
+        && prior.ses.as_ref() == Some(&location);
     let due_in = match (&checked_at, &last_status) {
-        (Some(checked), Some(st))
-            if generation == prior.observed_generation
-                && was_accepted
-                && retry == prior.observed_retry
-                && !dirty
-                && prior.ses.as_ref() == Some(&location) =>
-        {
+        (Some(checked), Some(st)) if quiet => {
             let next = next_read(
                 ctx,
                 st,
@@ -200,6 +201,17 @@ async fn apply(
         None => return Ok(Action::await_change()),
         Some(d) if !d.is_zero() => return Ok(Action::requeue(d)),
         _ => {}
+    }
+    // A pending identity's SES status comes from the bulk listing (one call per 1,000
+    // identities), so its own timer looks only at DNS — unless its window has closed and SES
+    // must be asked whether to re-create or re-send.
+    if quiet
+        && ctx.config.baseline_poll.is_none()
+        && !prior.dns_records.is_empty()
+        && !window_closed(&prior, now, id.is_domain(), &ctx.config.windows)
+        && let Some(st) = &last_status
+    {
+        return refresh_dns(si, api, ctx, &prior, &id, st, now).await;
     }
 
     let ses = ctx.ses(&key).await;
@@ -346,8 +358,11 @@ async fn apply(
     );
     ctx.set_checked(&uid, Some(now));
     // The DNSEndpoint follows the records, and the spec (provider switched on or off).
-    if new.dns_records != prior.dns_records || generation != prior.observed_generation {
-        dns_endpoint::reconcile(&ctx.client, si, &new.dns_records).await?;
+    // A generation never observed before has no DNSEndpoint of ours to take back.
+    let spec_changed =
+        prior.observed_generation.is_some() && generation != prior.observed_generation;
+    if new.dns_records != prior.dns_records || spec_changed {
+        dns_endpoint::reconcile(&ctx.client, si, &new.dns_records, spec_changed).await?;
     }
     if needs_write(&prior, &new, now) {
         transition_events(si, ctx, &prior, &new).await;
@@ -358,6 +373,58 @@ async fn apply(
         ctx,
         &details.verification_status,
         new.pending_since.as_ref().map(|t| t.0),
+        now,
+        id.is_domain(),
+    );
+    Ok(after.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// Whether the pending identity's window (72 h for a domain's DKIM, 24 h for an email's link)
+/// has closed, so that SES must be read to decide on re-creating or re-sending.
+fn window_closed(
+    prior: &crate::crd::SenderIdentityStatus,
+    now: k8s_openapi::jiff::Timestamp,
+    is_domain: bool,
+    w: &step::Windows,
+) -> bool {
+    let window = if is_domain {
+        w.domain_pending
+    } else {
+        w.email_link
+    };
+    prior
+        .pending_since
+        .as_ref()
+        .is_none_or(|since| now.duration_since(since.0).unsigned_abs() >= window)
+}
+
+/// The timer of a pending identity between bulk listings: its records are looked up again in
+/// DNS (no SES call), and the status is written only when what DNS shows changed.
+async fn refresh_dns(
+    si: &SenderIdentity,
+    api: &Api<SenderIdentity>,
+    ctx: &Context,
+    prior: &crate::crd::SenderIdentityStatus,
+    id: &IdentityName,
+    verification_status: &str,
+    now: k8s_openapi::jiff::Timestamp,
+) -> Result<Action, Error> {
+    let records = records::check(id.domain(), prior.dns_records.clone(), &ctx.dns).await;
+    let uid = si.uid().unwrap_or_default();
+    ctx.set_checked(&uid, Some(now));
+    if records != prior.dns_records {
+        dns_endpoint::reconcile(&ctx.client, si, &records, false).await?;
+        let new = crate::crd::SenderIdentityStatus {
+            dns_records: records,
+            ..prior.clone()
+        };
+        apply_status(api, si, &new).await?;
+        ctx.wrote_status(&uid, &new);
+    }
+    let after = next_read(
+        ctx,
+        verification_status,
+        prior.pending_since.as_ref().map(|t| t.0),
         now,
         id.is_domain(),
     );
@@ -462,29 +529,15 @@ async fn reject(
     Ok(Action::await_change())
 }
 
-/// One Event per condition that changed status or reason.
+/// The Events of a status change (see [`status::transitions`]).
 async fn transition_events(
     si: &SenderIdentity,
     ctx: &Context,
     prior: &crate::crd::SenderIdentityStatus,
     new: &crate::crd::SenderIdentityStatus,
 ) {
-    for c in &new.conditions {
-        let before = prior.conditions.iter().find(|p| p.type_ == c.type_);
-        if before.is_some_and(|b| b.status == c.status && b.reason == c.reason) {
-            continue;
-        }
-        let warning = c.status != "True"
-            && c.type_ != "Verified"
-            && c.type_ != "DkimVerified"
-            && c.type_ != "Ready";
-        ctx.event(
-            si,
-            warning,
-            &c.reason,
-            format!("{} is {}: {}", c.type_, c.status, c.message),
-        )
-        .await;
+    for t in status::transitions(prior, new) {
+        ctx.event(si, t.warning, &t.reason, t.note).await;
     }
 }
 

@@ -5,7 +5,7 @@ use crate::crd::conditions::{Progress, condition, reasons, set_condition, set_pr
 use crate::crd::sender_identity::{DnsRecord, IdentityType, SenderIdentityStatus, SesLocation};
 use crate::names::IdentityName;
 use crate::ses::IdentityDetails;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
 /// SES's status names, as shown in `kubectl get sid`: `PENDING` → `Pending`.
@@ -179,4 +179,60 @@ pub fn rejected(
     set_progress(&mut s.conditions, Progress::Stalled, &ready);
     set_condition(&mut s.conditions, ready);
     s
+}
+
+/// An Event a status change is worth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub warning: bool,
+    pub reason: String,
+    pub note: String,
+}
+
+/// Reasons of conditions that are simply on their way.
+const ROUTINE: [&str; 3] = ["Pending", "NotStarted", "NotApplicable"];
+
+/// The Events for a status change: one for `Ready` when it changed, whose note also names the
+/// other conditions that changed with it; otherwise one per condition that changed. A
+/// condition seen for the first time is worth an Event only when it reports a problem (the
+/// identity's creation has its own Event). Reconciling and Stalled mirror Ready and are left
+/// out. One Event per change keeps `kubectl describe` readable at any number of identities.
+pub fn transitions(prior: &SenderIdentityStatus, new: &SenderIdentityStatus) -> Vec<Transition> {
+    let problem = |c: &Condition| c.status != "True" && !ROUTINE.contains(&c.reason.as_str());
+    let changed: Vec<&Condition> = new
+        .conditions
+        .iter()
+        .filter(|c| {
+            [
+                types::ACCEPTED,
+                types::VERIFIED,
+                types::DKIM_VERIFIED,
+                types::READY,
+            ]
+            .contains(&c.type_.as_str())
+        })
+        .filter(|c| {
+            match prior.conditions.iter().find(|p| p.type_ == c.type_) {
+                Some(p) => p.status != c.status || p.reason != c.reason,
+                // Ready always has something to say once the identity is first observed.
+                None => problem(c) || c.type_ == types::READY,
+            }
+        })
+        .collect();
+    let event = |c: &Condition, also: String| Transition {
+        warning: problem(c),
+        reason: c.reason.clone(),
+        note: format!("{} is {}: {}{also}", c.type_, c.status, c.message),
+    };
+    match changed.iter().find(|c| c.type_ == types::READY) {
+        Some(ready) => {
+            let also: String = changed
+                .iter()
+                .filter(|c| c.type_ != types::READY)
+                .map(|c| format!("; {} is {} ({})", c.type_, c.status, c.reason))
+                .collect();
+            vec![event(ready, also)]
+        }
+        None => changed.iter().map(|c| event(c, String::new())).collect(),
+    }
 }

@@ -1,7 +1,7 @@
 //! The pure steps of the SenderIdentity pipeline, with an injected clock: every time window is
 //! tested by moving time, never by sleeping.
 
-use super::status::{Observation, display_status, observed, rejected};
+use super::status::{Observation, Transition, display_status, observed, rejected, transitions};
 use super::step::{Facts, Step, Windows, next_step, recheck_after};
 use super::to_ses_status;
 use crate::crd::sender_identity::{SenderIdentityStatus, SesLocation};
@@ -451,4 +451,65 @@ fn status_names_round_trip() {
         assert_eq!(display_status(ses), shown);
         assert_eq!(to_ses_status(shown), ses);
     }
+}
+
+#[test]
+fn a_domain_lifecycle_is_told_in_one_event_per_change() {
+    let id = IdentityName::parse("yourcompany.com").unwrap();
+    let none = SenderIdentityStatus::default();
+    let pending = observe(&none, &id, &details("PENDING", &[me()]), t0());
+    // First look: Ready says it is pending; Accepted True and the other routine conditions
+    // are not worth an Event of their own.
+    let first = transitions(&none, &pending);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first[0].reason, "Pending");
+    assert!(!first[0].warning);
+    assert!(
+        first[0].note.starts_with("Ready is False: "),
+        "{}",
+        first[0].note
+    );
+    // Nothing changed: no Event.
+    let again = observe(&pending, &id, &details("PENDING", &[me()]), t0() + hours(1));
+    assert_eq!(transitions(&pending, &again), vec![]);
+    // Verified: one Event, naming Verified and DkimVerified too.
+    let mut ok = details("SUCCESS", &[me()]);
+    ok.dkim_status = Some("SUCCESS".into());
+    let verified = observe(&again, &id, &ok, t0() + hours(2));
+    let done = transitions(&again, &verified);
+    assert_eq!(
+        done,
+        vec![Transition {
+            warning: false,
+            reason: "Ready".into(),
+            note: "Ready is True: mail may be sent from yourcompany.com; Verified is True (Success); DkimVerified is True (Success)".into(),
+        }]
+    );
+    // A failure is a warning.
+    let failed = observe(&pending, &id, &details("FAILED", &[me()]), t0() + hours(3));
+    let bad = transitions(&pending, &failed);
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert!(bad[0].warning);
+    assert_eq!(bad[0].reason, "Failed");
+}
+
+#[test]
+fn a_rejection_is_one_warning() {
+    let none = SenderIdentityStatus::default();
+    let no = rejected(
+        &none,
+        "LimitExceeded",
+        "at most 3 email identities",
+        Some(1),
+        t0(),
+    );
+    let events = transitions(&none, &no);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(events[0].warning);
+    assert_eq!(events[0].reason, "LimitExceeded");
+    assert!(
+        events[0].note.contains("Accepted is False (LimitExceeded)"),
+        "{}",
+        events[0].note
+    );
 }

@@ -1,0 +1,165 @@
+//! A namespace index over a reflector cache. A reconcile and the watch mappers need the objects
+//! of one namespace; `Store::state()` copies the whole cluster's, which made each of them cost
+//! O(cluster) and a convergence O(cluster²). The index is fed by the same watch events as the
+//! cache, so it names what the cache holds, and lookups go through the cache itself.
+
+use kube::Resource;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+type Names = HashMap<String, BTreeSet<String>>;
+
+/// The names of the cached objects of each namespace.
+#[derive(Clone, Default)]
+pub struct NamespaceIndex(Arc<Mutex<Inner>>);
+
+#[derive(Default)]
+struct Inner {
+    live: Names,
+    /// A re-list in progress: it replaces `live` at its end, as the cache's buffer does.
+    relisting: Option<Names>,
+}
+
+fn add(names: &mut Names, namespace: &str, name: &str) {
+    names
+        .entry(namespace.to_string())
+        .or_default()
+        .insert(name.to_string());
+}
+
+fn key<K: Resource>(obj: &K) -> (String, String) {
+    let meta = obj.meta();
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+impl NamespaceIndex {
+    /// Applies one watch event (the same stream the cache reflects).
+    pub fn observe<K: Resource>(&self, event: &watcher::Event<K>) {
+        let Ok(mut inner) = self.0.lock() else {
+            return;
+        };
+        match event {
+            watcher::Event::Apply(obj) => {
+                let (ns, name) = key(obj);
+                add(&mut inner.live, &ns, &name);
+            }
+            watcher::Event::Delete(obj) => {
+                let (ns, name) = key(obj);
+                if let Some(names) = inner.live.get_mut(&ns) {
+                    names.remove(&name);
+                    if names.is_empty() {
+                        inner.live.remove(&ns);
+                    }
+                }
+            }
+            watcher::Event::Init => inner.relisting = Some(Names::new()),
+            watcher::Event::InitApply(obj) => {
+                let (ns, name) = key(obj);
+                add(inner.relisting.get_or_insert_default(), &ns, &name);
+            }
+            watcher::Event::InitDone => {
+                if let Some(fresh) = inner.relisting.take() {
+                    inner.live = fresh;
+                }
+            }
+        }
+    }
+
+    /// A stream inspector that feeds the index.
+    pub fn feed<K: Resource>(
+        &self,
+    ) -> impl FnMut(&Result<watcher::Event<K>, watcher::Error>) + use<K> {
+        let index = self.clone();
+        move |event| {
+            if let Ok(event) = event {
+                index.observe(event);
+            }
+        }
+    }
+
+    /// The names cached in `namespace`.
+    pub fn names(&self, namespace: &str) -> Vec<String> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|inner| Some(inner.live.get(namespace)?.iter().cloned().collect()))
+            .unwrap_or_default()
+    }
+
+    /// The cached objects of `namespace`.
+    pub fn objects<K>(&self, store: &Store<K>, namespace: &str) -> Vec<Arc<K>>
+    where
+        K: Resource<DynamicType = ()> + Clone,
+    {
+        self.names(namespace)
+            .iter()
+            .filter_map(|name| store.get(&ObjectRef::new(name).within(namespace)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    fn cm(ns: &str, name: &str) -> ConfigMap {
+        let mut c = ConfigMap::default();
+        c.metadata.namespace = Some(ns.into());
+        c.metadata.name = Some(name.into());
+        c
+    }
+
+    #[test]
+    fn follows_applies_and_deletes_per_namespace() {
+        let index = NamespaceIndex::default();
+        index.observe(&watcher::Event::Apply(cm("a", "x")));
+        index.observe(&watcher::Event::Apply(cm("a", "y")));
+        index.observe(&watcher::Event::Apply(cm("b", "x")));
+        index.observe(&watcher::Event::Apply(cm("a", "x")));
+        assert_eq!(index.names("a"), ["x", "y"]);
+        assert_eq!(index.names("b"), ["x"]);
+        index.observe(&watcher::Event::Delete(cm("a", "x")));
+        assert_eq!(index.names("a"), ["y"]);
+        assert!(index.names("c").is_empty());
+    }
+
+    #[test]
+    fn a_relist_replaces_the_index_at_its_end() {
+        let index = NamespaceIndex::default();
+        index.observe(&watcher::Event::Apply(cm("a", "gone")));
+        index.observe(&watcher::Event::<ConfigMap>::Init);
+        index.observe(&watcher::Event::InitApply(cm("a", "kept")));
+        // Until the re-list completes the index still names what the cache holds.
+        assert_eq!(index.names("a"), ["gone"]);
+        index.observe(&watcher::Event::<ConfigMap>::InitDone);
+        assert_eq!(index.names("a"), ["kept"]);
+    }
+
+    #[test]
+    fn objects_come_from_the_cache() {
+        let (store, mut writer) = kube::runtime::reflector::store::<ConfigMap>();
+        let index = NamespaceIndex::default();
+        for event in [
+            watcher::Event::Apply(cm("a", "x")),
+            watcher::Event::Apply(cm("a", "y")),
+            watcher::Event::Apply(cm("b", "z")),
+        ] {
+            writer.apply_watcher_event(&event);
+            index.observe(&event);
+        }
+        // A name the cache no longer holds (its deletion not yet seen here) is skipped.
+        writer.apply_watcher_event(&watcher::Event::Delete(cm("a", "y")));
+        let names: Vec<String> = index
+            .objects(&store, "a")
+            .iter()
+            .map(|c| c.metadata.name.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(names, ["x"]);
+    }
+}

@@ -1,0 +1,232 @@
+//! What a SenderIdentity change sets in motion beyond its own reconcile, taken from the one
+//! SenderIdentity watch (no second or third watch of the same objects):
+//!
+//! * its siblings (same EmailSettings, same namespace) are re-evaluated when the policy's view
+//!   of it changed — its spec, or its deletion, since deleting a slot holder promotes the next
+//!   in line. Its status is not the policy's business, so status writes wake no sibling;
+//! * its EmailSettings is re-evaluated when what the EmailSettings reads changed: the policy's
+//!   view, and whether it is verified for sending and where.
+//!
+//! At thousands of identities each converging through several status writes, waking every
+//! sibling and the EmailSettings on each write was most of the operator's work.
+
+use super::index::NamespaceIndex;
+use super::{guard_ref, valid_in};
+use crate::crd::{EmailSettings, SenderIdentity};
+use futures::channel::mpsc::UnboundedSender;
+use kube::ResourceExt;
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+/// The parts of a SenderIdentity others look at, as hashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    /// What the policy reads: the spec and whether it is being deleted.
+    policy: u64,
+    /// What its EmailSettings reads besides: verified for sending, and in which region.
+    settings: u64,
+}
+
+fn seen(si: &SenderIdentity) -> Seen {
+    let mut h = DefaultHasher::new();
+    serde_json::to_string(&si.spec)
+        .unwrap_or_default()
+        .hash(&mut h);
+    si.metadata.deletion_timestamp.is_some().hash(&mut h);
+    let policy = h.finish();
+    let status = si.status.as_ref();
+    status.and_then(|s| s.verified_for_sending).hash(&mut h);
+    status
+        .and_then(|s| s.ses.as_ref())
+        .map(|l| (&l.region, &l.role_arn))
+        .hash(&mut h);
+    Seen {
+        policy,
+        settings: h.finish(),
+    }
+}
+
+/// Who to wake for one changed SenderIdentity.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Wake {
+    siblings: bool,
+    settings: bool,
+}
+
+/// Remembers what was last seen of each SenderIdentity and sends the triggers.
+pub struct Triggers {
+    seen: HashMap<(String, String), Seen>,
+    identities: Store<DeserializeGuard<SenderIdentity>>,
+    index: NamespaceIndex,
+    siblings: UnboundedSender<ObjectRef<DeserializeGuard<SenderIdentity>>>,
+    settings: UnboundedSender<ObjectRef<EmailSettings>>,
+}
+
+impl Triggers {
+    pub fn new(
+        identities: Store<DeserializeGuard<SenderIdentity>>,
+        index: NamespaceIndex,
+        siblings: UnboundedSender<ObjectRef<DeserializeGuard<SenderIdentity>>>,
+        settings: UnboundedSender<ObjectRef<EmailSettings>>,
+    ) -> Self {
+        Self {
+            seen: HashMap::new(),
+            identities,
+            index,
+            siblings,
+            settings,
+        }
+    }
+
+    /// Compares with what was seen last time.
+    fn compare(&mut self, si: &SenderIdentity, deleted: bool) -> Wake {
+        let key = (si.namespace().unwrap_or_default(), si.name_any());
+        if deleted {
+            self.seen.remove(&key);
+            return Wake {
+                siblings: true,
+                settings: true,
+            };
+        }
+        let now = seen(si);
+        match self.seen.insert(key, now) {
+            None => Wake {
+                siblings: true,
+                settings: true,
+            },
+            Some(before) => Wake {
+                siblings: before.policy != now.policy,
+                settings: before.settings != now.settings,
+            },
+        }
+    }
+
+    /// Applies one event of the SenderIdentity watch (after the cache has).
+    pub fn observe(&mut self, event: &watcher::Event<DeserializeGuard<SenderIdentity>>) {
+        let (guard, deleted) = match event {
+            watcher::Event::Apply(g) | watcher::Event::InitApply(g) => (g, false),
+            watcher::Event::Delete(g) => (g, true),
+            watcher::Event::Init | watcher::Event::InitDone => return,
+        };
+        let Ok(si) = &guard.0 else {
+            return;
+        };
+        let wake = self.compare(si, deleted);
+        let ns = si.namespace().unwrap_or_default();
+        let settings = &si.spec.email_settings_ref.name;
+        if wake.settings {
+            let _ = self
+                .settings
+                .unbounded_send(ObjectRef::new(settings).within(&ns));
+        }
+        if wake.siblings {
+            for sibling in valid_in(&self.identities, &self.index, &ns) {
+                if sibling.spec.email_settings_ref.name == *settings
+                    && sibling.name_any() != si.name_any()
+                {
+                    let _ = self.siblings.unbounded_send(guard_ref(&sibling));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::sender_identity::{SenderIdentityStatus, SesLocation};
+    use futures::channel::mpsc;
+
+    fn si(name: &str, identity: &str) -> SenderIdentity {
+        let mut si = SenderIdentity::new(
+            name,
+            serde_json::from_value(serde_json::json!({
+                "identity": identity,
+                "emailSettingsRef": {"name": "notifications"},
+            }))
+            .expect("spec"),
+        );
+        si.metadata.namespace = Some("billing".into());
+        si
+    }
+
+    #[test]
+    fn status_writes_wake_only_what_reads_them() {
+        let (store, _writer) = kube::runtime::reflector::store();
+        let (sib_tx, _sib_rx) = mpsc::unbounded();
+        let (es_tx, _es_rx) = mpsc::unbounded();
+        let mut t = Triggers::new(store, NamespaceIndex::default(), sib_tx, es_tx);
+        let mut a = si("a", "yourcompany.com");
+        let everyone = Wake {
+            siblings: true,
+            settings: true,
+        };
+        assert_eq!(t.compare(&a, false), everyone, "first sight");
+        assert_eq!(t.compare(&a, false), Wake::default(), "no change");
+
+        // Records and conditions: nobody else reads them.
+        a.status = Some(SenderIdentityStatus {
+            verification_status: Some("Pending".into()),
+            ..Default::default()
+        });
+        assert_eq!(t.compare(&a, false), Wake::default());
+
+        // Verified for sending, in a region: the EmailSettings reads that.
+        let st = a.status.get_or_insert_default();
+        st.verified_for_sending = Some(true);
+        st.ses = Some(SesLocation {
+            region: "eu-west-1".into(),
+            role_arn: None,
+        });
+        let settings_only = Wake {
+            siblings: false,
+            settings: true,
+        };
+        assert_eq!(t.compare(&a, false), settings_only);
+
+        // A spec edit or a deletion: the policy reads that.
+        a.spec.identity = "mail.yourcompany.com".into();
+        assert_eq!(t.compare(&a, false), everyone);
+        a.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        ));
+        assert_eq!(t.compare(&a, false), everyone);
+        assert_eq!(t.compare(&a, true), everyone, "gone");
+        assert_eq!(t.compare(&a, false), everyone, "seen anew after deletion");
+    }
+
+    #[test]
+    fn siblings_of_the_same_settings_are_woken() {
+        let (store, mut writer) = kube::runtime::reflector::store();
+        let index = NamespaceIndex::default();
+        let mut other = si("other", "someone@yourcompany.com");
+        other.spec.email_settings_ref.name = "marketing".into();
+        for s in [
+            si("a", "yourcompany.com"),
+            si("b", "billing@yourcompany.com"),
+            other,
+        ] {
+            let event = watcher::Event::Apply(DeserializeGuard(Ok(s)));
+            writer.apply_watcher_event(&event);
+            index.observe(&event);
+        }
+        let (sib_tx, mut sib_rx) = mpsc::unbounded();
+        let (es_tx, mut es_rx) = mpsc::unbounded();
+        let mut t = Triggers::new(store, index, sib_tx, es_tx);
+        t.observe(&watcher::Event::Apply(DeserializeGuard(Ok(si(
+            "a",
+            "yourcompany.com",
+        )))));
+        let woken: Vec<String> = std::iter::from_fn(|| sib_rx.try_recv().ok())
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(woken, ["b"]);
+        let settings: Vec<String> = std::iter::from_fn(|| es_rx.try_recv().ok())
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(settings, ["notifications"]);
+    }
+}
