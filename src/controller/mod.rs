@@ -90,7 +90,7 @@ pub struct Context {
     /// status, so it is the truth for the next reconcile, which may still see an older copy in
     /// the cache: without it a reconcile racing its own write would redo the write and repeat
     /// its Events.
-    written: Mutex<HashMap<String, serde_json::Value>>,
+    written: Mutex<HashMap<String, String>>,
     ses: tokio::sync::Mutex<HashMap<SesKey, AwsSes>>,
     /// Identities whose listed SES status changed since they were last read.
     dirty: Mutex<HashSet<(SesKey, String)>>,
@@ -156,15 +156,15 @@ impl Context {
         self.written
             .lock()
             .ok()
-            .and_then(|w| w.get(uid).cloned())
-            .and_then(|v| serde_json::from_value(v).ok())
+            .and_then(|w| serde_json::from_str(w.get(uid)?).ok())
             .or_else(|| cached.cloned())
             .unwrap_or_default()
     }
 
     /// Records a status this process wrote.
     pub fn wrote_status<S: Serialize>(&self, uid: &str, status: &S) {
-        if let (Ok(mut w), Ok(v)) = (self.written.lock(), serde_json::to_value(status)) {
+        // Kept as compact JSON: a parsed value costs several times the memory, per object.
+        if let (Ok(mut w), Ok(v)) = (self.written.lock(), serde_json::to_string(status)) {
             w.insert(uid.to_string(), v);
         }
     }
@@ -180,11 +180,6 @@ impl Context {
         if let Ok(mut t) = self.tests.lock() {
             t.remove(uid);
         }
-    }
-
-    /// The well-formed SenderIdentities.
-    pub fn valid_identities(&self) -> Vec<Arc<SenderIdentity>> {
-        valid(&self.identities)
     }
 
     /// The well-formed SenderIdentities of one namespace (only those are copied).
@@ -316,6 +311,7 @@ pub async fn run(
     let es_stream = watcher(es_api.clone(), watcher::Config::default())
         .default_backoff()
         .inspect(synced(es_synced.clone(), si_synced.clone()))
+        .modify(strip_managed_fields)
         .inspect(indexes.0.feed())
         .reflect(es_writer)
         .applied_objects();
@@ -335,6 +331,7 @@ pub async fn run(
     let si_stream = watcher(si_api, watcher::Config::default())
         .default_backoff()
         .inspect(synced(si_synced, es_synced))
+        .modify(strip_managed_fields)
         .inspect(indexes.1.feed())
         .reflect(si_writer)
         .inspect(move |event| {
@@ -469,6 +466,12 @@ pub async fn run(
     Ok(())
 }
 
+/// The cached copies drop `managedFields`: nothing here reads them, and they are a large part
+/// of every object the API server sends (one entry per field manager).
+fn strip_managed_fields<K: Resource>(obj: &mut K) {
+    obj.meta_mut().managed_fields = None;
+}
+
 /// Resolves once `stop` turns true: the controllers take no new work and finish what runs.
 async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
@@ -489,19 +492,6 @@ fn synced<K>(
             }
         }
     }
-}
-
-/// The well-formed objects of a guarded cache.
-pub fn valid<K: Clone>(store: &Store<DeserializeGuard<K>>) -> Vec<Arc<K>>
-where
-    DeserializeGuard<K>: Resource,
-    <DeserializeGuard<K> as Resource>::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    store
-        .state()
-        .iter()
-        .filter_map(|g| g.0.as_ref().ok().cloned().map(Arc::new))
-        .collect()
 }
 
 /// Copies of the well-formed objects of one namespace of a guarded cache, found through its
@@ -532,7 +522,7 @@ pub fn guard_ref(
 /// `email_operator_sender_identities{status}` from the cache, at scrape time.
 fn refresh_gauges(identities: &Store<DeserializeGuard<SenderIdentity>>) {
     let mut counts: HashMap<String, i64> = HashMap::new();
-    for si in valid(identities) {
+    for si in identities.state().iter().filter_map(|g| g.0.as_ref().ok()) {
         let status = si
             .status
             .as_ref()

@@ -142,8 +142,14 @@ pub async fn run(
         tokio::time::sleep(tick).await;
         // Every location a SenderIdentity's status names, so a restarted operator re-checks
         // identities it has not read since.
-        let all = ctx.valid_identities();
-        let identities: Vec<Recorded<'_>> = all.iter().filter_map(|si| recorded(si)).collect();
+        // Borrowed from the cache's shared copies: cloning ten thousand objects every round
+        // was most of the operator's CPU at that size.
+        let all = ctx.identities.state();
+        let identities: Vec<Recorded<'_>> = all
+            .iter()
+            .filter_map(|g| g.0.as_ref().ok())
+            .filter_map(recorded)
+            .collect();
         for key in due_locations(&identities, &listed_at, started, Instant::now(), cadence) {
             let ses = ctx.ses(&key).await;
             let began = ctx.clock.now();

@@ -236,3 +236,75 @@ async fn wait_condition_for(bed: &Bed, ns: &str, name: &str, timeout: Duration) 
     )
     .await;
 }
+
+/// Pending identities are not read one by one: their SES status comes from one listing per
+/// round, and only the identity whose listed status changed is read again. At the default
+/// limit of 5 calls a second, per-identity polls of a thousand pending identities would starve
+/// the creation of new ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_identities_cost_one_listing_per_round_and_only_a_changed_one_is_read() {
+    const N: usize = 60;
+    let mut bed = Bed::up().await;
+    // Pending rounds every 1 s; DNS re-checks every 1–2 s; verified ones only every 10 min.
+    bed.start_operator(&[
+        "--pending-recheck-min",
+        "1s",
+        "--pending-recheck-max",
+        "2s",
+        "--verified-recheck-interval",
+        "10m",
+        "--ses-max-rps",
+        "400",
+    ]);
+    for i in 0..N {
+        let ns = format!("p{i}");
+        let domain = format!("p{i}.example.com");
+        tenant(&bed, &ns, &[&format!("ops@{domain}")]).await;
+        bed.apply::<SenderIdentity>(&ns, identity(&ns, "domain", &domain))
+            .await;
+    }
+    for i in 0..N {
+        wait_records(&bed, &format!("p{i}"), "domain", Duration::from_secs(120)).await;
+    }
+
+    // All pending, nothing published: ten seconds of rounds read no identity.
+    bed.delete("/ses/calls", json!({})).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let c = calls(&bed).await;
+    let lists = count(&c, "ListEmailIdentities", None);
+    assert!((7..=12).contains(&lists), "one page per 1 s round: {c}");
+    assert_eq!(
+        count(&c, "GetEmailIdentity", None),
+        0,
+        "{N} pending identities, none read one by one: {c}"
+    );
+
+    // One identity's records are published: its own DNS re-check notices (no SES call),
+    // the listing shows it verified, and exactly it is read.
+    let si = sid(&bed, "p7", "domain").await.expect("p7");
+    publish_dkim(&bed, &si).await;
+    eventually(
+        "p7 shows its records as published",
+        Duration::from_secs(30),
+        || sid(&bed, "p7", "domain"),
+        |si| {
+            si.as_ref()
+                .and_then(|si| si.status.as_ref())
+                .is_some_and(|s| {
+                    s.dns_records
+                        .iter()
+                        .filter(|r| r.type_ == "CNAME")
+                        .all(|r| r.published == Some(true))
+                })
+        },
+    )
+    .await;
+    wait_condition_for(&bed, "p7", "domain", Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let c = calls(&bed).await;
+    assert_eq!(
+        count(&c, "GetEmailIdentity", None),
+        1,
+        "only the identity that changed is read: {c}"
+    );
+}
