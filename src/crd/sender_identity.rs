@@ -190,7 +190,8 @@ pub struct SenderIdentityStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_since: Option<Time>,
 
-    /// When SES was last asked about this identity.
+    /// When this identity was last read from SES. Between reads its verification status is
+    /// followed through the bulk listing of all identities, which does not change this time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_checked_time: Option<Time>,
 
