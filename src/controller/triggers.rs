@@ -109,7 +109,14 @@ impl Triggers {
         let (guard, deleted) = match event {
             watcher::Event::Apply(g) | watcher::Event::InitApply(g) => (g, false),
             watcher::Event::Delete(g) => (g, true),
-            watcher::Event::Init | watcher::Event::InitDone => return,
+            // A re-list: deletions missed while the watch was down send no event, so everything
+            // listed counts as seen for the first time (and wakes its siblings and settings),
+            // and what is not listed again is forgotten.
+            watcher::Event::Init => {
+                self.seen.clear();
+                return;
+            }
+            watcher::Event::InitDone => return,
         };
         let Ok(si) = &guard.0 else {
             return;
@@ -196,6 +203,9 @@ mod tests {
         assert_eq!(t.compare(&a, false), everyone);
         assert_eq!(t.compare(&a, true), everyone, "gone");
         assert_eq!(t.compare(&a, false), everyone, "seen anew after deletion");
+        assert_eq!(t.compare(&a, false), Wake::default());
+        t.observe(&watcher::Event::Init);
+        assert_eq!(t.compare(&a, false), everyone, "seen anew after a re-list");
     }
 
     #[test]
