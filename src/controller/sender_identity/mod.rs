@@ -431,8 +431,10 @@ async fn refresh_dns(
     Ok(after.map_or_else(Action::await_change, Action::requeue))
 }
 
-/// When the identity is next read from SES by itself (verified ones only through the bulk
-/// re-check) — or, in the benchmark baseline, on its fixed period whatever its state.
+/// When the identity is next looked at by itself: a pending one has its records re-checked in
+/// DNS (its SES status comes from the bulk listing, see [`refresh_dns`]), a verified one never
+/// (only through the bulk listing) — or, in the benchmark baseline, it is read from SES on its
+/// fixed period whatever its state.
 fn next_read(
     ctx: &Context,
     verification_status: &str,
