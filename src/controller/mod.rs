@@ -379,10 +379,7 @@ pub async fn run(
             let ns = secret.metadata.namespace.as_deref();
             let name = secret.name_any();
             // Only the default relay concerns other namespaces.
-            let is_relay = relay
-                .as_ref()
-                .is_some_and(|(rns, rname)| Some(rns.as_str()) == ns && *rname == name);
-            let candidates = if is_relay {
+            let candidates = if email_settings::is_default_relay(ns, &name, relay.as_ref()) {
                 by_secret.settings.state()
             } else {
                 by_secret.settings_in(ns.unwrap_or_default())

@@ -369,6 +369,15 @@ async fn reconcile_inner(es: &EmailSettings, ctx: &Context) -> Result<Action, Er
     Ok(Action::requeue(due.max(Duration::from_secs(1))))
 }
 
+/// Whether the Secret `secret_ns/secret_name` is the operator's default relay.
+pub fn is_default_relay(
+    secret_ns: Option<&str>,
+    secret_name: &str,
+    default_relay: Option<&(String, String)>,
+) -> bool {
+    default_relay.is_some_and(|(ns, name)| Some(ns.as_str()) == secret_ns && name == secret_name)
+}
+
 /// The EmailSettings a change to a Secret concerns: its publisher (owner), the EmailSettings
 /// that reference it, and for the default relay Secret every `delivery: Default`.
 pub fn settings_for_secret(
@@ -378,8 +387,7 @@ pub fn settings_for_secret(
     default_relay: Option<&(String, String)>,
     settings: &[Arc<EmailSettings>],
 ) -> Vec<ObjectRef<EmailSettings>> {
-    let is_relay = default_relay
-        .is_some_and(|(ns, name)| Some(ns.as_str()) == secret_ns && name == secret_name);
+    let is_relay = is_default_relay(secret_ns, secret_name, default_relay);
     settings
         .iter()
         .filter(|es| {
