@@ -77,6 +77,8 @@ pub struct Context {
     /// The names in each namespace of `settings` and of `identities`.
     pub settings_index: NamespaceIndex,
     pub identities_index: NamespaceIndex,
+    /// Whether both caches hold a complete first listing.
+    pub caches: Arc<CacheSync>,
     pub dns: HickoryLookup,
     pub clock: Arc<dyn Clock>,
     pub config: Config,
@@ -99,6 +101,48 @@ pub struct Context {
     checked: Mutex<HashMap<String, k8s_openapi::jiff::Timestamp>>,
 }
 
+/// Whether each cache holds a complete first listing. Until both do, no reconcile decides
+/// anything: a SenderIdentity whose EmailSettings is not cached yet would be rejected as
+/// `EmailSettingsNotFound` (and nothing would wake it again), a sibling not cached yet would be
+/// missed by the conflict rules, and an EmailSettings would count too few users.
+#[derive(Debug, Default)]
+pub struct CacheSync {
+    settings: std::sync::atomic::AtomicBool,
+    identities: std::sync::atomic::AtomicBool,
+}
+
+/// How long a reconcile that came before the caches synced waits before it runs again.
+pub const UNSYNCED_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl CacheSync {
+    pub fn synced(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.settings.load(Ordering::Acquire) && self.identities.load(Ordering::Acquire)
+    }
+
+    /// Marks one cache synced at its watch's first InitDone (seen after the cache applied it),
+    /// and the operator ready once both are.
+    fn observer<K>(
+        self: Arc<Self>,
+        settings: bool,
+    ) -> impl FnMut(&Result<kube::runtime::watcher::Event<K>, kube::runtime::watcher::Error>) {
+        use std::sync::atomic::Ordering;
+        move |event| {
+            if matches!(event, Ok(kube::runtime::watcher::Event::InitDone)) {
+                let flag = if settings {
+                    &self.settings
+                } else {
+                    &self.identities
+                };
+                if !flag.swap(true, Ordering::AcqRel) && self.synced() {
+                    crate::metrics::READY.store(true, Ordering::Relaxed);
+                    tracing::info!("caches synced: ready");
+                }
+            }
+        }
+    }
+}
+
 /// `lastCheckedTime` alone is written at most this often: a poll that changes nothing else
 /// does not cost a status write (and a watch event for every watcher).
 pub const STATUS_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(300);
@@ -108,7 +152,6 @@ impl Context {
         client: Client,
         settings: Store<EmailSettings>,
         identities: Store<DeserializeGuard<SenderIdentity>>,
-        indexes: (NamespaceIndex, NamespaceIndex),
         dns: HickoryLookup,
         clock: Arc<dyn Clock>,
         config: Config,
@@ -122,8 +165,9 @@ impl Context {
             client,
             settings,
             identities,
-            settings_index: indexes.0,
-            identities_index: indexes.1,
+            settings_index: NamespaceIndex::default(),
+            identities_index: NamespaceIndex::default(),
+            caches: Arc::default(),
             dns,
             clock,
             prober: crate::smtp::LettreProber::new(config.smtp_timeouts),
@@ -303,37 +347,55 @@ pub async fn run(
     let si_api: Api<DeserializeGuard<SenderIdentity>> = Api::all(client.clone());
     let es_api: Api<EmailSettings> = Api::all(client.clone());
     let (es_reader, es_writer) = reflector::store();
-    // Readiness is taken from the watch streams themselves (their first InitDone): several
-    // waiters on one Store's wait_until_ready() are not all woken.
-    let es_synced = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let si_synced = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let indexes = (NamespaceIndex::default(), NamespaceIndex::default());
-    let es_stream = watcher(es_api.clone(), watcher::Config::default())
-        .default_backoff()
-        .inspect(synced(es_synced.clone(), si_synced.clone()))
-        .modify(strip_managed_fields)
-        .inspect(indexes.0.feed())
-        .reflect(es_writer)
-        .applied_objects();
-
     // The SenderIdentity cache is ours too (not the controller's built-in one), driven by the
     // controller's trigger stream, so its readiness is observable for /readyz.
     let (si_store, si_writer) = reflector::store();
-    // Siblings and EmailSettings are woken from this one watch (see `triggers`).
+    let ctx = Arc::new(Context::new(
+        client,
+        es_reader.clone(),
+        si_store.clone(),
+        dns,
+        clock,
+        config,
+    )?);
+    // Readiness is taken from the watch streams themselves (their first InitDone, once the
+    // cache has applied it): several waiters on one Store's wait_until_ready() are not all woken.
+    let caches = ctx.caches.clone();
     let (trigger_tx, trigger_rx) = futures::channel::mpsc::unbounded();
+    // SenderIdentities are woken from the watch that fills the EmailSettings cache when their
+    // EmailSettings appears, changes or goes away (see `triggers`).
+    let mut settings_triggers = triggers::SettingsTriggers::new(
+        si_store.clone(),
+        ctx.identities_index.clone(),
+        trigger_tx.clone(),
+    );
+    let es_stream = watcher(es_api, watcher::Config::default())
+        .default_backoff()
+        .modify(strip_managed_fields)
+        .inspect(ctx.settings_index.feed())
+        .reflect(es_writer)
+        .inspect(caches.clone().observer(true))
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                settings_triggers.observe(event);
+            }
+        })
+        .applied_objects();
+
+    // Siblings and EmailSettings are woken from this one watch (see `triggers`).
     let (es_trigger_tx, es_trigger_rx) = futures::channel::mpsc::unbounded();
     let mut triggers = triggers::Triggers::new(
         si_store.clone(),
-        indexes.1.clone(),
+        ctx.identities_index.clone(),
         trigger_tx.clone(),
         es_trigger_tx,
     );
     let si_stream = watcher(si_api, watcher::Config::default())
         .default_backoff()
-        .inspect(synced(si_synced, es_synced))
         .modify(strip_managed_fields)
-        .inspect(indexes.1.feed())
+        .inspect(ctx.identities_index.feed())
         .reflect(si_writer)
+        .inspect(caches.clone().observer(false))
         .inspect(move |event| {
             if let Ok(event) = event {
                 triggers.observe(event);
@@ -341,16 +403,7 @@ pub async fn run(
         })
         .applied_objects();
     let controller = Controller::for_stream(si_stream, si_store.clone())
-        .with_config(controller::Config::default().concurrency(config.concurrency));
-    let ctx = Arc::new(Context::new(
-        client,
-        es_reader.clone(),
-        si_store.clone(),
-        indexes,
-        dns,
-        clock,
-        config,
-    )?);
+        .with_config(controller::Config::default().concurrency(ctx.config.concurrency));
     let gauges = si_store.clone();
     crate::metrics::on_scrape(move || refresh_gauges(&gauges));
     if ctx.config.baseline_poll.is_none() {
@@ -405,9 +458,6 @@ pub async fn run(
             }
         });
 
-    // A change to an EmailSettings (activeUsers, region, deletion) re-evaluates its identities;
-    // siblings are woken through `triggers`.
-    let by_settings = ctx.clone();
     // Owned DNSEndpoints are watched when external-dns's CRD is installed (an edit or deletion
     // of one is put right); without the CRD there is nothing to watch.
     let endpoints = sender_identity::dns_endpoint::api_resource();
@@ -434,19 +484,6 @@ pub async fn run(
         }
     };
     let si_controller = controller
-        .watches(
-            es_api,
-            watcher::Config::default(),
-            move |es: EmailSettings| {
-                let name = es.name_any();
-                by_settings
-                    .identities_in(&es.namespace().unwrap_or_default())
-                    .into_iter()
-                    .filter(|si| si.spec.email_settings_ref.name == name)
-                    .map(|si| guard_ref(&si))
-                    .collect::<Vec<_>>()
-            },
-        )
         .reconcile_on(trigger_rx)
         .graceful_shutdown_on(stopped(stop))
         .run(
@@ -472,23 +509,6 @@ fn strip_managed_fields<K: Resource>(obj: &mut K) {
 /// Resolves once `stop` turns true: the controllers take no new work and finish what runs.
 async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
-}
-
-/// Marks `mine` synced at the watch's first InitDone, and the operator ready once `other` is too.
-fn synced<K>(
-    mine: Arc<std::sync::atomic::AtomicBool>,
-    other: Arc<std::sync::atomic::AtomicBool>,
-) -> impl FnMut(&Result<kube::runtime::watcher::Event<K>, kube::runtime::watcher::Error>) {
-    use std::sync::atomic::Ordering;
-    move |event| {
-        if matches!(event, Ok(kube::runtime::watcher::Event::InitDone)) {
-            mine.store(true, Ordering::Relaxed);
-            if other.load(Ordering::Relaxed) {
-                crate::metrics::READY.store(true, Ordering::Relaxed);
-                tracing::info!("caches synced: ready");
-            }
-        }
-    }
 }
 
 /// Copies of the well-formed objects of one namespace of a guarded cache, found through its
@@ -533,5 +553,32 @@ fn refresh_gauges(identities: &Store<DeserializeGuard<SenderIdentity>>) {
         family
             .get_or_create(&crate::metrics::VerificationLabels { status })
             .set(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::watcher::Event as WatchEvent;
+
+    #[test]
+    fn reconciles_wait_until_both_caches_hold_a_complete_listing() {
+        let caches = Arc::new(CacheSync::default());
+        let mut settings = caches.clone().observer::<EmailSettings>(true);
+        let mut identities = caches.clone().observer::<SenderIdentity>(false);
+        settings(&Ok(WatchEvent::Init));
+        identities(&Ok(WatchEvent::Init));
+        identities(&Ok(WatchEvent::InitDone));
+        assert!(
+            !caches.synced(),
+            "the EmailSettings listing is not complete"
+        );
+        settings(&Ok(WatchEvent::Init));
+        assert!(!caches.synced());
+        settings(&Ok(WatchEvent::InitDone));
+        assert!(caches.synced());
+        // A later re-list swaps a whole listing in at its end: the caches stay usable meanwhile.
+        settings(&Ok(WatchEvent::Init));
+        assert!(caches.synced());
     }
 }

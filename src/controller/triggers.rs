@@ -7,6 +7,13 @@
 //! * its EmailSettings is re-evaluated when what the EmailSettings reads changed: the policy's
 //!   view, and whether it is verified for sending and where.
 //!
+//! And from the EmailSettings watch that fills the EmailSettings cache ([`SettingsTriggers`]):
+//! an EmailSettings that appears, changes its spec or goes away re-evaluates the
+//! SenderIdentities that name it. Taken from the same stream as the cache (after the cache
+//! applied the event), a woken SenderIdentity always reads the EmailSettings it was woken for;
+//! a second watch could deliver the event first, and a SenderIdentity that read an older cache
+//! (its EmailSettings not there yet) would be left rejected with nothing to wake it again.
+//!
 //! At thousands of identities each converging through several status writes, waking every
 //! sibling and the EmailSettings on each write was most of the operator's work.
 
@@ -141,6 +148,73 @@ impl Triggers {
     }
 }
 
+/// Wakes the SenderIdentities that name an EmailSettings when what they read of it changed:
+/// its spec, or whether it exists. Its status writes wake nobody.
+pub struct SettingsTriggers {
+    seen: HashMap<(String, String), u64>,
+    identities: Store<DeserializeGuard<SenderIdentity>>,
+    index: NamespaceIndex,
+    wake: UnboundedSender<ObjectRef<DeserializeGuard<SenderIdentity>>>,
+}
+
+impl SettingsTriggers {
+    pub fn new(
+        identities: Store<DeserializeGuard<SenderIdentity>>,
+        index: NamespaceIndex,
+        wake: UnboundedSender<ObjectRef<DeserializeGuard<SenderIdentity>>>,
+    ) -> Self {
+        Self {
+            seen: HashMap::new(),
+            identities,
+            index,
+            wake,
+        }
+    }
+
+    /// Whether the SenderIdentities of this EmailSettings must look again.
+    fn changed(&mut self, es: &EmailSettings, deleted: bool) -> bool {
+        let key = (es.namespace().unwrap_or_default(), es.name_any());
+        if deleted {
+            self.seen.remove(&key);
+            return true;
+        }
+        let mut h = DefaultHasher::new();
+        serde_json::to_string(&es.spec)
+            .unwrap_or_default()
+            .hash(&mut h);
+        let now = h.finish();
+        self.seen.insert(key, now) != Some(now)
+    }
+
+    /// Applies one event of the EmailSettings watch (after the cache has).
+    pub fn observe(&mut self, event: &watcher::Event<EmailSettings>) {
+        let (es, deleted) = match event {
+            watcher::Event::Apply(es) | watcher::Event::InitApply(es) => (es, false),
+            watcher::Event::Delete(es) => (es, true),
+            // A re-list may hide a deletion or an edit missed while the watch was down:
+            // everything listed counts as new.
+            watcher::Event::Init => {
+                self.seen.clear();
+                return;
+            }
+            watcher::Event::InitDone => return,
+        };
+        if !self.changed(es, deleted) {
+            return;
+        }
+        let name = es.name_any();
+        for si in valid_in(
+            &self.identities,
+            &self.index,
+            &es.namespace().unwrap_or_default(),
+        ) {
+            if si.spec.email_settings_ref.name == name {
+                let _ = self.wake.unbounded_send(guard_ref(&si));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,5 +312,63 @@ mod tests {
             .map(|r| r.name)
             .collect();
         assert_eq!(settings, ["notifications"]);
+    }
+
+    fn es(name: &str, region: &str) -> EmailSettings {
+        let mut es = EmailSettings::new(
+            name,
+            serde_json::from_value(serde_json::json!({
+                "from": "noreply@yourcompany.com",
+                "activeUsers": ["employee@yourcompany.com"],
+                "advancedSmtp": {"region": region},
+            }))
+            .expect("spec"),
+        );
+        es.metadata.namespace = Some("billing".into());
+        es
+    }
+
+    #[test]
+    fn identities_are_woken_when_their_settings_appear_change_or_go_away() {
+        let (store, mut writer) = kube::runtime::reflector::store();
+        let index = NamespaceIndex::default();
+        let mut other = si("other", "someone@yourcompany.com");
+        other.spec.email_settings_ref.name = "marketing".into();
+        for s in [
+            si("a", "yourcompany.com"),
+            si("b", "billing@yourcompany.com"),
+            other,
+        ] {
+            let event = watcher::Event::Apply(DeserializeGuard(Ok(s)));
+            writer.apply_watcher_event(&event);
+            index.observe(&event);
+        }
+        let (tx, mut rx) = mpsc::unbounded();
+        let mut t = SettingsTriggers::new(store, index, tx);
+        let mut woken = move || {
+            let mut names: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+                .map(|r| r.name)
+                .collect();
+            names.sort();
+            names
+        };
+        let mut notifications = es("notifications", "us-east-1");
+        t.observe(&watcher::Event::Apply(notifications.clone()));
+        assert_eq!(woken(), ["a", "b"], "it appeared");
+        notifications.status = Some(Default::default());
+        t.observe(&watcher::Event::Apply(notifications.clone()));
+        assert!(
+            woken().is_empty(),
+            "a status write is nobody else's business"
+        );
+        notifications.spec.advanced_smtp = es("x", "eu-west-1").spec.advanced_smtp;
+        t.observe(&watcher::Event::Apply(notifications.clone()));
+        assert_eq!(woken(), ["a", "b"], "its region changed");
+        t.observe(&watcher::Event::Delete(notifications.clone()));
+        assert_eq!(woken(), ["a", "b"], "it went away");
+        t.observe(&watcher::Event::Init);
+        t.observe(&watcher::Event::InitApply(notifications));
+        t.observe(&watcher::Event::InitDone);
+        assert_eq!(woken(), ["a", "b"], "listed again after a re-list");
     }
 }

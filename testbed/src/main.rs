@@ -88,9 +88,26 @@ struct UpArgs {
     /// Fault injection: end every watch after this many seconds (clients must re-watch).
     #[arg(long, value_name = "SECONDS")]
     drop_watches_every: Option<u64>,
+    /// Fault injection: answer every LIST of RESOURCE (a plural, e.g. emailsettings) this many
+    /// milliseconds late, so a client's cache of it fills late. Repeatable.
+    #[arg(long = "slow-list", value_name = "RESOURCE=MILLISECONDS", value_parser = parse_slow_list)]
+    slow_lists: Vec<(String, std::time::Duration)>,
     /// Admission plugins to turn on, comma-separated (OwnerReferencesPermissionEnforcement).
     #[arg(long, value_delimiter = ',')]
     enable_admission_plugins: Vec<AdmissionPlugin>,
+}
+
+fn parse_slow_list(s: &str) -> Result<(String, std::time::Duration), String> {
+    let (resource, ms) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not RESOURCE=MILLISECONDS"))?;
+    let ms: u64 = ms
+        .parse()
+        .map_err(|_| format!("{ms:?} is not a number of milliseconds"))?;
+    if resource.is_empty() {
+        return Err(format!("{s:?} names no resource"));
+    }
+    Ok((resource.to_string(), std::time::Duration::from_millis(ms)))
 }
 
 fn parse_namespaced(s: &str) -> Result<(String, String), String> {
@@ -188,6 +205,7 @@ async fn up(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         admission_plugins: args.enable_admission_plugins,
         audit_log: args.audit_log.map(|p| args.dir.join(p)),
         watch_drop_every: args.drop_watches_every.map(std::time::Duration::from_secs),
+        slow_lists: args.slow_lists,
         ..KubeOptions::default()
     })
     .await?;

@@ -361,3 +361,49 @@ async fn external_dns_mode_owns_a_dns_endpoint_with_the_records() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn an_identity_is_not_rejected_while_the_email_settings_cache_is_still_filling() {
+    // The EmailSettings LIST is answered 3 s late, so the operator's SenderIdentity cache is
+    // complete long before its EmailSettings cache (as after a restart on a busy API server).
+    let mut bed = Bed::up_with(&["--slow-list", "emailsettings=3000"]).await;
+    tenant(&bed, "billing", &["employee@yourcompany.com"]).await;
+    bed.apply::<SenderIdentity>(
+        "billing",
+        identity("billing", "yourcompany-com", "yourcompany.com"),
+    )
+    .await;
+    bed.start_operator(FAST);
+    let si = wait_condition(&bed, "billing", "yourcompany-com", "Accepted", "True", None).await;
+    assert_eq!(cname_values(&si).len(), 3);
+
+    // It was never told its EmailSettings does not exist: no such status, so no such Event.
+    let events =
+        kube::Api::<k8s_openapi::api::events::v1::Event>::namespaced(bed.client.clone(), "billing")
+            .list(&Default::default())
+            .await
+            .expect("events");
+    let seen: Vec<(String, String)> = events
+        .items
+        .iter()
+        .filter(|e| {
+            e.regarding
+                .as_ref()
+                .is_some_and(|r| r.name.as_deref() == Some("yourcompany-com"))
+        })
+        .map(|e| {
+            let (type_, reason) = (e.type_.clone(), e.reason.clone());
+            (type_.unwrap_or_default(), reason.unwrap_or_default())
+        })
+        .collect();
+    assert!(
+        seen.iter().any(|(_, r)| r == "IdentityCreated"),
+        "the operator published its Events: {seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .all(|(t, r)| t == "Normal" && r != "EmailSettingsNotFound"),
+        "no warning, no EmailSettingsNotFound: {seen:?}"
+    );
+    assert_eq!(bed.ses_calls("CreateEmailIdentity").await, 1);
+}

@@ -310,3 +310,42 @@ async fn fault_injection_ends_every_watch_and_a_resumed_watch_misses_nothing() {
         "{events:?}"
     );
 }
+
+#[tokio::test]
+async fn fault_injection_answers_lists_of_one_resource_late_and_nothing_else() {
+    let delay = Duration::from_secs(2);
+    let bed = start_with(KubeOptions {
+        slow_lists: vec![("widgets".into(), delay)],
+        ..KubeOptions::default()
+    })
+    .await;
+    let api = bed.widgets("default");
+    let a = api
+        .create(&PostParams::default(), &widget("a", json!({"size": 1})))
+        .await
+        .expect("create");
+    let started = tokio::time::Instant::now();
+    let listed = api.list(&Default::default()).await.expect("list");
+    assert!(started.elapsed() >= delay, "the LIST waited the delay");
+    assert_eq!(listed.items.len(), 1, "and then answered in full");
+    // A GET of the same resource and a LIST of another one are not held.
+    let fast = tokio::time::timeout(delay * 3 / 4, async {
+        api.get("a").await.expect("get");
+        kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(bed.client.clone())
+            .list(&Default::default())
+            .await
+            .expect("namespaces");
+    })
+    .await;
+    assert!(fast.is_ok(), "only LISTs of widgets are slow");
+    // A watch is not a LIST: it opens at once.
+    let opened = tokio::time::timeout(
+        delay * 3 / 4,
+        api.watch(&WatchParams::default().timeout(1), &rv(&a)),
+    )
+    .await;
+    assert!(
+        opened.is_ok_and(|w| w.is_ok()),
+        "the watch opened without the delay"
+    );
+}

@@ -173,6 +173,10 @@ async fn run_test(ctx: &Context, prepared: &Prepared) -> (Result<Outcome, Failur
 
 /// Entry point from the controller runtime.
 pub async fn reconcile(es: Arc<EmailSettings>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !ctx.caches.synced() {
+        // Its SenderIdentities are not all cached yet (see `CacheSync`).
+        return Ok(Action::requeue(crate::controller::UNSYNCED_RETRY));
+    }
     crate::metrics::reconcile("EmailSettings", Error::reason, reconcile_inner(&es, &ctx)).await
 }
 

@@ -53,6 +53,10 @@ pub async fn reconcile(
     guard: Arc<DeserializeGuard<SenderIdentity>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    if !ctx.caches.synced() {
+        // Its EmailSettings or siblings may not be cached yet (see `CacheSync`).
+        return Ok(Action::requeue(crate::controller::UNSYNCED_RETRY));
+    }
     let si = match &guard.0 {
         Ok(si) => Arc::new(si.clone()),
         Err(invalid) => {

@@ -285,6 +285,15 @@ async fn serve_request(
     } else {
         body
     };
+    // Fault injection: a slow LIST of this resource.
+    if attributes.verb == "list"
+        && let Some((_, delay)) = state
+            .slow_lists
+            .iter()
+            .find(|(plural, _)| *plural == attributes.resource)
+    {
+        tokio::time::sleep(*delay).await;
+    }
     let ctx = Ctx {
         state,
         query,

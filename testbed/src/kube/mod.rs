@@ -75,6 +75,9 @@ pub struct KubeOptions {
     /// Fault injection: end every watch after this long, as an API server restart or a load
     /// balancer's idle timeout does; clients must re-watch from their last resourceVersion.
     pub watch_drop_every: Option<Duration>,
+    /// Fault injection: answer every LIST of these resources (by plural, e.g. `emailsettings`)
+    /// this much later, as a slow etcd range read does; a client's caches of them fill late.
+    pub slow_lists: Vec<(String, Duration)>,
 }
 
 impl Default for KubeOptions {
@@ -88,6 +91,7 @@ impl Default for KubeOptions {
             admission_plugins: Vec::new(),
             audit_log: None,
             watch_drop_every: None,
+            slow_lists: Vec::new(),
         }
     }
 }

@@ -21,6 +21,8 @@ pub struct State {
     pub(crate) bookmark_interval: Duration,
     /// Fault injection: every watch ends after this long (clients must re-watch).
     pub(crate) watch_drop_every: Option<Duration>,
+    /// Fault injection: LISTs of these resources (by plural) are answered this much later.
+    pub(crate) slow_lists: Vec<(String, Duration)>,
     pub(crate) gc_wakeup: Arc<Notify>,
     pub(crate) audit: Option<AuditLog>,
 }
@@ -72,6 +74,7 @@ impl State {
             inner: Mutex::new(inner),
             bookmark_interval: opts.bookmark_interval,
             watch_drop_every: opts.watch_drop_every,
+            slow_lists: opts.slow_lists.clone(),
             gc_wakeup,
             audit,
         }
