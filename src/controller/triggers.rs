@@ -149,7 +149,9 @@ impl Triggers {
 }
 
 /// Wakes the SenderIdentities that name an EmailSettings when what they read of it changed:
-/// its spec, or whether it exists. Its status writes wake nobody.
+/// its spec, whether it exists, and whether its published Secret holds the current spec (an
+/// identity moved to another region lets the old one go only then). Other status writes wake
+/// nobody.
 pub struct SettingsTriggers {
     seen: HashMap<(String, String), u64>,
     identities: Store<DeserializeGuard<SenderIdentity>>,
@@ -182,6 +184,7 @@ impl SettingsTriggers {
         serde_json::to_string(&es.spec)
             .unwrap_or_default()
             .hash(&mut h);
+        es.publishes_current_spec().hash(&mut h);
         let now = h.finish();
         self.seen.insert(key, now) != Some(now)
     }
@@ -361,6 +364,16 @@ mod tests {
             woken().is_empty(),
             "a status write is nobody else's business"
         );
+        notifications.metadata.generation = Some(2);
+        notifications.status = Some(crate::crd::EmailSettingsStatus {
+            output_secret: Some(crate::crd::email_settings::OutputSecret {
+                name: "notifications-smtp".into(),
+                validated_generation: 2,
+            }),
+            ..Default::default()
+        });
+        t.observe(&watcher::Event::Apply(notifications.clone()));
+        assert_eq!(woken(), ["a", "b"], "its current spec is published");
         notifications.spec.advanced_smtp = es("x", "eu-west-1").spec.advanced_smtp;
         t.observe(&watcher::Event::Apply(notifications.clone()));
         assert_eq!(woken(), ["a", "b"], "its region changed");

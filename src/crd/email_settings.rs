@@ -335,6 +335,12 @@ pub struct IdentityUsage {
 }
 
 impl EmailSettings {
+    /// Whether the published Secret holds the configuration of the current spec.
+    pub fn publishes_current_spec(&self) -> bool {
+        let published = self.status.as_ref().and_then(|s| s.output_secret.as_ref());
+        published.is_some_and(|o| Some(o.validated_generation) == self.metadata.generation)
+    }
+
     /// The Secret the validated configuration is published to.
     pub fn output_secret_name(&self) -> String {
         self.spec.output_secret_name.clone().unwrap_or_else(|| {

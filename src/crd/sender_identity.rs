@@ -208,6 +208,14 @@ pub struct SenderIdentityStatus {
     /// is gone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ses: Option<SesLocation>,
+
+    /// Where this SenderIdentity held an SES identity before its EmailSettings moved it to
+    /// another region or role. Each is released (deleted as its last owner with
+    /// `deletionPolicy: Delete`, otherwise only our owner tag is removed) once the identity is
+    /// verified for sending where it is now and the EmailSettings has published that
+    /// location's configuration, so applications keep a verified sender during the move.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub former_locations: Vec<SesLocation>,
 }
 
 /// The SES account (role) and region of an identity.

@@ -1,8 +1,9 @@
 //! End to end: the EmailSettings controller of the real `email-operator run` against
 //! `testbed up`, testing connections to real aiosmtpd servers (and oauth2-mock-server):
 //! only validated configurations are published, a broken edit or rotation leaves the last
-//! validated Secret byte for byte, AdvancedSmtp waits for a verified sender, and no secret
-//! reaches the log, Events or status.
+//! validated Secret byte for byte, AdvancedSmtp waits for a verified sender, a region move lets
+//! the old SES identities go only once the new location's configuration is published, and no
+//! secret reaches the log, Events or status.
 
 mod e2e;
 #[path = "../../tests/support/mod.rs"]
@@ -611,4 +612,211 @@ async fn default_delivery_without_a_relay_is_not_configured() {
             .await
             .is_none()
     );
+}
+
+/// Where SES holds `name`: (region, whether one of our owners still claims it), sorted.
+async fn held(bed: &Bed, name: &str) -> Vec<(String, bool)> {
+    let mut found: Vec<(String, bool)> = bed.get("/ses/identities").await["identities"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter(|i| i["name"].as_str() == Some(name))
+        .map(|i| {
+            let claimed = i["tags"]
+                .as_object()
+                .is_some_and(|t| t.keys().any(|k| k.starts_with("email.ops.dev/owner/")));
+            (
+                i["region"].as_str().unwrap_or_default().to_string(),
+                claimed,
+            )
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// A SenderIdentity's region, and the regions it still holds an identity in after a move.
+fn location(si: &Option<SenderIdentity>) -> (Option<String>, Vec<String>) {
+    let st = si.as_ref().and_then(|s| s.status.as_ref());
+    let formers = st.map(|s| {
+        s.former_locations
+            .iter()
+            .map(|l| l.region.clone())
+            .collect()
+    });
+    (
+        st.and_then(|s| s.ses.as_ref()).map(|l| l.region.clone()),
+        formers.unwrap_or_default(),
+    )
+}
+
+fn validated_generation(es: &EmailSettings) -> Option<i64> {
+    let published = es.status.as_ref().and_then(|s| s.output_secret.as_ref());
+    published.map(|o| o.validated_generation)
+}
+
+#[tokio::test]
+async fn a_region_move_keeps_the_old_identity_until_the_new_configuration_is_published() {
+    let passwords: Vec<String> = ["us-east-1", "eu-west-1"]
+        .iter()
+        .map(|r| email_operator::smtp::ses_password::smtp_password(SES_SECRET_KEY, r))
+        .collect();
+    let Some(ses_smtp) = smtp_server(
+        "starttls-auth",
+        &[
+            "--user",
+            SES_ACCESS_KEY_ID,
+            "--password",
+            &passwords[0],
+            "--password",
+            &passwords[1],
+        ],
+    ) else {
+        return;
+    };
+    let mut bed = Bed::up().await;
+    let endpoint = format!("localhost:{}", ses_smtp.port);
+    let ca = cert_dir().join("ca.pem");
+    let mut args: Vec<&str> = FAST.to_vec();
+    args.extend([
+        "--ses-smtp-endpoint",
+        &endpoint,
+        "--ses-smtp-ca-file",
+        ca.to_str().expect("path"),
+    ]);
+    bed.start_operator(&args);
+    let ns = "billing";
+    bed.namespace(ns).await;
+    put_secret(
+        &bed,
+        ns,
+        "ses-key",
+        json!({"accessKeyId": SES_ACCESS_KEY_ID, "secretAccessKey": SES_SECRET_KEY}),
+    )
+    .await;
+    let mut spec = settings(ns, &["employee@yourcompany.com"]);
+    spec["spec"]["advancedSmtp"]["smtpCredentialsSecretRef"] = json!({"name": "ses-key"});
+    bed.apply::<EmailSettings>(ns, spec.clone()).await;
+    bed.apply::<SenderIdentity>(ns, identity(ns, "yourcompany-com", "yourcompany.com"))
+        .await;
+    let mut kept = identity(ns, "noreply", "noreply@en.yourcompany.com");
+    kept["spec"]["deletionPolicy"] = json!("Retain");
+    bed.apply::<SenderIdentity>(ns, kept).await;
+    let si = wait_records(&bed, ns, "yourcompany-com", WAIT).await;
+    let old_tokens = cname_values(&si);
+    publish_dkim(&bed, &si).await;
+    eventually(
+        "the email identity created in us-east-1",
+        WAIT,
+        || held(&bed, "noreply@en.yourcompany.com"),
+        |h| h.len() == 1,
+    )
+    .await;
+    bed.post(
+        "/ses/confirm-email",
+        json!({"identity": "noreply@en.yourcompany.com"}),
+    )
+    .await;
+    wait_condition(&bed, ns, "noreply", "Ready", "True", None).await;
+    wait_es(&bed, ns, "notifications", "Ready", "True", "Published").await;
+    let before = secret(&bed, ns, "notifications-smtp")
+        .await
+        .expect("published");
+    assert_eq!(value(&before, "password"), passwords[0]);
+
+    // The EmailSettings moves to eu-west-1: new identities there, the old ones still held,
+    // and applications keep the us-east-1 configuration.
+    spec["spec"]["advancedSmtp"]["region"] = json!("eu-west-1");
+    bed.apply::<EmailSettings>(ns, spec).await;
+    let si = eventually(
+        "the domain's records from eu-west-1",
+        WAIT,
+        || sid(&bed, ns, "yourcompany-com"),
+        |si| {
+            location(si) == (Some("eu-west-1".into()), vec!["us-east-1".into()])
+                && si.as_ref().map(cname_values).is_some_and(|v| v.len() == 3)
+        },
+    )
+    .await
+    .expect("exists");
+    assert_ne!(cname_values(&si), old_tokens, "new tokens in eu-west-1");
+    assert_eq!(
+        held(&bed, "yourcompany.com").await,
+        [("eu-west-1".into(), true), ("us-east-1".into(), true)]
+    );
+    let moving = wait_es(
+        &bed,
+        ns,
+        "notifications",
+        "Ready",
+        "False",
+        "SenderNotVerified",
+    )
+    .await;
+    assert_eq!(validated_generation(&moving), Some(1));
+    assert_eq!(
+        secret(&bed, ns, "notifications-smtp").await.expect("kept"),
+        before,
+        "the us-east-1 configuration stays published"
+    );
+
+    // Verified in eu-west-1: the new configuration is published, and only then is the old
+    // domain identity deleted (its last owner, deletionPolicy Delete).
+    publish_dkim(&bed, &si).await;
+    eventually(
+        "the eu-west-1 configuration published",
+        WAIT,
+        || get_es(&bed, ns, "notifications"),
+        |es| es.as_ref().and_then(validated_generation) == Some(2),
+    )
+    .await;
+    eventually(
+        "nothing held in us-east-1 by the domain",
+        WAIT,
+        || sid(&bed, ns, "yourcompany-com"),
+        |si| location(si) == (Some("eu-west-1".into()), vec![]),
+    )
+    .await;
+    let es = get_es(&bed, ns, "notifications").await.expect("exists");
+    assert_eq!(
+        validated_generation(&es),
+        Some(2),
+        "published before the release"
+    );
+    let after = secret(&bed, ns, "notifications-smtp")
+        .await
+        .expect("published");
+    assert_eq!(value(&after, "password"), passwords[1]);
+    assert_eq!(
+        held(&bed, "yourcompany.com").await,
+        [("eu-west-1".into(), true)]
+    );
+
+    // The Retain identity is let go in us-east-1 once verified in eu-west-1: it stays there,
+    // no longer claimed.
+    eventually(
+        "the email identity created in eu-west-1",
+        WAIT,
+        || held(&bed, "noreply@en.yourcompany.com"),
+        |h| h.len() == 2,
+    )
+    .await;
+    bed.post(
+        "/ses/confirm-email",
+        json!({"identity": "noreply@en.yourcompany.com", "region": "eu-west-1"}),
+    )
+    .await;
+    eventually(
+        "nothing held in us-east-1 by the email identity",
+        WAIT,
+        || sid(&bed, ns, "noreply"),
+        |si| location(si) == (Some("eu-west-1".into()), vec![]),
+    )
+    .await;
+    assert_eq!(
+        held(&bed, "noreply@en.yourcompany.com").await,
+        [("eu-west-1".into(), true), ("us-east-1".into(), false)]
+    );
+    assert_eq!(bed.ses_calls("DeleteEmailIdentity").await, 1);
 }

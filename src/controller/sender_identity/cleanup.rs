@@ -5,36 +5,51 @@
 use super::{Error, get, key_of, owner, ses_name};
 use crate::controller::Context;
 use crate::crd::SenderIdentity;
-use crate::crd::sender_identity::DeletionPolicy;
+use crate::crd::sender_identity::{DeletionPolicy, SesLocation};
 use crate::names::IdentityName;
 use crate::ses::{SesApi, SesError, owner_tags};
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
-/// Finalizer: release our claim; delete only as the last owner with `deletionPolicy: Delete`.
+/// Finalizer: release our claim where the identity is, and wherever it was before a move.
 pub(super) async fn cleanup(si: &SenderIdentity, ctx: &Context) -> Result<Action, Error> {
     ctx.set_checked(&si.uid().unwrap_or_default(), None);
     ctx.forget_status(&si.uid().unwrap_or_default());
-    let Some(location) = si.status.as_ref().and_then(|s| s.ses.clone()) else {
+    let Some(status) = &si.status else {
         return Ok(Action::await_change()); // never reached SES
     };
     let Ok(id) = IdentityName::parse(&si.spec.identity) else {
         return Ok(Action::await_change());
     };
-    let name = ses_name(&id);
-    let ses = ctx.ses(&key_of(&location)).await;
+    for location in status.ses.iter().chain(&status.former_locations) {
+        release(si, ctx, &id, location).await?;
+    }
+    Ok(Action::await_change())
+}
+
+/// Releases our claim on the identity in one SES location: deletes it as its last owner with
+/// `deletionPolicy: Delete`, otherwise removes only our owner tag. NotFound counts as done; an
+/// identity that is not ours, or no longer claimed by us, is left as it is.
+pub(super) async fn release(
+    si: &SenderIdentity,
+    ctx: &Context,
+    id: &IdentityName,
+    location: &SesLocation,
+) -> Result<(), Error> {
+    let name = ses_name(id);
+    let ses = ctx.ses(&key_of(location)).await;
     let me = owner(si, ctx);
     let Some(details) = get(&ses, &name).await? else {
-        return Ok(Action::await_change());
+        return Ok(());
     };
     if !crate::ses::is_managed(&details.tags) {
-        return Ok(Action::await_change()); // never touch what is not ours
+        return Ok(()); // never touch what is not ours
     }
     let owners = owner_tags(&details.tags);
-    let ours = owners.iter().any(|(k, _)| *k == me.tag_key());
-    if !ours {
-        return Ok(Action::await_change());
+    if !owners.iter().any(|(k, _)| *k == me.tag_key()) {
+        return Ok(());
     }
+    let region = &location.region;
     let others = owners.iter().filter(|(k, _)| *k != me.tag_key()).count();
     if others == 0 && si.spec.deletion_policy == DeletionPolicy::Delete {
         match ses.delete_identity(&name).await {
@@ -45,7 +60,7 @@ pub(super) async fn cleanup(si: &SenderIdentity, ctx: &Context) -> Result<Action
             si,
             false,
             "IdentityDeleted",
-            format!("deleted {name} from SES {}", location.region),
+            format!("deleted {name} from SES {region}"),
         )
         .await;
     } else {
@@ -62,9 +77,9 @@ pub(super) async fn cleanup(si: &SenderIdentity, ctx: &Context) -> Result<Action
             si,
             false,
             "IdentityReleased",
-            format!("{name} stays in SES: {why}"),
+            format!("{name} stays in SES {region}: {why}"),
         )
         .await;
     }
-    Ok(Action::await_change())
+    Ok(())
 }

@@ -142,7 +142,7 @@ async fn apply(
 ) -> Result<Action, Error> {
     let ns = si.namespace().ok_or(Error::NoNamespace)?;
     let now = ctx.clock.now();
-    let prior: crate::crd::SenderIdentityStatus =
+    let mut prior: crate::crd::SenderIdentityStatus =
         ctx.prior_status(&si.uid().unwrap_or_default(), si.status.as_ref());
     let generation = si.metadata.generation;
 
@@ -165,6 +165,9 @@ async fn apply(
     };
     let key = key_of(&location);
     let name = ses_name(&id);
+    // A move (the EmailSettings' region or role changed) is not quiet: `prior.ses` still says
+    // where it was.
+    status::track_move(&mut prior, &location);
     let retry = si.annotations().get(RETRY_ANNOTATION).cloned();
 
     // Only read SES when something could have changed: frugal at steady state.
@@ -187,7 +190,8 @@ async fn apply(
         && was_accepted
         && retry == prior.observed_retry
         && !dirty
-        && prior.ses.as_ref() == Some(&location);
+        && prior.ses.as_ref() == Some(&location)
+        && !release_due(&prior, settings.as_deref());
     let due_in = match (&checked_at, &last_status) {
         (Some(checked), Some(st)) if quiet => {
             let next = next_read(
@@ -361,6 +365,17 @@ async fn apply(
         },
     );
     ctx.set_checked(&uid, Some(now));
+    // Verified here: what it held before a move is let go (a failure is retried, and said).
+    let mut new = new;
+    let mut release_failed = None;
+    if release_due(&new, settings.as_deref()) {
+        for former in std::mem::take(&mut new.former_locations) {
+            if let Err(e) = cleanup::release(si, ctx, &id, &former).await {
+                new.former_locations.push(former);
+                release_failed.get_or_insert(e);
+            }
+        }
+    }
     // The DNSEndpoint follows the records, and the spec (provider switched on or off).
     // A generation never observed before has no DNSEndpoint of ours to take back.
     let spec_changed =
@@ -373,6 +388,9 @@ async fn apply(
         apply_status(api, si, &new).await?;
         ctx.wrote_status(&si.uid().unwrap_or_default(), &new);
     }
+    if let Some(e) = release_failed {
+        return Err(e);
+    }
     let after = next_read(
         ctx,
         &details.verification_status,
@@ -381,6 +399,18 @@ async fn apply(
         id.is_domain(),
     );
     Ok(after.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// Whether identities held before a move are to be released now: the one where the
+/// EmailSettings points is verified for sending, and the EmailSettings has published the
+/// configuration of its current spec (until then applications still send from the old one).
+fn release_due(
+    status: &crate::crd::SenderIdentityStatus,
+    settings: Option<&crate::crd::EmailSettings>,
+) -> bool {
+    !status.former_locations.is_empty()
+        && status.verified_for_sending == Some(true)
+        && settings.is_some_and(crate::crd::EmailSettings::publishes_current_spec)
 }
 
 /// Whether the pending identity's window (72 h for a domain's DKIM, 24 h for an email's link)

@@ -21,6 +21,20 @@ pub fn display_status(ses: &str) -> String {
         .collect()
 }
 
+/// Follows its EmailSettings to `location`: where the identity was until now joins the former
+/// locations (released once it is verified here, see `formerLocations`), a location moved back
+/// to is no longer one, and the verification lifecycle (pending since, attempts) starts afresh.
+pub fn track_move(status: &mut SenderIdentityStatus, location: &SesLocation) {
+    if let Some(old) = status.ses.clone().filter(|old| old != location) {
+        if !status.former_locations.contains(&old) {
+            status.former_locations.push(old);
+        }
+        status.pending_since = None;
+        status.verification_attempts = None;
+    }
+    status.former_locations.retain(|l| l != location);
+}
+
 /// What the reconcile learned this time.
 #[derive(Debug, Clone)]
 pub struct Observation<'a> {

@@ -1,7 +1,9 @@
 //! The pure steps of the SenderIdentity pipeline, with an injected clock: every time window is
 //! tested by moving time, never by sleeping.
 
-use super::status::{Observation, Transition, display_status, observed, rejected, transitions};
+use super::status::{
+    Observation, Transition, display_status, observed, rejected, track_move, transitions,
+};
 use super::step::{Facts, Step, Windows, next_step, recheck_after};
 use super::to_ses_status;
 use crate::crd::sender_identity::{SenderIdentityStatus, SesLocation};
@@ -512,4 +514,48 @@ fn a_rejection_is_one_warning() {
         "{}",
         events[0].note
     );
+}
+
+fn at(region: &str) -> SesLocation {
+    SesLocation {
+        region: region.into(),
+        role_arn: None,
+    }
+}
+
+#[test]
+fn a_move_remembers_where_the_identity_was_until_it_is_released() {
+    let mut st = SenderIdentityStatus {
+        ses: Some(at("us-east-1")),
+        verified_for_sending: Some(true),
+        pending_since: Some(Time(Timestamp::UNIX_EPOCH)),
+        verification_attempts: Some(2),
+        ..Default::default()
+    };
+    track_move(&mut st, &at("us-east-1"));
+    assert!(st.former_locations.is_empty(), "not a move");
+    assert_eq!(st.verification_attempts, Some(2));
+
+    track_move(&mut st, &at("eu-west-1"));
+    assert_eq!(st.former_locations, [at("us-east-1")]);
+    assert_eq!(st.pending_since, None, "the lifecycle starts afresh");
+    assert_eq!(st.verification_attempts, None);
+
+    // Moved again before the new one verified: both are held until then.
+    st.ses = Some(at("eu-west-1"));
+    track_move(&mut st, &at("ap-southeast-2"));
+    assert_eq!(st.former_locations, [at("us-east-1"), at("eu-west-1")]);
+
+    // Moved back: where it is now is not a former location.
+    st.ses = Some(at("ap-southeast-2"));
+    track_move(&mut st, &at("us-east-1"));
+    assert_eq!(st.former_locations, [at("eu-west-1"), at("ap-southeast-2")]);
+
+    // Another role in the same region is another location.
+    let mut role = at("us-east-1");
+    role.role_arn = Some("arn:aws:iam::123456789012:role/ses".into());
+    st.ses = Some(at("us-east-1"));
+    st.former_locations.clear();
+    track_move(&mut st, &role);
+    assert_eq!(st.former_locations, [at("us-east-1")]);
 }
