@@ -7,6 +7,7 @@ use super::limiter::RateLimiter;
 use super::{IdentityDetails, ListedIdentity, SesApi, SesError};
 use aws_sdk_sesv2::config::http::HttpResponse;
 use aws_sdk_sesv2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sesv2::operation::create_email_identity::CreateEmailIdentityOutput;
 use aws_sdk_sesv2::types::{DkimSigningAttributes, DkimSigningKeyLength, Tag};
 use std::sync::Arc;
 
@@ -126,6 +127,42 @@ fn tags(tags: &[(String, String)]) -> Result<Vec<Tag>, SesError> {
         .collect()
 }
 
+/// The details of an identity just created, from CreateEmailIdentity's answer and the tags
+/// sent with it; `None` when the answer lacks what the status shows (a domain's three DKIM
+/// tokens or their signing zone: some SES implementations leave them out). A new identity is
+/// `PENDING` — SES has not yet seen its records or the click on its link — unless SES says it
+/// may already send.
+fn created_details(
+    name: &str,
+    out: &CreateEmailIdentityOutput,
+    tags: Vec<(String, String)>,
+) -> Option<IdentityDetails> {
+    let dkim = out.dkim_attributes();
+    let tokens = dkim.map(|d| d.tokens().to_vec()).unwrap_or_default();
+    let zone = dkim
+        .and_then(|d| d.signing_hosted_zone())
+        .map(str::to_string);
+    let is_domain = !name.contains('@');
+    if is_domain && (tokens.len() != 3 || zone.is_none()) {
+        return None;
+    }
+    let verified = out.verified_for_sending_status();
+    Some(IdentityDetails {
+        verification_status: if verified { "SUCCESS" } else { "PENDING" }.into(),
+        dkim_status: dkim
+            .and_then(|d| d.status())
+            .map(|s| s.as_str().to_string()),
+        dkim_tokens: tokens,
+        signing_hosted_zone: zone,
+        verified_for_sending: verified,
+        mail_from_domain: None,
+        next_key_length: dkim
+            .and_then(|d| d.next_signing_key_length())
+            .map(|l| l.as_str().to_string()),
+        tags,
+    })
+}
+
 fn key_length(s: &str) -> DkimSigningKeyLength {
     DkimSigningKeyLength::from(s)
 }
@@ -136,9 +173,11 @@ impl SesApi for AwsSes {
         name: &str,
         tag_list: &[(String, String)],
         length: Option<&str>,
-    ) -> Result<(), SesError> {
+    ) -> Result<Option<IdentityDetails>, SesError> {
+        let sent = tag_list.to_vec();
         let tag_list = tags(tag_list)?;
-        self.limiter
+        let out = self
+            .limiter
             .call("CreateEmailIdentity", || {
                 let mut req = self
                     .client
@@ -152,9 +191,10 @@ impl SesApi for AwsSes {
                             .build(),
                     );
                 }
-                async move { req.send().await.map(|_| ()).map_err(classify) }
+                async move { req.send().await.map_err(classify) }
             })
-            .await
+            .await?;
+        Ok(created_details(name, &out, sent))
     }
 
     async fn get_identity(&self, name: &str) -> Result<IdentityDetails, SesError> {
@@ -362,5 +402,53 @@ mod tests {
         assert_eq!(partition("cn-north-1"), "aws-cn");
         assert_eq!(partition("us-gov-west-1"), "aws-us-gov");
         assert_eq!(partition("eu-west-1"), "aws");
+    }
+
+    fn answer(tokens: &[&str], zone: Option<&str>) -> CreateEmailIdentityOutput {
+        let dkim = aws_sdk_sesv2::types::DkimAttributes::builder()
+            .signing_enabled(true)
+            .status(aws_sdk_sesv2::types::DkimStatus::Pending)
+            .set_tokens(Some(tokens.iter().map(|t| t.to_string()).collect()))
+            .set_signing_hosted_zone(zone.map(str::to_string))
+            .next_signing_key_length(DkimSigningKeyLength::Rsa2048Bit)
+            .build();
+        CreateEmailIdentityOutput::builder()
+            .identity_type(aws_sdk_sesv2::types::IdentityType::Domain)
+            .verified_for_sending_status(false)
+            .dkim_attributes(dkim)
+            .build()
+    }
+
+    #[test]
+    fn a_created_identity_is_described_by_the_answer_when_it_holds_the_records() {
+        let tags = vec![(
+            "email.ops.dev/managed-by".to_string(),
+            "email-operator".to_string(),
+        )];
+        let d = created_details(
+            "yourcompany.com",
+            &answer(&["a", "b", "c"], Some("dkim.amazonses.com")),
+            tags.clone(),
+        )
+        .expect("complete");
+        assert_eq!(d.verification_status, "PENDING");
+        assert_eq!(d.dkim_status.as_deref(), Some("PENDING"));
+        assert_eq!(d.dkim_tokens, ["a", "b", "c"]);
+        assert_eq!(d.signing_hosted_zone.as_deref(), Some("dkim.amazonses.com"));
+        assert_eq!(d.next_key_length.as_deref(), Some("RSA_2048_BIT"));
+        assert!(!d.verified_for_sending);
+        assert_eq!(d.tags, tags);
+
+        // Without the tokens or their zone a domain's records cannot be shown: read instead.
+        let no_zone = answer(&["a", "b", "c"], None);
+        assert_eq!(created_details("yourcompany.com", &no_zone, vec![]), None);
+        let no_tokens = answer(&[], Some("dkim.amazonses.com"));
+        assert_eq!(created_details("yourcompany.com", &no_tokens, vec![]), None);
+        // An email address has no Easy DKIM records to show.
+        let email = created_details("noreply@yourcompany.com", &no_tokens, vec![]);
+        assert_eq!(
+            email.map(|d| d.verification_status).as_deref(),
+            Some("PENDING")
+        );
     }
 }

@@ -75,12 +75,15 @@ impl SesError {
 
 /// The SES v2 operations the operator uses.
 pub trait SesApi: Send + Sync {
+    /// Creates the identity. Its details come back when the answer holds all that the status
+    /// shows (for a domain, the three DKIM tokens and their signing zone), which saves the
+    /// read after creating; otherwise `None`, and the caller reads it.
     fn create_identity(
         &self,
         name: &str,
         tags: &[(String, String)],
         key_length: Option<&str>,
-    ) -> impl Future<Output = Result<(), SesError>> + Send;
+    ) -> impl Future<Output = Result<Option<IdentityDetails>, SesError>> + Send;
     fn get_identity(
         &self,
         name: &str,

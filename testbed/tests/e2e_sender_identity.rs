@@ -22,6 +22,10 @@ async fn a_domain_identity_shows_its_records_and_verifies_once_they_are_publishe
     bed.apply::<SenderIdentity>("billing", domain).await;
 
     let si = wait_condition(&bed, "billing", "yourcompany-com", "Accepted", "True", None).await;
+    // One read (is it there, and whose) and one create: the records come from the create's
+    // answer, not from a second read.
+    assert_eq!(bed.ses_calls("GetEmailIdentity").await, 1);
+    assert_eq!(bed.ses_calls("CreateEmailIdentity").await, 1);
     let st = si.status.clone().expect("status");
     assert_eq!(st.verification_status.as_deref(), Some("Pending"));
     let cnames: Vec<_> = st

@@ -256,7 +256,7 @@ async fn apply(
         .filter(|_| id.is_domain());
     match next_step(&facts, &ctx.config.windows) {
         Step::Create => {
-            create(&ses, &name, &me.creation_tags(), key_length, mail_from).await?;
+            details = create(&ses, &name, &me.creation_tags(), key_length, mail_from).await?;
             pending_since = Some(now);
             attempts += 1;
             ctx.event(
@@ -266,7 +266,6 @@ async fn apply(
                 format!("created {name} in SES ({})", location.region),
             )
             .await;
-            details = get(&ses, &name).await?;
         }
         Step::NotOwned => {
             let msg = format!(
@@ -320,7 +319,7 @@ async fn apply(
                 .as_ref()
                 .map(|d| d.tags.clone())
                 .unwrap_or_else(|| me.creation_tags());
-            create(&ses, &name, &tags, key_length, mail_from).await?;
+            details = create(&ses, &name, &tags, key_length, mail_from).await?;
             pending_since = Some(now);
             attempts = if reason == "RetryRequested" {
                 1
@@ -328,7 +327,6 @@ async fn apply(
                 attempts + 1
             };
             ctx.event(si, true, reason, message).await;
-            details = get(&ses, &name).await?;
         }
         Step::Configure {
             mail_from,
@@ -522,15 +520,24 @@ async fn create(
     tags: &[(String, String)],
     key_length: Option<&str>,
     mail_from: Option<&str>,
-) -> Result<(), Error> {
-    match ses.create_identity(name, tags, key_length).await {
-        Ok(()) | Err(SesError::AlreadyExists) => {}
+) -> Result<Option<IdentityDetails>, Error> {
+    let created = match ses.create_identity(name, tags, key_length).await {
+        Ok(created) => created,
+        // Someone else's, perhaps: read it (the next step looks at its tags).
+        Err(SesError::AlreadyExists) => None,
         Err(e) => return Err(e.into()),
-    }
+    };
     if let Some(mf) = mail_from {
         ses.put_mail_from(name, Some(mf)).await?;
     }
-    Ok(())
+    let created = created.map(|d| IdentityDetails {
+        mail_from_domain: mail_from.map(str::to_string),
+        ..d
+    });
+    match created {
+        Some(details) => Ok(Some(details)),
+        None => get(ses, name).await,
+    }
 }
 
 pub(super) async fn get(ses: &impl SesApi, name: &str) -> Result<Option<IdentityDetails>, Error> {
