@@ -333,6 +333,10 @@ async fn working_state(bed: &Bed, relay_port: u16) -> Vec<Value> {
     }
     wait_es_ready(bed, "notifications").await;
     wait_es_ready(bed, "alerts").await;
+    // creationTimestamp has one-second resolution and ties are broken by name: without this a
+    // corpus object created in the same second as a slot holder with a later name (as
+    // `fourth-email-identity` and `support-ops`) would be older by the rules, and take its slot.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     working
 }
 
