@@ -8,6 +8,7 @@ pub mod email_settings;
 pub mod index;
 pub mod leader;
 pub mod recheck;
+pub mod secrets;
 pub mod sender_identity;
 pub mod triggers;
 
@@ -79,6 +80,8 @@ pub struct Context {
     pub identities_index: NamespaceIndex,
     /// Whether both caches hold a complete first listing.
     pub caches: Arc<CacheSync>,
+    /// The Secrets the EmailSettings controller read, while current.
+    pub secrets: Arc<secrets::SecretCache>,
     pub dns: HickoryLookup,
     pub clock: Arc<dyn Clock>,
     pub config: Config,
@@ -168,6 +171,7 @@ impl Context {
             settings_index: NamespaceIndex::default(),
             identities_index: NamespaceIndex::default(),
             caches: Arc::default(),
+            secrets: Arc::default(),
             dns,
             clock,
             prober: crate::smtp::LettreProber::new(config.smtp_timeouts),
@@ -425,6 +429,7 @@ pub async fn run(
         watcher::Config::default(),
     )
     .default_backoff()
+    .inspect(ctx.secrets.feed())
     .touched_objects();
     let es_controller = Controller::for_stream(es_stream, es_reader)
         .with_config(controller::Config::default().concurrency(ctx.config.concurrency))

@@ -87,10 +87,10 @@ fn secret_data(s: &Secret) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
-async fn fetch(api: &Api<Secret>, names: &[String]) -> Result<Fetched, kube::Error> {
+async fn fetch(ctx: &Context, namespace: &str, names: &[String]) -> Result<Fetched, kube::Error> {
     let mut out = HashMap::new();
     for name in names {
-        if let Some(s) = api.get_opt(name).await? {
+        if let Some(s) = ctx.secrets.get(&ctx.client, namespace, name).await? {
             out.insert(name.clone(), secret_data(&s));
         }
     }
@@ -108,9 +108,9 @@ struct Subject {
 async fn subject(
     es: &EmailSettings,
     ctx: &Context,
-    api: &Api<Secret>,
+    namespace: &str,
 ) -> Result<Result<Subject, Problem>, kube::Error> {
-    let secrets = fetch(api, &referenced_secrets(es)).await?;
+    let secrets = fetch(ctx, namespace, &referenced_secrets(es)).await?;
     let hints = |p: &Prepared| match es.spec.delivery {
         Delivery::AdvancedSmtp => vec![],
         _ => crate::smtp::provider_hints(&p.target.host),
@@ -149,8 +149,7 @@ async fn default_relay(
             message: "the operator was started without a default relay (--default-relay-secret); ask the platform team to configure one, or use delivery ExternalSmtp or AdvancedSmtp".into(),
         }));
     };
-    let relay: Api<Secret> = Api::namespaced(ctx.client.clone(), rns);
-    Ok(match relay.get_opt(rname).await? {
+    Ok(match ctx.secrets.get(&ctx.client, rns, rname).await? {
         None => Err(Problem {
             reason: reasons::DEFAULT_RELAY_INVALID,
             message: format!(
@@ -214,11 +213,11 @@ async fn reconcile_inner(es: &EmailSettings, ctx: &Context) -> Result<Action, Er
 
     // The output Secret: ours (published before), someone else's, or none yet.
     let out_name = es.output_secret_name();
-    let existing = secrets.get_opt(&out_name).await?;
+    let existing = ctx.secrets.peek(&ctx.client, &ns, &out_name).await?;
     let published = existing
         .as_ref()
         .filter(|s| publish::is_ours(s, es))
-        .map(Published::of);
+        .map(|s| Published::of(s));
     let mut publish_problem = match &existing {
         Some(_) if published.is_none() => Some(Problem {
             reason: reasons::OUTPUT_SECRET_NOT_OWNED,
@@ -241,7 +240,7 @@ async fn reconcile_inner(es: &EmailSettings, ctx: &Context) -> Result<Action, Er
 
     // The test: only when the inputs changed, the last pass is older than revalidateEvery, or a
     // failure's backoff has run out.
-    let subject = subject(es, ctx, &secrets).await?;
+    let subject = subject(es, ctx, &ns).await?;
     let (test, hints, fresh) = match &subject {
         Err(problem) => (Test::Unavailable(problem.clone()), vec![], false),
         Ok(s) => {
@@ -304,14 +303,27 @@ async fn reconcile_inner(es: &EmailSettings, ctx: &Context) -> Result<Action, Er
                     && p.validated_at == Some(*at)
             });
             if !current {
+                // Absent by the watch: make sure before writing. A Secret someone created a
+                // moment ago (the watch lagging) is not ours to overwrite; its watch event
+                // brings this EmailSettings back to judge it.
+                if existing.is_none()
+                    && ctx
+                        .secrets
+                        .get(&ctx.client, &ns, &out_name)
+                        .await?
+                        .is_some()
+                {
+                    return Ok(Action::requeue(Duration::from_secs(1)));
+                }
                 let manifest = publish::manifest(es, &data, generation, *at, &fingerprint);
-                secrets
+                let written = secrets
                     .patch(
                         &out_name,
                         &PatchParams::apply(FIELD_MANAGER).force(),
                         &Patch::Apply(&manifest),
                     )
                     .await?;
+                ctx.secrets.remember(&written);
                 published_generation = Some(generation);
                 if published.as_ref().is_none_or(|p| p.data != data) {
                     ctx.event(
