@@ -285,8 +285,8 @@ mod tests {
         assert_eq!(t.compare(&a, false), everyone, "seen anew after a re-list");
     }
 
-    #[test]
-    fn siblings_of_the_same_settings_are_woken() {
+    /// A cache of `a` and `b` (EmailSettings `notifications`) and `other` (`marketing`).
+    fn cached() -> (Store<DeserializeGuard<SenderIdentity>>, NamespaceIndex) {
         let (store, mut writer) = kube::runtime::reflector::store();
         let index = NamespaceIndex::default();
         let mut other = si("other", "someone@yourcompany.com");
@@ -300,6 +300,12 @@ mod tests {
             writer.apply_watcher_event(&event);
             index.observe(&event);
         }
+        (store, index)
+    }
+
+    #[test]
+    fn siblings_of_the_same_settings_are_woken() {
+        let (store, index) = cached();
         let (sib_tx, mut sib_rx) = mpsc::unbounded();
         let (es_tx, mut es_rx) = mpsc::unbounded();
         let mut t = Triggers::new(store, index, sib_tx, es_tx);
@@ -333,19 +339,7 @@ mod tests {
 
     #[test]
     fn identities_are_woken_when_their_settings_appear_change_or_go_away() {
-        let (store, mut writer) = kube::runtime::reflector::store();
-        let index = NamespaceIndex::default();
-        let mut other = si("other", "someone@yourcompany.com");
-        other.spec.email_settings_ref.name = "marketing".into();
-        for s in [
-            si("a", "yourcompany.com"),
-            si("b", "billing@yourcompany.com"),
-            other,
-        ] {
-            let event = watcher::Event::Apply(DeserializeGuard(Ok(s)));
-            writer.apply_watcher_event(&event);
-            index.observe(&event);
-        }
+        let (store, index) = cached();
         let (tx, mut rx) = mpsc::unbounded();
         let mut t = SettingsTriggers::new(store, index, tx);
         let mut woken = move || {

@@ -404,18 +404,30 @@ async fn assert_no_secrets_written(bed: &Bed, log: &std::path::Path, secrets: &[
     }
 }
 
-#[tokio::test]
-async fn advanced_smtp_is_ready_once_a_covering_identity_verifies() {
-    let smtp_password =
-        email_operator::smtp::ses_password::smtp_password(SES_SECRET_KEY, "us-east-1");
-    let Some(ses_smtp) = smtp_server(
-        "starttls-auth",
-        &["--user", SES_ACCESS_KEY_ID, "--password", &smtp_password],
-    ) else {
-        return;
-    };
+/// An AdvancedSmtp set-up: the operator's SES SMTP endpoint is an aiosmtpd server taking the
+/// SES SMTP passwords of `regions` (the first is the EmailSettings' region), and the namespace
+/// `billing` holds the SES key Secret `ses-key` and the EmailSettings `notifications` to apply
+/// (returned, with the operator's log). `None` where the SMTP test servers are not installed.
+struct SesSmtp {
+    bed: Bed,
+    log: std::path::PathBuf,
+    passwords: Vec<String>,
+    settings: Value,
+    _server: support::Server,
+}
+
+async fn ses_smtp(regions: &[&str]) -> Option<SesSmtp> {
+    let passwords: Vec<String> = regions
+        .iter()
+        .map(|r| email_operator::smtp::ses_password::smtp_password(SES_SECRET_KEY, r))
+        .collect();
+    let mut args = vec!["--user", SES_ACCESS_KEY_ID];
+    for p in &passwords {
+        args.extend(["--password", p.as_str()]);
+    }
+    let server = smtp_server("starttls-auth", &args)?;
     let mut bed = Bed::up().await;
-    let endpoint = format!("localhost:{}", ses_smtp.port);
+    let endpoint = format!("localhost:{}", server.port);
     let ca = cert_dir().join("ca.pem");
     let mut args: Vec<&str> = FAST.to_vec();
     args.extend([
@@ -425,17 +437,40 @@ async fn advanced_smtp_is_ready_once_a_covering_identity_verifies() {
         ca.to_str().expect("path"),
     ]);
     let log = bed.start_operator(&args);
-    let ns = "billing";
-    bed.namespace(ns).await;
+    bed.namespace("billing").await;
     put_secret(
         &bed,
-        ns,
+        "billing",
         "ses-key",
         json!({"accessKeyId": SES_ACCESS_KEY_ID, "secretAccessKey": SES_SECRET_KEY}),
     )
     .await;
-    let mut spec = settings(ns, &["employee@yourcompany.com"]);
-    spec["spec"]["advancedSmtp"]["smtpCredentialsSecretRef"] = json!({"name": "ses-key"});
+    let mut settings = settings("billing", &["employee@yourcompany.com"]);
+    settings["spec"]["advancedSmtp"]["region"] = json!(regions[0]);
+    settings["spec"]["advancedSmtp"]["smtpCredentialsSecretRef"] = json!({"name": "ses-key"});
+    Some(SesSmtp {
+        bed,
+        log,
+        passwords,
+        settings,
+        _server: server,
+    })
+}
+
+#[tokio::test]
+async fn advanced_smtp_is_ready_once_a_covering_identity_verifies() {
+    let Some(SesSmtp {
+        bed,
+        log,
+        passwords,
+        settings: mut spec,
+        _server,
+    }) = ses_smtp(&["us-east-1"]).await
+    else {
+        return;
+    };
+    let smtp_password = passwords[0].clone();
+    let ns = "billing";
     spec["spec"]["advancedSmtp"]["configurationSetName"] = json!("notifications");
     bed.apply::<EmailSettings>(ns, spec).await;
 
@@ -658,45 +693,17 @@ fn validated_generation(es: &EmailSettings) -> Option<i64> {
 
 #[tokio::test]
 async fn a_region_move_keeps_the_old_identity_until_the_new_configuration_is_published() {
-    let passwords: Vec<String> = ["us-east-1", "eu-west-1"]
-        .iter()
-        .map(|r| email_operator::smtp::ses_password::smtp_password(SES_SECRET_KEY, r))
-        .collect();
-    let Some(ses_smtp) = smtp_server(
-        "starttls-auth",
-        &[
-            "--user",
-            SES_ACCESS_KEY_ID,
-            "--password",
-            &passwords[0],
-            "--password",
-            &passwords[1],
-        ],
-    ) else {
+    let Some(SesSmtp {
+        bed,
+        passwords,
+        settings: mut spec,
+        _server,
+        ..
+    }) = ses_smtp(&["us-east-1", "eu-west-1"]).await
+    else {
         return;
     };
-    let mut bed = Bed::up().await;
-    let endpoint = format!("localhost:{}", ses_smtp.port);
-    let ca = cert_dir().join("ca.pem");
-    let mut args: Vec<&str> = FAST.to_vec();
-    args.extend([
-        "--ses-smtp-endpoint",
-        &endpoint,
-        "--ses-smtp-ca-file",
-        ca.to_str().expect("path"),
-    ]);
-    bed.start_operator(&args);
     let ns = "billing";
-    bed.namespace(ns).await;
-    put_secret(
-        &bed,
-        ns,
-        "ses-key",
-        json!({"accessKeyId": SES_ACCESS_KEY_ID, "secretAccessKey": SES_SECRET_KEY}),
-    )
-    .await;
-    let mut spec = settings(ns, &["employee@yourcompany.com"]);
-    spec["spec"]["advancedSmtp"]["smtpCredentialsSecretRef"] = json!({"name": "ses-key"});
     bed.apply::<EmailSettings>(ns, spec.clone()).await;
     bed.apply::<SenderIdentity>(ns, identity(ns, "yourcompany-com", "yourcompany.com"))
         .await;
