@@ -523,8 +523,9 @@ async fn create(
 ) -> Result<Option<IdentityDetails>, Error> {
     let created = match ses.create_identity(name, tags, key_length).await {
         Ok(created) => created,
-        // Someone else's, perhaps: read it (the next step looks at its tags).
-        Err(SesError::AlreadyExists) => None,
+        // Created since it was read, perhaps by someone else: only read it. The next step
+        // looks at its tags (and configures it if it is ours).
+        Err(SesError::AlreadyExists) => return get(ses, name).await,
         Err(e) => return Err(e.into()),
     };
     if let Some(mf) = mail_from {

@@ -559,3 +559,130 @@ fn a_move_remembers_where_the_identity_was_until_it_is_released() {
     track_move(&mut st, &role);
     assert_eq!(st.former_locations, [at("us-east-1")]);
 }
+
+/// An SES whose CreateEmailIdentity answers as told, recording the operations called.
+struct Recorder {
+    create: Result<Option<IdentityDetails>, crate::ses::SesError>,
+    calls: std::sync::Mutex<Vec<&'static str>>,
+}
+
+impl Recorder {
+    fn new(create: Result<Option<IdentityDetails>, crate::ses::SesError>) -> Self {
+        Self {
+            create,
+            calls: Default::default(),
+        }
+    }
+
+    fn called(&self, op: &'static str) {
+        self.calls.lock().expect("lock").push(op);
+    }
+
+    fn calls(&self) -> Vec<&'static str> {
+        self.calls.lock().expect("lock").clone()
+    }
+}
+
+impl crate::ses::SesApi for Recorder {
+    async fn create_identity(
+        &self,
+        _: &str,
+        _: &[(String, String)],
+        _: Option<&str>,
+    ) -> Result<Option<IdentityDetails>, crate::ses::SesError> {
+        self.called("CreateEmailIdentity");
+        self.create.clone()
+    }
+    async fn get_identity(&self, _: &str) -> Result<IdentityDetails, crate::ses::SesError> {
+        self.called("GetEmailIdentity");
+        Ok(IdentityDetails {
+            verification_status: "SUCCESS".into(),
+            ..Default::default()
+        })
+    }
+    async fn list_identities(
+        &self,
+        _: Option<String>,
+    ) -> Result<(Vec<crate::ses::ListedIdentity>, Option<String>), crate::ses::SesError> {
+        self.called("ListEmailIdentities");
+        Ok((vec![], None))
+    }
+    async fn delete_identity(&self, _: &str) -> Result<(), crate::ses::SesError> {
+        self.called("DeleteEmailIdentity");
+        Ok(())
+    }
+    async fn tag_identity(
+        &self,
+        _: &str,
+        _: &[(String, String)],
+    ) -> Result<(), crate::ses::SesError> {
+        self.called("TagResource");
+        Ok(())
+    }
+    async fn untag_identity(&self, _: &str, _: &[String]) -> Result<(), crate::ses::SesError> {
+        self.called("UntagResource");
+        Ok(())
+    }
+    async fn put_mail_from(&self, _: &str, _: Option<&str>) -> Result<(), crate::ses::SesError> {
+        self.called("PutEmailIdentityMailFromAttributes");
+        Ok(())
+    }
+    async fn put_dkim_key_length(&self, _: &str, _: &str) -> Result<(), crate::ses::SesError> {
+        self.called("PutEmailIdentityDkimSigningAttributes");
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_identity_found_already_there_when_creating_is_only_read() {
+    // Created between our read and our create, perhaps by someone else: it is not configured.
+    let ses = Recorder::new(Err(crate::ses::SesError::AlreadyExists));
+    let details = super::create(
+        &ses,
+        "yourcompany.com",
+        &[],
+        None,
+        Some("bounce.yourcompany.com"),
+    )
+    .await
+    .expect("read");
+    assert_eq!(ses.calls(), ["CreateEmailIdentity", "GetEmailIdentity"]);
+    assert_eq!(
+        details.map(|d| d.verification_status).as_deref(),
+        Some("SUCCESS")
+    );
+
+    // Created by us: configured, and described by the create's answer (no read).
+    let answer = IdentityDetails {
+        verification_status: "PENDING".into(),
+        dkim_tokens: vec!["a".into(), "b".into(), "c".into()],
+        ..Default::default()
+    };
+    let ses = Recorder::new(Ok(Some(answer)));
+    let details = super::create(
+        &ses,
+        "yourcompany.com",
+        &[],
+        None,
+        Some("bounce.yourcompany.com"),
+    )
+    .await
+    .expect("created")
+    .expect("details");
+    assert_eq!(
+        ses.calls(),
+        ["CreateEmailIdentity", "PutEmailIdentityMailFromAttributes"]
+    );
+    assert_eq!(
+        details.mail_from_domain.as_deref(),
+        Some("bounce.yourcompany.com")
+    );
+    assert_eq!(details.dkim_tokens.len(), 3);
+
+    // An answer without what the status shows: read.
+    let ses = Recorder::new(Ok(None));
+    super::create(&ses, "yourcompany.com", &[], None, None)
+        .await
+        .expect("read");
+    assert_eq!(ses.calls(), ["CreateEmailIdentity", "GetEmailIdentity"]);
+}
