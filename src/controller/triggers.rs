@@ -17,8 +17,8 @@
 //! At thousands of identities each converging through several status writes, waking every
 //! sibling and the EmailSettings on each write was most of the operator's work.
 
+use super::guard_ref;
 use super::index::NamespaceIndex;
-use super::{guard_ref, valid_in};
 use crate::crd::{EmailSettings, SenderIdentity};
 use futures::channel::mpsc::UnboundedSender;
 use kube::ResourceExt;
@@ -137,15 +137,30 @@ impl Triggers {
                 .unbounded_send(ObjectRef::new(settings).within(&ns));
         }
         if wake.siblings {
-            for sibling in valid_in(&self.identities, &self.index, &ns) {
-                if sibling.spec.email_settings_ref.name == *settings
-                    && sibling.name_any() != si.name_any()
-                {
-                    let _ = self.siblings.unbounded_send(guard_ref(&sibling));
+            for sibling in naming(&self.identities, &self.index, &ns, settings) {
+                if sibling.name != si.name_any() {
+                    let _ = self.siblings.unbounded_send(sibling);
                 }
             }
         }
     }
+}
+
+/// The cache keys of the well-formed SenderIdentities of `namespace` that name the
+/// EmailSettings `settings` (read in the cache, not copied).
+fn naming(
+    identities: &Store<DeserializeGuard<SenderIdentity>>,
+    index: &NamespaceIndex,
+    namespace: &str,
+    settings: &str,
+) -> Vec<ObjectRef<DeserializeGuard<SenderIdentity>>> {
+    index
+        .objects(identities, namespace)
+        .iter()
+        .filter_map(|g| g.0.as_ref().ok())
+        .filter(|si| si.spec.email_settings_ref.name == settings)
+        .map(guard_ref)
+        .collect()
 }
 
 /// Wakes the SenderIdentities that name an EmailSettings when what they read of it changed:
@@ -205,15 +220,9 @@ impl SettingsTriggers {
         if !self.changed(es, deleted) {
             return;
         }
-        let name = es.name_any();
-        for si in valid_in(
-            &self.identities,
-            &self.index,
-            &es.namespace().unwrap_or_default(),
-        ) {
-            if si.spec.email_settings_ref.name == name {
-                let _ = self.wake.unbounded_send(guard_ref(&si));
-            }
+        let ns = es.namespace().unwrap_or_default();
+        for si in naming(&self.identities, &self.index, &ns, &es.name_any()) {
+            let _ = self.wake.unbounded_send(si);
         }
     }
 }

@@ -633,19 +633,23 @@ impl crate::ses::SesApi for Recorder {
     }
 }
 
-#[tokio::test]
-async fn an_identity_found_already_there_when_creating_is_only_read() {
-    // Created between our read and our create, perhaps by someone else: it is not configured.
-    let ses = Recorder::new(Err(crate::ses::SesError::AlreadyExists));
-    let details = super::create(
-        &ses,
+/// Creates the domain `yourcompany.com` with a MAIL FROM domain.
+async fn create_with_mail_from(ses: &Recorder) -> Result<Option<IdentityDetails>, super::Error> {
+    super::create(
+        ses,
         "yourcompany.com",
         &[],
         None,
         Some("bounce.yourcompany.com"),
     )
     .await
-    .expect("read");
+}
+
+#[tokio::test]
+async fn an_identity_found_already_there_when_creating_is_only_read() {
+    // Created between our read and our create, perhaps by someone else: it is not configured.
+    let ses = Recorder::new(Err(crate::ses::SesError::AlreadyExists));
+    let details = create_with_mail_from(&ses).await.expect("read");
     assert_eq!(ses.calls(), ["CreateEmailIdentity", "GetEmailIdentity"]);
     assert_eq!(
         details.map(|d| d.verification_status).as_deref(),
@@ -659,16 +663,10 @@ async fn an_identity_found_already_there_when_creating_is_only_read() {
         ..Default::default()
     };
     let ses = Recorder::new(Ok(Some(answer)));
-    let details = super::create(
-        &ses,
-        "yourcompany.com",
-        &[],
-        None,
-        Some("bounce.yourcompany.com"),
-    )
-    .await
-    .expect("created")
-    .expect("details");
+    let details = create_with_mail_from(&ses)
+        .await
+        .expect("created")
+        .expect("details");
     assert_eq!(
         ses.calls(),
         ["CreateEmailIdentity", "PutEmailIdentityMailFromAttributes"]
