@@ -246,6 +246,10 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 
 fn run(args: RunArgs) -> ExitCode {
     use email_operator::controller;
+    if let Some(problem) = email_operator::ses::cluster_id_problem(&args.cluster_id) {
+        eprintln!("error: --cluster-id: {problem}");
+        return ExitCode::from(2);
+    }
     let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter(

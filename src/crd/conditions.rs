@@ -51,6 +51,9 @@ pub mod reasons {
     pub const OUTPUT_SECRET_CONFLICT: &str = "OutputSecretConflict";
     /// The SES identity exists and is not tagged as ours.
     pub const IDENTITY_NOT_OWNED: &str = "IdentityNotOwned";
+    /// The SES identity already carries the 50 tags SES allows, so no further SenderIdentity
+    /// can record its claim on it.
+    pub const SES_TAG_LIMIT_REACHED: &str = "SesTagLimitReached";
 
     // Connection test (the source's error table, plus SenderRejected).
     pub const UNKNOWN_HOST: &str = "UnknownHost";

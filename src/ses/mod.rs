@@ -18,6 +18,61 @@ pub const MANAGED_BY_VALUE: &str = "email-operator";
 /// Prefix of the per-owner tags.
 pub const OWNER_KEY_PREFIX: &str = "email.ops.dev/owner/";
 
+/// SES allows at most this many tags per identity (SES v2 API Reference, `Tag`); tags with the
+/// reserved `aws:` prefix do not count.
+pub const MAX_TAGS: usize = 50;
+
+/// Letters, digits, white space and `_ . : / = + -`: all SES accepts in a tag key or value.
+static TAG_CHARSET: std::sync::LazyLock<Option<regex::Regex>> =
+    std::sync::LazyLock::new(|| regex::Regex::new(r"^[\p{L}\p{Z}\p{N}_.:/=+\-]*$").ok());
+
+/// Why SES would refuse this tag (SES v2 API Reference, `Tag`: a key of 1–128 and a value of
+/// 0–256 characters, letters, digits, white space and `_ . : / = + -` only, no `aws:` prefix),
+/// or `None` when it accepts it. SES refuses such a tag only when it is sent (the SDK does not
+/// check), so everything the operator tags with is checked here first.
+pub fn tag_problem(key: &str, value: &str) -> Option<String> {
+    let allowed = |s: &str| TAG_CHARSET.as_ref().is_some_and(|re| re.is_match(s));
+    if key.is_empty() || key.chars().count() > 128 {
+        Some(format!("the tag key {key:?} must have 1 to 128 characters"))
+    } else if value.chars().count() > 256 {
+        Some(format!(
+            "the value of tag {key:?} must have at most 256 characters"
+        ))
+    } else if !allowed(key) || !allowed(value) {
+        Some(format!(
+            "the tag {key:?}={value:?} may contain only letters, digits, spaces and _ . : / = + -"
+        ))
+    } else if is_reserved_tag(key) || is_reserved_tag(value) {
+        Some(format!(
+            "the tag {key:?} uses the prefix aws:, which AWS reserves"
+        ))
+    } else {
+        None
+    }
+}
+
+/// Tags (keys) that AWS reserves: they cannot be set, changed or removed by anyone else, and do
+/// not count against the 50.
+pub fn is_reserved_tag(s: &str) -> bool {
+    s.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("aws:"))
+}
+
+/// Why `id` cannot name this cluster in ownership tags, or `None`. It becomes part of every
+/// owner tag's value, between `/` separators, so it may use the characters SES allows in a tag
+/// value except `/` and white space, and at most 63 of them.
+pub fn cluster_id_problem(id: &str) -> Option<String> {
+    let ok = !id.is_empty()
+        && id.len() <= 63
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.:=+-".contains(c));
+    (!ok).then(|| {
+        format!(
+            "cluster id {id:?} is not usable in SES tags: use 1 to 63 letters, digits and _ . : = + - (SES tag values allow no other characters)"
+        )
+    })
+}
+
 /// What SES reports about one identity.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct IdentityDetails {
@@ -139,20 +194,23 @@ impl Owner {
         format!("{OWNER_KEY_PREFIX}{hex}")
     }
 
-    /// The owner's tag value: what it wants done on deletion, then who it is (for people
-    /// reading the tags; cut to SES's 256 characters — the key is what identifies the owner).
+    /// The owner's tag value: what it wants done on deletion, a space, then who it is
+    /// (`Delete prod-eu/billing/yourcompany-com`, for people reading the tags; cut to SES's 256
+    /// characters — the key is what identifies the owner). Only characters SES allows in tag
+    /// values: Kubernetes names and a checked cluster id (see [`cluster_id_problem`]).
     pub fn tag_value(&self) -> String {
-        let mut v = format!(
-            "{};{}/{}/{}",
+        format!(
+            "{} {}/{}/{}",
             self.deletion_policy, self.cluster, self.namespace, self.name
-        );
-        v.truncate(256);
-        v
+        )
+        .chars()
+        .take(256)
+        .collect()
     }
 
     /// The deletion policy recorded in an owner tag value.
     pub fn policy_of(tag_value: &str) -> &str {
-        tag_value.split(';').next().unwrap_or_default()
+        tag_value.split(' ').next().unwrap_or_default()
     }
 
     /// Tags for creating an identity on behalf of this owner.
@@ -162,6 +220,26 @@ impl Owner {
             (self.tag_key(), self.tag_value()),
         ]
     }
+}
+
+/// The tags of an identity that a re-creation carries over: all but the ones AWS reserves (SES
+/// refuses `aws:` tags in a request).
+pub fn carried_tags(tags: &[(String, String)]) -> Vec<(String, String)> {
+    tags.iter()
+        .filter(|(k, _)| !is_reserved_tag(k))
+        .cloned()
+        .collect()
+}
+
+/// How many of the identity's tags count against SES's limit of [`MAX_TAGS`] after `adding`.
+pub fn tag_count_after(tags: &[(String, String)], adding: &[(String, String)]) -> usize {
+    let counted = |k: &String| !is_reserved_tag(k);
+    let present = tags.iter().filter(|(k, _)| counted(k)).count();
+    let new = adding
+        .iter()
+        .filter(|(k, _)| counted(k) && !tags.iter().any(|(t, _)| t == k))
+        .count();
+    present + new
 }
 
 /// Whether the identity's tags mark it as ours.
@@ -197,10 +275,71 @@ mod tests {
         assert_ne!(a.tag_key(), b.tag_key());
         assert!(a.tag_key().len() <= 128);
         assert_eq!(a.tag_key(), owner("billing", "yourcompany-com").tag_key());
-        assert_eq!(a.tag_value(), "Delete;prod-eu/billing/yourcompany-com");
+        assert_eq!(a.tag_value(), "Delete prod-eu/billing/yourcompany-com");
         assert_eq!(Owner::policy_of(&a.tag_value()), "Delete");
         let long = owner(&"n".repeat(63), &"x".repeat(253));
         assert!(long.tag_key().len() <= 128 && long.tag_value().len() <= 256);
+    }
+
+    #[test]
+    fn every_tag_the_operator_writes_is_one_ses_accepts() {
+        let longest = Owner {
+            cluster: "c".repeat(63),
+            namespace: "n".repeat(63),
+            name: format!("{}.{}", "x".repeat(200), "y".repeat(52)),
+            deletion_policy: "Retain".into(),
+        };
+        for o in [owner("billing", "yourcompany-com"), longest] {
+            for (k, v) in o.creation_tags() {
+                assert_eq!(tag_problem(&k, &v), None, "{k}={v}");
+            }
+        }
+    }
+
+    #[test]
+    fn tags_are_checked_as_ses_checks_them() {
+        assert_eq!(tag_problem(&"k".repeat(128), &"é".repeat(256)), None);
+        assert!(tag_problem(&"k".repeat(129), "v").is_some());
+        assert!(tag_problem("k", &"v".repeat(257)).is_some());
+        assert!(tag_problem("", "v").is_some());
+        for bad in [";", "@", "a,b", "#"] {
+            assert!(tag_problem("k", bad).is_some(), "{bad}");
+        }
+        assert!(tag_problem("aws:x", "v").is_some());
+        assert!(tag_problem("k", "AWS:v").is_some());
+        assert_eq!(tag_problem("team", "mail ops: a/b=c+d_e.f-g"), None);
+    }
+
+    #[test]
+    fn cluster_ids_must_fit_a_tag_value() {
+        assert_eq!(cluster_id_problem("prod-eu_1"), None);
+        assert_eq!(cluster_id_problem(&"c".repeat(63)), None);
+        for bad in [
+            "",
+            "prod;eu",
+            "prod/eu",
+            "prod eu",
+            "prod@eu",
+            &"c".repeat(64),
+        ] {
+            assert!(cluster_id_problem(bad).is_some(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn reserved_tags_are_neither_carried_nor_counted() {
+        let tags = vec![
+            ("aws:cloudformation:stack-name".to_string(), "s".to_string()),
+            (MANAGED_BY_KEY.to_string(), MANAGED_BY_VALUE.to_string()),
+        ];
+        assert_eq!(carried_tags(&tags), tags[1..].to_vec());
+        let me = owner("billing", "a").creation_tags();
+        assert_eq!(
+            tag_count_after(&tags, &me),
+            2,
+            "managed-by is already there"
+        );
+        assert_eq!(tag_count_after(&tags, &tags), 1);
     }
 
     #[test]

@@ -289,6 +289,29 @@ async fn apply(
                     crate::ses::MANAGED_BY_VALUE.into(),
                 ));
             }
+            let existing = details
+                .as_ref()
+                .map(|d| d.tags.as_slice())
+                .unwrap_or_default();
+            let count = crate::ses::tag_count_after(existing, &tags);
+            if count > crate::ses::MAX_TAGS {
+                let msg = format!(
+                    "{name} in SES {} carries {} tags, and SES allows {} per identity: one is ours (email.ops.dev/managed-by), one is each SenderIdentity sharing it, the rest were added by hand. Delete a SenderIdentity that shares it, or remove tags added by hand, for this one to claim it",
+                    location.region,
+                    crate::ses::tag_count_after(existing, &[]),
+                    crate::ses::MAX_TAGS
+                );
+                reject(
+                    si,
+                    api,
+                    ctx,
+                    crate::crd::conditions::reasons::SES_TAG_LIMIT_REACHED,
+                    &msg,
+                )
+                .await?;
+                // A sharer elsewhere may let go of it; nothing here would say so.
+                return Ok(Action::requeue(Duration::from_secs(600)));
+            }
             ses.tag_identity(&name, &tags).await?;
             let (reason, note) = if adopt {
                 (
@@ -315,9 +338,10 @@ async fn apply(
                 Ok(()) | Err(SesError::NotFound) => {}
                 Err(e) => return Err(e.into()),
             }
+            // Its tags go with it, but not AWS's own (a request may not carry them).
             let tags = details
                 .as_ref()
-                .map(|d| d.tags.clone())
+                .map(|d| crate::ses::carried_tags(&d.tags))
                 .unwrap_or_else(|| me.creation_tags());
             details = create(&ses, &name, &tags, key_length, mail_from).await?;
             pending_since = Some(now);

@@ -17,6 +17,7 @@ pub mod ops;
 pub mod outbox;
 pub mod regions;
 pub mod shapes;
+pub mod tags;
 pub mod wire;
 
 use std::io;

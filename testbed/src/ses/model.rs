@@ -18,8 +18,6 @@ pub const MAX_IDENTITIES_PER_REGION: usize = 10_000;
 pub const MAX_PAGE_SIZE: usize = 1_000;
 /// Page size when the caller sends none.
 pub const DEFAULT_PAGE_SIZE: usize = 100;
-/// At most this many tags per identity.
-pub const MAX_TAGS: usize = 50;
 
 /// Verification / DKIM / MAIL FROM status, spelled as on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -160,8 +158,8 @@ impl Store {
                 "Maximum number of identities ({MAX_IDENTITIES_PER_REGION}) reached in {region}."
             )));
         }
-        let mut tags = BTreeMap::new();
-        merge_tags(&mut tags, request.tags)?;
+        super::tags::validate(&request.tags)?;
+        let tags: BTreeMap<String, String> = request.tags.into_iter().collect();
         let key_length = match request.key_length.as_deref() {
             None => "RSA_2048_BIT".to_string(),
             Some(length) => validate_key_length(length)?,
@@ -307,30 +305,6 @@ impl Store {
             identity.idle_checks = 0;
         }
     }
-}
-
-/// Adds or replaces tags, enforcing SES's limits.
-pub fn merge_tags(
-    tags: &mut BTreeMap<String, String>,
-    new: Vec<(String, String)>,
-) -> Result<(), SesError> {
-    for (key, value) in new {
-        if key.is_empty() || key.chars().count() > 128 || key.starts_with("aws:") {
-            return Err(SesError::BadRequest(format!("Invalid tag key: {key:?}")));
-        }
-        if value.chars().count() > 256 {
-            return Err(SesError::BadRequest(format!(
-                "Invalid tag value for key {key:?}"
-            )));
-        }
-        tags.insert(key, value);
-    }
-    if tags.len() > MAX_TAGS {
-        return Err(SesError::BadRequest(format!(
-            "A resource can have at most {MAX_TAGS} tags."
-        )));
-    }
-    Ok(())
 }
 
 /// Accepts the key lengths Easy DKIM supports.

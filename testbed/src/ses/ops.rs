@@ -237,9 +237,7 @@ pub fn tag_resource(state: &SesState, body: &[u8]) -> Result<Value, SesError> {
     let (region, name) = parse_arn(state, &arn)?;
     let mut store = lock(&state.store);
     let identity = store.get_mut(&region, &name)?;
-    let mut tags = identity.tags.clone();
-    model::merge_tags(&mut tags, tag_pairs(body.tags))?;
-    identity.tags = tags;
+    super::tags::merge(&mut identity.tags, tag_pairs(body.tags))?;
     Ok(json!({}))
 }
 
@@ -252,6 +250,7 @@ pub fn untag_resource(
     if keys.is_empty() {
         return Err(SesError::BadRequest("TagKeys is required.".into()));
     }
+    super::tags::check_untag(&keys)?;
     let (region, name) = parse_arn(state, &arn)?;
     let mut store = lock(&state.store);
     let identity = store.get_mut(&region, &name)?;
