@@ -41,7 +41,7 @@ pub struct BenchOptions {
     pub settings: usize,
     /// The SES limit of the fast pass (`--ses-max-rps`).
     pub fast_rps: f64,
-    /// The operator's default SES limit, for the second pass.
+    /// The operator's default SES limit (SES's real one, 1 a second), for the second pass.
     pub default_rps: f64,
     /// Skip the pass at the default limit (it takes at least N / rate seconds).
     pub skip_default_rate: bool,
@@ -209,7 +209,10 @@ mod tempfile_dir {
 }
 
 impl Bed {
-    async fn up(options: &BenchOptions) -> Result<Bed, String> {
+    /// A fresh bed whose SES stand-in allows `rps` requests a second per account and region,
+    /// the same limit the operator is given: each pass measures the operator against the SES
+    /// it is configured for.
+    async fn up(options: &BenchOptions, rps: f64) -> Result<Bed, String> {
         let dir = tempfile_dir::TempDir::new().map_err(|e| e.to_string())?;
         let kube = KubeServer::start(KubeOptions {
             crd_dirs: vec![options.crds.clone()],
@@ -220,7 +223,11 @@ impl Bed {
         .map_err(|e| format!("Kubernetes API stand-in: {e}"))?;
         kube.write_kubeconfig(&dir.path().join("kubeconfig"))
             .map_err(|e| e.to_string())?;
-        let aws = AwsTestbed::start(AwsPorts::default())
+        let limits = crate::ses::limits::LimitConfig {
+            requests_per_second: Some(rps),
+            ..Default::default()
+        };
+        let aws = AwsTestbed::start_with(AwsPorts::default(), limits)
             .await
             .map_err(|e| format!("SES/DNS stand-ins: {e}"))?;
         let kubeconfig = ::kube::config::Kubeconfig::read_from(dir.path().join("kubeconfig"))
@@ -554,7 +561,7 @@ async fn records_pass(
     extra: &[String],
 ) -> Result<(RecordsPass, Bed, u32, Instant), String> {
     let (settings, identities) = plan(options.identities, options.settings);
-    let mut bed = Bed::up(options).await?;
+    let mut bed = Bed::up(options, rps).await?;
     let mut flags = vec!["--ses-max-rps".to_string(), rps.to_string()];
     flags.extend_from_slice(extra);
     let pid = bed.start_operator(binary, &flags).await?;

@@ -4,6 +4,7 @@
 //!   server-side apply, status subresource, admission with OpenAPI schema + CEL, GC, Tables).
 //! * [`dns`] — an authoritative DNS server serving a zone the test bed edits.
 //! * [`ses`] — an SES v2 stand-in (restJson1) whose verification is driven by real DNS.
+//! * [`sts`] — an STS stand-in (GetCallerIdentity, AssumeRole) for the AWS clients' accounts.
 //! * [`control`] — the HTTP/JSON control API over DNS, clock and SES (see the README, "Control API").
 //! * [`demo`] — `testbed demo`: everything up, examples applied, the real operator run.
 //! * [`clock`] — the controllable clock behind SES's 72 h / 24 h lifecycle windows.
@@ -20,3 +21,4 @@ pub mod control;
 pub mod demo;
 pub mod dns;
 pub mod ses;
+pub mod sts;

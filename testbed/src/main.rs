@@ -42,8 +42,8 @@ struct BenchArgs {
     /// The SES limit of the fast pass.
     #[arg(long, default_value_t = 1000.0)]
     fast_rps: f64,
-    /// The operator's default SES limit, for the second pass.
-    #[arg(long, default_value_t = 5.0)]
+    /// The operator's default SES limit (SES's real one), for the second pass.
+    #[arg(long, default_value_t = 1.0)]
     default_rps: f64,
     /// Skip the pass at the default SES limit (it takes at least identities / rate seconds).
     #[arg(long)]

@@ -17,7 +17,9 @@ use tokio::sync::oneshot;
 
 use crate::clock::Clock;
 use crate::dns::{DnsServer, Zone};
+use crate::ses::limits::LimitConfig;
 use crate::ses::{SesOptions, SesServer, SesState};
+use crate::sts::StsServer;
 
 /// What the control API operates on.
 pub struct ControlState {
@@ -45,6 +47,10 @@ pub fn router(state: Arc<ControlState>) -> Router {
         .route(
             "/ses/calls",
             get(routes::get_calls).delete(routes::reset_calls),
+        )
+        .route(
+            "/ses/limits",
+            get(routes::get_limits).put(routes::put_limits),
         )
         .route("/ses/identities", get(routes::list_identities))
         .route("/ses/outbox", get(routes::outbox))
@@ -96,23 +102,33 @@ pub struct AwsPorts {
     pub control: u16,
 }
 
-/// DNS server, SES stand-in and control API, sharing one zone and one clock.
+/// DNS server, SES and STS stand-ins and control API, sharing one zone and one clock.
 pub struct AwsTestbed {
     pub clock: Clock,
     pub dns: DnsServer,
     pub ses: SesServer,
+    pub sts: StsServer,
     pub control: ControlServer,
 }
 
 impl AwsTestbed {
-    /// Starts all three on 127.0.0.1; SES checks records against this DNS server.
+    /// Starts them all on 127.0.0.1 with SES's real limits; SES checks records against this
+    /// DNS server.
     pub async fn start(ports: AwsPorts) -> io::Result<Self> {
+        Self::start_with(ports, LimitConfig::default()).await
+    }
+
+    /// Like [`AwsTestbed::start`], with other SES limits (tests that need speed raise the
+    /// request rate).
+    pub async fn start_with(ports: AwsPorts, limits: LimitConfig) -> io::Result<Self> {
         let clock = Clock::new();
         let zone = Zone::new();
         let dns = DnsServer::start(([127, 0, 0, 1], ports.dns).into(), zone.clone()).await?;
         let mut ses_options = SesOptions::new(dns.addr(), clock.clone());
         ses_options.addr = ([127, 0, 0, 1], ports.ses).into();
+        ses_options.limits = limits;
         let ses = SesServer::start(ses_options).await?;
+        let sts = StsServer::start(([127, 0, 0, 1], 0).into()).await?;
         let state = Arc::new(ControlState {
             zone,
             clock: clock.clone(),
@@ -123,16 +139,18 @@ impl AwsTestbed {
             clock,
             dns,
             ses,
+            sts,
             control,
         })
     }
 
-    /// The `export NAME=value` lines for the SES/DNS/control part of `DIR/env`
-    /// (`AWS_ENDPOINT_URL_SESV2`, `AWS_REGION`, `AWS_DEFAULT_REGION`, dummy credentials, `TESTBED_DNS`,
-    /// `TESTBED_CONTROL`). The caller adds `KUBECONFIG`.
+    /// The `export NAME=value` lines for the AWS/DNS/control part of `DIR/env`
+    /// (`AWS_ENDPOINT_URL_SESV2`, `AWS_ENDPOINT_URL_STS`, `AWS_REGION`, `AWS_DEFAULT_REGION`,
+    /// dummy credentials, `TESTBED_DNS`, `TESTBED_CONTROL`). The caller adds `KUBECONFIG`.
     pub fn env_lines(&self, region: &str) -> Vec<String> {
         [
             ("AWS_ENDPOINT_URL_SESV2", self.ses.endpoint_url()),
+            ("AWS_ENDPOINT_URL_STS", self.sts.endpoint_url()),
             ("AWS_REGION", region.to_string()),
             // AWS CLI v1 and older SDKs read this one instead.
             ("AWS_DEFAULT_REGION", region.to_string()),

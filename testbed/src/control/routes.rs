@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use super::ControlState;
 use crate::ses::ConfirmError;
 use crate::ses::faults::FaultConfig;
+use crate::ses::limits::LimitConfig;
 
 /// A control API error: status plus message.
 pub struct ApiError(StatusCode, String);
@@ -134,6 +135,20 @@ pub async fn advance_clock(State(state): Shared, Json(body): Json<Advance>) -> R
     state.clock.advance(by);
     state.ses.recheck_now();
     Ok(Json(clock_body(&state)))
+}
+
+/// `GET /ses/limits` → the request rate and identity quota in force.
+pub async fn get_limits(State(state): Shared) -> Json<LimitConfig> {
+    Json(state.ses.limits.get())
+}
+
+/// `PUT /ses/limits` `{"requestsPerSecond": n|null, "maxIdentitiesPerRegion": n}` → the new
+/// limits.
+pub async fn put_limits(
+    State(state): Shared,
+    Json(body): Json<LimitConfig>,
+) -> Result<Json<LimitConfig>> {
+    state.ses.limits.set(body).map(Json).map_err(bad_request)
 }
 
 /// `GET /ses/faults` → the current fault settings.

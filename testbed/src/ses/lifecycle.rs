@@ -328,7 +328,13 @@ mod tests {
             ..CreateRequest::default()
         };
         store
-            .create("us-east-1", request, "dkim.amazonses.com".into(), now)
+            .create(
+                "us-east-1",
+                request,
+                "dkim.amazonses.com".into(),
+                now,
+                10_000,
+            )
             .cloned()
             .expect("create")
     }
@@ -402,7 +408,13 @@ mod tests {
             ..CreateRequest::default()
         };
         let mut identity = store
-            .create("us-east-1", request, "dkim.amazonses.com".into(), t0)
+            .create(
+                "us-east-1",
+                request,
+                "dkim.amazonses.com".into(),
+                t0,
+                10_000,
+            )
             .cloned()
             .expect("create");
         assert!(!expire_email(&mut identity, t0 + TimeDelta::hours(23)));

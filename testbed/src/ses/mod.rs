@@ -12,6 +12,7 @@
 pub mod errors;
 pub mod faults;
 pub mod lifecycle;
+pub mod limits;
 pub mod model;
 pub mod ops;
 pub mod outbox;
@@ -46,6 +47,8 @@ pub struct SesState {
     pub store: Mutex<Store>,
     pub outbox: Mutex<Vec<OutboxMessage>>,
     pub faults: Faults,
+    /// The request rate and identity quota in force.
+    pub limits: limits::Limits,
     pub calls: Calls,
     /// Wakes the lifecycle task for an immediate re-check.
     pub recheck: Notify,
@@ -65,13 +68,14 @@ pub enum ConfirmError {
 }
 
 impl SesState {
-    fn new(clock: Clock) -> Self {
+    fn new(clock: Clock, limits: limits::Limits) -> Self {
         Self {
             clock,
             account_id: ACCOUNT_ID.to_string(),
             store: Mutex::default(),
             outbox: Mutex::default(),
             faults: Faults::default(),
+            limits,
             calls: Calls::default(),
             recheck: Notify::new(),
         }
@@ -111,7 +115,9 @@ impl SesState {
             None => {
                 let regions: Vec<String> = store
                     .all()
-                    .filter(|i| i.name.eq_ignore_ascii_case(name))
+                    .filter(|i| {
+                        model::identity_key(&i.region, &i.name).1 == model::identity_key("", name).1
+                    })
                     .map(|i| i.region.clone())
                     .collect();
                 match regions.as_slice() {
@@ -153,6 +159,9 @@ pub struct SesOptions {
     pub clock: Clock,
     /// Real-time interval between lifecycle checks.
     pub tick: Duration,
+    /// The request rate and identity quota (default: SES's, 1 request a second per account
+    /// and region and 10,000 identities per region).
+    pub limits: limits::LimitConfig,
 }
 
 impl SesOptions {
@@ -163,6 +172,7 @@ impl SesOptions {
             dns_server,
             clock,
             tick: DEFAULT_TICK,
+            limits: limits::LimitConfig::default(),
         }
     }
 }
@@ -182,7 +192,8 @@ impl SesServer {
             crate::dns::resolve::resolver(options.dns_server).map_err(io::Error::other)?;
         let listener = TcpListener::bind(options.addr).await?;
         let addr = listener.local_addr()?;
-        let state = Arc::new(SesState::new(options.clock));
+        let limits = limits::Limits::new(options.limits).map_err(io::Error::other)?;
+        let state = Arc::new(SesState::new(options.clock, limits));
 
         let app = axum::Router::new()
             .fallback(wire::dispatch)

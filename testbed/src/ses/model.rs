@@ -12,8 +12,6 @@ use serde::Serialize;
 
 use super::errors::SesError;
 
-/// At most this many identities per region (SES's quota is 10,000).
-pub const MAX_IDENTITIES_PER_REGION: usize = 10_000;
 /// Largest `PageSize` ListEmailIdentities accepts.
 pub const MAX_PAGE_SIZE: usize = 1_000;
 /// Page size when the caller sends none.
@@ -76,6 +74,9 @@ pub struct Dkim {
     pub signing_hosted_zone: String,
     pub current_key_length: String,
     pub next_key_length: String,
+    /// When PutEmailIdentityDkimSigningAttributes last changed `next_key_length` ("This can be
+    /// changed at most once per day" — SES v2 API Reference, `DkimSigningAttributes`).
+    pub next_key_length_changed: Option<DateTime<Utc>>,
     pub last_key_generation: DateTime<Utc>,
 }
 
@@ -127,7 +128,21 @@ pub struct CreateRequest {
     pub configuration_set_name: Option<String>,
 }
 
-/// All identities, keyed by (region, lower-cased name).
+/// The store's key of an identity: domains are case-insensitive, and an email address is
+/// case-sensitive as a whole ("The entire email address is case-sensitive. For example, if you
+/// verify sender@example.com, you cannot send emails from sender@EXAMPLE.com unless you verify
+/// sender@EXAMPLE.com also. (Domain verification, however, is case-insensitive.)" — SES
+/// Developer Guide, "Verifying email addresses").
+pub fn identity_key(region: &str, name: &str) -> (String, String) {
+    let name = if name.contains('@') {
+        name.to_string()
+    } else {
+        name.to_ascii_lowercase()
+    };
+    (region.to_string(), name)
+}
+
+/// All identities, keyed by [`identity_key`].
 #[derive(Default)]
 pub struct Store {
     identities: BTreeMap<(String, String), Identity>,
@@ -135,27 +150,28 @@ pub struct Store {
 }
 
 impl Store {
-    /// Creates an identity. Domains get Easy DKIM with three fresh tokens and start Pending;
-    /// email addresses start Pending until their verification link is confirmed.
+    /// Creates an identity, within the region's identity quota. Domains get Easy DKIM with
+    /// three fresh tokens and start Pending; email addresses start Pending until their
+    /// verification link is confirmed.
     pub fn create(
         &mut self,
         region: &str,
         request: CreateRequest,
         hosted_zone: String,
         now: DateTime<Utc>,
+        quota: usize,
     ) -> Result<&Identity, SesError> {
         let identity_type = classify(&request.name)?;
-        let key = (region.to_string(), request.name.to_ascii_lowercase());
+        let key = identity_key(region, &request.name);
         if self.identities.contains_key(&key) {
             return Err(SesError::AlreadyExists(format!(
                 "Email identity {} already exist.",
                 request.name
             )));
         }
-        if self.identities.keys().filter(|(r, _)| r == region).count() >= MAX_IDENTITIES_PER_REGION
-        {
+        if self.identities.keys().filter(|(r, _)| r == region).count() >= quota {
             return Err(SesError::LimitExceeded(format!(
-                "Maximum number of identities ({MAX_IDENTITIES_PER_REGION}) reached in {region}."
+                "Maximum number of identities ({quota}) reached in {region}."
             )));
         }
         super::tags::validate(&request.tags)?;
@@ -169,6 +185,7 @@ impl Store {
             signing_hosted_zone: hosted_zone,
             current_key_length: key_length.clone(),
             next_key_length: key_length,
+            next_key_length_changed: None,
             last_key_generation: now,
         });
         self.next_id += 1;
@@ -196,21 +213,21 @@ impl Store {
     /// One identity.
     pub fn get(&self, region: &str, name: &str) -> Result<&Identity, SesError> {
         self.identities
-            .get(&(region.to_string(), name.to_ascii_lowercase()))
+            .get(&identity_key(region, name))
             .ok_or_else(|| not_found(name))
     }
 
     /// One identity, for changing it.
     pub fn get_mut(&mut self, region: &str, name: &str) -> Result<&mut Identity, SesError> {
         self.identities
-            .get_mut(&(region.to_string(), name.to_ascii_lowercase()))
+            .get_mut(&identity_key(region, name))
             .ok_or_else(|| not_found(name))
     }
 
     /// Deletes an identity.
     pub fn delete(&mut self, region: &str, name: &str) -> Result<Identity, SesError> {
         self.identities
-            .remove(&(region.to_string(), name.to_ascii_lowercase()))
+            .remove(&identity_key(region, name))
             .ok_or_else(|| not_found(name))
     }
 
@@ -250,7 +267,7 @@ impl Store {
             .map(|(_, identity)| identity);
         let page: Vec<&Identity> = in_region.by_ref().take(page_size).collect();
         let next = match (page.last(), in_region.next()) {
-            (Some(last), Some(_)) => Some(encode_token(&last.name.to_ascii_lowercase())),
+            (Some(last), Some(_)) => Some(encode_token(&identity_key(region, &last.name).1)),
             _ => None,
         };
         Ok((page, next))
@@ -407,6 +424,7 @@ mod tests {
                 request,
                 "dkim.amazonses.com".into(),
                 Utc::now(),
+                10_000,
             )
             .cloned()
     }

@@ -156,7 +156,13 @@ pub fn create_email_identity(
     };
     let now = state.clock.now();
     let mut store = lock(&state.store);
-    let identity = store.create(region, request, signing_hosted_zone(region), now)?;
+    let identity = store.create(
+        region,
+        request,
+        signing_hosted_zone(region),
+        now,
+        state.limits.max_identities(),
+    )?;
     if identity.identity_type == IdentityType::EmailAddress {
         let message = outbox::verification_message(
             region,
@@ -186,7 +192,7 @@ pub fn list_email_identities(
 ) -> Result<Value, SesError> {
     let store = lock(&state.store);
     let (page, next) = store.list(region, page_size, next_token.as_deref())?;
-    let mut out = json!({ "EmailIdentities": page.into_iter().map(shapes::identity_info).collect::<Vec<_>>() });
+    let mut out = json!({ "EmailIdentities": page.into_iter().map(|i| shapes::identity_info(&store, i)).collect::<Vec<_>>() });
     if let Some(next) = next {
         out["NextToken"] = json!(next);
     }
@@ -321,6 +327,7 @@ pub fn put_dkim_signing(
             "The test bed models Easy DKIM only (SigningAttributesOrigin AWS_SES).".into(),
         ));
     }
+    let now = state.clock.now();
     let mut store = lock(&state.store);
     let identity = store.get_mut(region, name)?;
     let status = identity.status.as_str();
@@ -333,7 +340,21 @@ pub fn put_dkim_signing(
         .signing_attributes
         .and_then(|s| s.next_signing_key_length)
     {
-        dkim.next_key_length = model::validate_key_length(&length)?;
+        let length = model::validate_key_length(&length)?;
+        if length != dkim.next_key_length {
+            // "This can be changed at most once per day" (SES v2 API Reference,
+            // DkimSigningAttributes.NextSigningKeyLength).
+            if let Some(changed) = dkim.next_key_length_changed
+                && now - changed < chrono::TimeDelta::hours(24)
+            {
+                return Err(SesError::BadRequest(format!(
+                    "NextSigningKeyLength can be changed at most once per day; it was last changed at {}.",
+                    changed.format("%Y-%m-%dT%H:%M:%SZ")
+                )));
+            }
+            dkim.next_key_length = length;
+            dkim.next_key_length_changed = Some(now);
+        }
     }
     Ok(json!({
         "DkimStatus": status,

@@ -101,12 +101,13 @@ pub fn get_output(store: &Store, identity: &Identity) -> Value {
     Value::Object(out)
 }
 
-/// One entry of ListEmailIdentities.
-pub fn identity_info(identity: &Identity) -> Value {
+/// One entry of ListEmailIdentities. `SendingEnabled` "indicates whether or not you can send
+/// email from the identity" (SES v2 API Reference, `IdentityInfo`): verified for sending.
+pub fn identity_info(store: &Store, identity: &Identity) -> Value {
     json!({
         "IdentityType": identity.identity_type.as_str(),
         "IdentityName": identity.name,
-        "SendingEnabled": true,
+        "SendingEnabled": store.verified_for_sending(identity),
         "VerificationStatus": identity.status.as_str(),
     })
 }

@@ -62,6 +62,12 @@ impl Operation {
         }
     }
 
+    /// Whether SES's management-API rate applies: every action but sending (and requests that
+    /// are no action at all).
+    pub fn is_management(&self) -> bool {
+        !matches!(self, Self::SendEmail | Self::Unknown)
+    }
+
     /// Maps a method and path to an operation.
     pub fn route(method: &Method, path: &str) -> Self {
         let segments: Vec<String> = path
@@ -109,13 +115,22 @@ pub async fn dispatch(
         .unwrap_or_else(|| DEFAULT_REGION.to_string());
     let query = query_pairs(uri.query());
 
-    let (latency, fault) = state.faults.decide();
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
-    let result = match fault {
-        Some(error) => Err(error),
-        None => handle(&state, &operation, &region, &query, &body),
+    // SES's management rate applies on arrival, to every action but sending.
+    let throttled = operation.is_management()
+        && !state
+            .limits
+            .admit(&state.account_id, &region, std::time::Instant::now());
+    let result = if throttled {
+        Err(SesError::TooManyRequests)
+    } else {
+        let (latency, fault) = state.faults.decide();
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        match fault {
+            Some(error) => Err(error),
+            None => handle(&state, &operation, &region, &query, &body),
+        }
     };
     let outcome = match &result {
         Ok(_) => "Success",

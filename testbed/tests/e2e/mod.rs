@@ -52,15 +52,37 @@ impl Drop for Bed {
     }
 }
 
+/// The SES request rate the suites run at: the stand-in allows this many a second and the
+/// operator is started with it (SES's real limit, 1 a second, and the operator's default,
+/// would make every suite wait on the rate; the suites that measure the rate set it
+/// themselves, and `Bed::up_as_shipped` keeps every default).
+pub const E2E_SES_RPS: &str = "5";
+
 impl Bed {
     pub async fn up() -> Bed {
         Self::up_with(&[]).await
     }
 
     /// Like [`Bed::up`], with more `testbed up` flags, e.g. `--audit-log audit.log` (a relative
-    /// path is inside the bed's directory; read it with [`Bed::audit`]) or
-    /// `--enable-admission-plugins OwnerReferencesPermissionEnforcement`.
+    /// path is inside the bed's directory; read it with [`Bed::audit`]). The SES stand-in's
+    /// rate limit is raised (see [`E2E_SES_RPS`]).
     pub async fn up_with(extra: &[&str]) -> Bed {
+        let bed = Self::start(extra).await;
+        bed.put(
+            "/ses/limits",
+            json!({"requestsPerSecond": 1000.0, "maxIdentitiesPerRegion": 10_000}),
+        )
+        .await;
+        bed
+    }
+
+    /// `testbed up` exactly as shipped: SES's real rate (1 request a second per account and
+    /// region) and quotas, the chart's minimum Kubernetes version, every admission check.
+    pub async fn up_as_shipped(extra: &[&str]) -> Bed {
+        Self::start(extra).await
+    }
+
+    async fn start(extra: &[&str]) -> Bed {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().expect("tempdir");
         let mut child = Command::new(binary("testbed"))
@@ -129,6 +151,32 @@ impl Bed {
     }
 
     fn spawn_operator(&mut self, extra: &[&str], env: &[(&str, &str)]) -> PathBuf {
+        let mut args: Vec<&str> = vec![
+            "--dns-server",
+            &self.env["TESTBED_DNS"],
+            "--aws-account-id",
+            "123456789012",
+            "--cluster-id",
+            "e2e",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ];
+        if !extra.contains(&"--ses-max-rps") {
+            args.extend(["--ses-max-rps", E2E_SES_RPS]);
+        }
+        args.extend(extra);
+        let args: Vec<String> = args.into_iter().map(str::to_string).collect();
+        self.spawn_operator_args(&args, env)
+    }
+
+    /// Starts `email-operator run` with nothing but the bed's environment (`DIR/env`) and
+    /// `extra`: as a user would after `source DIR/env`. Log in `DIR/operator-N.log`.
+    pub fn start_operator_plain(&mut self, extra: &[&str]) -> PathBuf {
+        let args: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+        self.spawn_operator_args(&args, &[])
+    }
+
+    fn spawn_operator_args(&mut self, args: &[String], env: &[(&str, &str)]) -> PathBuf {
         let log = self
             .dir
             .path()
@@ -136,14 +184,7 @@ impl Bed {
         let out = std::fs::File::create(&log).expect("log file");
         let child = Command::new(binary("email-operator"))
             .arg("run")
-            .args([
-                "--dns-server",
-                &self.env["TESTBED_DNS"],
-                "--aws-account-id",
-                "123456789012",
-            ])
-            .args(["--cluster-id", "e2e", "--metrics-addr", "127.0.0.1:0"])
-            .args(extra)
+            .args(args)
             .envs(&self.env)
             .envs(env.iter().copied())
             .env("RUST_LOG", "info,email_operator=debug")

@@ -10,14 +10,28 @@ use aws_sdk_sesv2::config::retry::RetryConfig;
 use aws_sdk_sesv2::config::{BehaviorVersion, Credentials, Region};
 use serde_json::{Value, json};
 use testbed::control::{AwsPorts, AwsTestbed};
+use testbed::ses::limits::LimitConfig;
 
 /// kube brings rustls' ring provider, the AWS HTTP client aws-lc-rs: pick one explicitly.
 pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// DNS + SES + control API on ephemeral 127.0.0.1 ports.
+/// DNS + SES + control API on ephemeral 127.0.0.1 ports, SES's request rate raised so that
+/// tests of other behaviour do not wait on it (see [`start_as_shipped`]).
 pub async fn start() -> AwsTestbed {
+    install_crypto();
+    let limits = LimitConfig {
+        requests_per_second: None,
+        ..LimitConfig::default()
+    };
+    AwsTestbed::start_with(AwsPorts::default(), limits)
+        .await
+        .expect("start the AWS test bed")
+}
+
+/// The AWS test bed with SES's real limits (1 request a second per account and region).
+pub async fn start_as_shipped() -> AwsTestbed {
     install_crypto();
     AwsTestbed::start(AwsPorts::default())
         .await
