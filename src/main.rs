@@ -68,8 +68,10 @@ struct RunArgs {
     /// an AWS account its own.
     #[arg(long, env = "EMAIL_OPERATOR_CLUSTER_ID", default_value = "default")]
     cluster_id: String,
-    /// SES requests per second per account and region (client-side limit, adaptive on throttling).
-    #[arg(long, default_value_t = 5.0)]
+    /// SES requests per second per account and region (client-side limit, adaptive on
+    /// throttling). SES allows every action but sending 1 request a second per account and
+    /// region, and does not raise it; raise this only for SES-compatible test servers.
+    #[arg(long, default_value_t = 1.0)]
     ses_max_rps: f64,
     /// Reconciles each controller runs at once. More waiting work queues (each object once)
     /// instead of holding memory for thousands of reconciles waiting on SES and the API server.

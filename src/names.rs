@@ -24,6 +24,26 @@ pub fn hostname_pattern() -> String {
     format!("^{LABEL}([.]{LABEL})*$")
 }
 
+/// A regular expression for an IPv6 address in hexadecimal notation (RFC 4291 §2.2 forms 1
+/// and 2: eight groups, or `::` standing for one or more groups of zeros; no embedded IPv4
+/// dotted quad, no zone). The CRDs use it instead of CEL's `isIP()`, which Kubernetes compiles
+/// into a new CRD's rules only from 1.31 (the chart supports 1.29).
+pub fn ipv6_pattern() -> String {
+    const H: &str = "[0-9A-Fa-f]{1,4}";
+    let forms = [
+        format!("({H}:){{7}}{H}"),
+        format!("({H}:){{1,7}}:"),
+        format!("({H}:){{1,6}}:{H}"),
+        format!("({H}:){{1,5}}(:{H}){{1,2}}"),
+        format!("({H}:){{1,4}}(:{H}){{1,3}}"),
+        format!("({H}:){{1,3}}(:{H}){{1,4}}"),
+        format!("({H}:){{1,2}}(:{H}){{1,5}}"),
+        format!("{H}:(:{H}){{1,6}}"),
+        format!(":((:{H}){{1,7}}|:)"),
+    ];
+    format!("^({})$", forms.join("|"))
+}
+
 /// A regular expression for an email address `local@domain` with a dot-atom local part.
 pub fn email_pattern() -> String {
     format!("^{ATEXT}+([.]{ATEXT}+)*@{LABEL}([.]{LABEL})+$")
@@ -81,9 +101,14 @@ impl fmt::Display for DomainName {
     }
 }
 
-/// An email address; the domain is lower-cased, the local part kept as written.
+/// An email address, kept as written: SES treats the entire address as case-sensitive ("if
+/// you verify sender@example.com, you cannot send emails from sender@EXAMPLE.com unless you
+/// verify sender@EXAMPLE.com also" — SES Developer Guide, "Verifying email addresses"), so two
+/// addresses are the same identity only when written the same. Its domain is also available
+/// lower-cased, for the rules about domains (which SES compares case-insensitively).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EmailAddress {
+    written: String,
     local: String,
     domain: DomainName,
 }
@@ -100,6 +125,7 @@ impl EmailAddress {
         }
         let domain = DomainName::parse(domain).map_err(|_| invalid())?;
         Ok(Self {
+            written: s.to_string(),
             local: local.to_string(),
             domain,
         })
@@ -113,15 +139,15 @@ impl EmailAddress {
         &self.domain
     }
 
-    /// Addresses compare case-insensitively in practice (SES treats identities so).
+    /// Whether SES takes both for one address: written exactly the same (see the type).
     pub fn same_address(&self, other: &EmailAddress) -> bool {
-        self.domain == other.domain && self.local.eq_ignore_ascii_case(&other.local)
+        self.written == other.written
     }
 }
 
 impl fmt::Display for EmailAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.local, self.domain)
+        f.write_str(&self.written)
     }
 }
 
@@ -225,7 +251,10 @@ mod tests {
         let e = EmailAddress::parse("No.Reply+tag@EN.YourCompany.com").unwrap();
         assert_eq!(e.local_part(), "No.Reply+tag");
         assert_eq!(e.domain().as_str(), "en.yourcompany.com");
-        assert_eq!(e.to_string(), "No.Reply+tag@en.yourcompany.com");
+        // As written: SES tells addresses apart by case, so this is the name of its identity.
+        assert_eq!(e.to_string(), "No.Reply+tag@EN.YourCompany.com");
+        assert!(!e.same_address(&EmailAddress::parse("no.reply+tag@en.yourcompany.com").unwrap()));
+        assert!(e.same_address(&EmailAddress::parse("No.Reply+tag@EN.YourCompany.com").unwrap()));
         for bad in [
             "plain",
             "@yourcompany.com",
@@ -243,6 +272,36 @@ mod tests {
             );
         }
         assert!(EmailAddress::parse(&format!("{}@c.com", "a".repeat(65))).is_err());
+    }
+
+    #[test]
+    fn ipv6_addresses_match_in_every_hex_form_and_nothing_else_does() {
+        let re = regex::Regex::new(&ipv6_pattern()).unwrap();
+        for ok in [
+            "2001:db8:0:0:0:0:0:1",
+            "2001:db8::1",
+            "::1",
+            "::",
+            "fe80::",
+            "FE80::1:2",
+            "1:2:3:4:5:6:7::",
+        ] {
+            assert!(re.is_match(ok), "{ok}");
+            assert!(ok.parse::<std::net::Ipv6Addr>().is_ok(), "{ok}");
+        }
+        for bad in [
+            "2001:db8::1::2",
+            "12345::1",
+            "1:2:3:4:5:6:7:8:9",
+            ":1",
+            "g::1",
+            "smtp.example.com",
+            "10.0.0.1",
+            "[::1]",
+            "::1%eth0",
+        ] {
+            assert!(!re.is_match(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -175,6 +175,17 @@ fn cases() -> Vec<Case> {
         pass("es", external(json!({"host": "10.0.0.25"}))),
         pass("es", external(json!({"host": "2001:db8::25"}))),
         pass("es", external(json!({"host": "mailhog"}))),
+        pass("es", external(json!({"host": "::1"}))),
+        fail(
+            "es",
+            external(json!({"host": "2001:db8::25::1"})),
+            "host must be a host name or IP address without scheme or port, e.g. smtp.yourcompany.com",
+        ),
+        fail(
+            "es",
+            external(json!({"host": "[2001:db8::25]"})),
+            "host must be a host name or IP address without scheme or port, e.g. smtp.yourcompany.com",
+        ),
         fail(
             "es",
             external(json!({"host": "smtp://smtp.yourcompany.com"})),

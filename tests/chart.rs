@@ -300,7 +300,7 @@ fn default_values_render_a_hardened_operator_with_least_privilege_rbac() {
         [
             "run",
             "--cluster-id=default",
-            "--ses-max-rps=5",
+            "--ses-max-rps=1",
             "--verified-recheck-interval=12h",
             "--pending-recheck-min=30s",
             "--pending-recheck-max=15m",

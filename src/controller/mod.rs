@@ -97,6 +97,9 @@ pub struct Context {
     /// its Events.
     written: Mutex<HashMap<String, String>>,
     ses: tokio::sync::Mutex<HashMap<SesKey, AwsSes>>,
+    /// One limiter per AWS account and region, shared by every client of that account (SES's
+    /// 1 request a second is the account's, whichever role calls).
+    limiters: Mutex<HashMap<(String, String), Arc<RateLimiter>>>,
     /// Identities whose listed SES status changed since they were last read.
     dirty: Mutex<HashSet<(SesKey, String)>>,
     /// When each SenderIdentity (by uid) was last read from SES, including reads whose result
@@ -180,6 +183,7 @@ impl Context {
             tests: Mutex::new(HashMap::new()),
             written: Mutex::new(HashMap::new()),
             ses: tokio::sync::Mutex::new(HashMap::new()),
+            limiters: Mutex::new(HashMap::new()),
             dirty: Mutex::new(HashSet::new()),
             checked: Mutex::new(HashMap::new()),
         })
@@ -260,7 +264,7 @@ impl Context {
         if let Some(c) = clients.get(key) {
             return c.clone();
         }
-        let limiter = Arc::new(RateLimiter::new(self.config.ses_max_rps));
+        let limiter = self.limiter(key);
         let client = AwsSes::new(
             &key.region,
             key.role_arn.as_deref(),
@@ -272,9 +276,25 @@ impl Context {
         client
     }
 
+    /// The rate limiter of the account and region `key` calls SES in: the role's account, or
+    /// the operator's own (named by `--aws-account-id`, else taken as one account).
+    fn limiter(&self, key: &SesKey) -> Arc<RateLimiter> {
+        let account = key
+            .role_arn
+            .as_deref()
+            .and_then(crate::ses::aws::account_of_role)
+            .or_else(|| self.config.aws_account_id.clone())
+            .unwrap_or_default();
+        let mut limiters = self.limiters.lock().unwrap_or_else(|e| e.into_inner());
+        limiters
+            .entry((account, key.region.clone()))
+            .or_insert_with(|| Arc::new(RateLimiter::new(self.config.ses_max_rps)))
+            .clone()
+    }
+
     pub fn mark_dirty(&self, key: &SesKey, identity: &str) {
         if let Ok(mut d) = self.dirty.lock() {
-            d.insert((key.clone(), identity.to_ascii_lowercase()));
+            d.insert((key.clone(), crate::ses::identity_key(identity)));
         }
     }
 
@@ -282,7 +302,7 @@ impl Context {
     pub fn take_dirty(&self, key: &SesKey, identity: &str) -> bool {
         self.dirty
             .lock()
-            .map(|mut d| d.remove(&(key.clone(), identity.to_ascii_lowercase())))
+            .map(|mut d| d.remove(&(key.clone(), crate::ses::identity_key(identity))))
             .unwrap_or(false)
     }
 

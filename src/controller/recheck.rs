@@ -32,8 +32,14 @@ struct Recorded<'a> {
     key: SesKey,
     /// `SUCCESS`, `PENDING`, …, as SES spells it.
     status: String,
+    /// Whether SES let it send, when last read.
+    sending: Option<bool>,
     last_checked: Option<k8s_openapi::jiff::Timestamp>,
 }
+
+/// What the listing says of one identity: its verification status and whether it may send
+/// (`SendingEnabled`, which turns false for an identity SES stops, whatever its status).
+type Listed = HashMap<String, (String, bool)>;
 
 fn recorded(si: &SenderIdentity) -> Option<Recorded<'_>> {
     let status = si.status.as_ref()?;
@@ -45,6 +51,7 @@ fn recorded(si: &SenderIdentity) -> Option<Recorded<'_>> {
             role_arn: location.role_arn.clone(),
         },
         status: super::sender_identity::to_ses_status(status.verification_status.as_deref()?),
+        sending: status.verified_for_sending,
         last_checked: status.last_checked_time.as_ref().map(|t| t.0),
     })
 }
@@ -82,21 +89,23 @@ fn due_locations(
         .collect()
 }
 
-/// The identities of `key` to read again: their listed status differs from the recorded one,
-/// or they are missing from a listing that began after they were last read (deleted behind
-/// our back).
+/// The identities of `key` to read again: their listed status, or whether they may send,
+/// differs from the recorded one, or they are missing from a listing that began after they
+/// were last read (deleted behind our back).
 fn changed<'a>(
     identities: &'a [Recorded<'a>],
     key: &SesKey,
-    listed: &HashMap<String, String>,
+    listed: &'a Listed,
     listing_began: k8s_openapi::jiff::Timestamp,
 ) -> impl Iterator<Item = &'a SenderIdentity> {
     identities
         .iter()
         .filter(move |r| &r.key == key)
         .filter(
-            move |r| match listed.get(&r.si.spec.identity.to_ascii_lowercase()) {
-                Some(now) => *now != r.status,
+            move |r| match listed.get(&crate::ses::identity_key(&r.si.spec.identity)) {
+                Some((status, sending)) => {
+                    *status != r.status || r.sending.is_some_and(|s| s != *sending)
+                }
                 None => r.last_checked.is_some_and(|t| t < listing_began),
             },
         )
@@ -104,16 +113,18 @@ fn changed<'a>(
 }
 
 /// Lists every identity of one location; `None` when a page failed (nothing is concluded).
-async fn list_all(ses: &impl SesApi, key: &SesKey) -> Option<HashMap<String, String>> {
+async fn list_all(ses: &impl SesApi, key: &SesKey) -> Option<Listed> {
     let mut token = None;
     let mut listed = HashMap::new();
     loop {
         match ses.list_identities(token.take()).await {
             Ok((page, next)) => {
-                listed.extend(
-                    page.into_iter()
-                        .map(|r| (r.name.to_ascii_lowercase(), r.verification_status)),
-                );
+                listed.extend(page.into_iter().map(|r| {
+                    (
+                        crate::ses::identity_key(&r.name),
+                        (r.verification_status, r.sending_enabled),
+                    )
+                }));
                 match next {
                     Some(n) => token = Some(n),
                     None => return Some(listed),
@@ -181,6 +192,7 @@ mod tests {
         let mut si = SenderIdentity::new(identity, spec);
         si.status = Some(SenderIdentityStatus {
             verification_status: Some(status.into()),
+            verified_for_sending: Some(status == "Success"),
             last_checked_time: Some(Time(Timestamp::from_second(checked).expect("time"))),
             ses: Some(SesLocation {
                 region: region.into(),
@@ -239,22 +251,38 @@ mod tests {
             si("gone.example.com", "eu-west-1", "Success", 100),
             si("just-read.example.com", "eu-west-1", "Pending", 200),
             si("elsewhere.example.com", "us-east-1", "Pending", 100),
+            si("stopped.example.com", "eu-west-1", "Success", 100),
+            si("Sender@example.com", "eu-west-1", "Success", 100),
+            si("Other@example.com", "eu-west-1", "Success", 100),
         ];
         let identities: Vec<_> = all.iter().filter_map(recorded).collect();
-        let listed: HashMap<String, String> = [
-            ("same.example.com", "PENDING"),
-            ("verified.example.com", "SUCCESS"),
-            ("mixed.example.com", "SUCCESS"),
-            ("elsewhere.example.com", "SUCCESS"),
+        let listed: Listed = [
+            ("same.example.com", "PENDING", false),
+            ("verified.example.com", "SUCCESS", true),
+            ("mixed.example.com", "SUCCESS", true),
+            ("elsewhere.example.com", "SUCCESS", true),
+            // Still verified, but SES no longer lets it send.
+            ("stopped.example.com", "SUCCESS", false),
+            ("Sender@example.com", "SUCCESS", true),
+            // Another address: email identities are case-sensitive.
+            ("other@example.com", "SUCCESS", true),
         ]
         .into_iter()
-        .map(|(n, s)| (n.to_string(), s.to_string()))
+        .map(|(n, s, e)| (crate::ses::identity_key(n), (s.to_string(), e)))
         .collect();
         let began = Timestamp::from_second(150).expect("time");
         let names: Vec<&str> = changed(&identities, &key("eu-west-1"), &listed, began)
             .map(|si| si.spec.identity.as_str())
             .collect();
         // just-read is missing too, but it was read after the listing began: not concluded.
-        assert_eq!(names, ["verified.example.com", "gone.example.com"]);
+        assert_eq!(
+            names,
+            [
+                "verified.example.com",
+                "gone.example.com",
+                "stopped.example.com",
+                "Other@example.com"
+            ]
+        );
     }
 }

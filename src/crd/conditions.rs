@@ -21,6 +21,8 @@ pub mod types {
     pub const VERIFIED: &str = "Verified";
     /// SES reports Easy DKIM verified for the identity.
     pub const DKIM_VERIFIED: &str = "DkimVerified";
+    /// The DNSEndpoint holding the records is written (only with `dns.provider: ExternalDNS`).
+    pub const DNS_ENDPOINT_READY: &str = "DnsEndpointReady";
     /// kstatus: work is in progress and will finish without anyone acting (present only
     /// while true).
     pub const RECONCILING: &str = "Reconciling";
@@ -54,6 +56,17 @@ pub mod reasons {
     /// The SES identity already carries the 50 tags SES allows, so no further SenderIdentity
     /// can record its claim on it.
     pub const SES_TAG_LIMIT_REACHED: &str = "SesTagLimitReached";
+    /// `dns.provider: ExternalDNS` but the DNSEndpoint CRD is not installed.
+    pub const DNS_ENDPOINT_CRD_NOT_INSTALLED: &str = "DnsEndpointCrdNotInstalled";
+    /// `dns.provider: ExternalDNS` but the operator may not write DNSEndpoints (RBAC).
+    pub const DNS_ENDPOINT_FORBIDDEN: &str = "DnsEndpointForbidden";
+    /// The DNSEndpoint holds the records.
+    pub const APPLIED: &str = "Applied";
+    /// The SES identity is being created (its location is recorded first, for cleanup).
+    pub const CREATING: &str = "Creating";
+    /// SES refused to create the identity: the account's identity quota in the region (10,000)
+    /// is reached.
+    pub const SES_QUOTA_EXCEEDED: &str = "SesQuotaExceeded";
 
     // Connection test (the source's error table, plus SenderRejected).
     pub const UNKNOWN_HOST: &str = "UnknownHost";

@@ -3,7 +3,7 @@
 //! connection has been tested.
 
 use super::{SecretKeyRef, SecretRef};
-use crate::names::{email_pattern, hostname_pattern};
+use crate::names::{email_pattern, hostname_pattern, ipv6_pattern};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -143,7 +143,7 @@ pub struct ExternalSmtp {
     /// Host name or IP address of the SMTP server, without scheme or port
     /// (e.g. smtp.yourcompany.com).
     #[schemars(length(min = 1, max = 253))]
-    #[x_kube(validation = kube::core::Rule::new(format!("self.matches('{}') || isIP(self)", hostname_pattern()))
+    #[x_kube(validation = kube::core::Rule::new(format!("self.matches('{}') || self.matches('{}')", hostname_pattern(), ipv6_pattern()))
         .message("host must be a host name or IP address without scheme or port, e.g. smtp.yourcompany.com"))]
     pub host: String,
 

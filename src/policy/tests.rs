@@ -180,11 +180,20 @@ fn a_domain_and_an_email_identity_may_not_share_a_domain() {
 fn the_same_identity_twice_is_a_duplicate() {
     let v = decide_all(&[
         sid("one", "Contact@yourcompany.com", Some(1)),
-        sid("two", "contact@YourCompany.com", Some(2)),
+        sid("two", "Contact@yourcompany.com", Some(2)),
+        sid("three", "contact@YourCompany.com", Some(3)),
     ]);
     assert!(v["one"].is_admitted());
     assert_eq!(reason(&v["two"]), reasons::DUPLICATE_IDENTITY);
     assert!(message(&v["two"]).contains("SenderIdentity one"));
+    // SES tells email addresses apart by case: another identity, with its own slot.
+    assert!(v["three"].is_admitted());
+    // Domains are case-insensitive.
+    let v = decide_all(&[
+        sid("one", "yourcompany.com", Some(1)),
+        sid("two", "YourCompany.COM", Some(2)),
+    ]);
+    assert_eq!(reason(&v["two"]), reasons::DUPLICATE_IDENTITY);
 }
 
 #[test]

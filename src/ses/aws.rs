@@ -105,10 +105,11 @@ where
     match code.as_str() {
         "NotFoundException" => SesError::NotFound,
         "AlreadyExistsException" => SesError::AlreadyExists,
-        "TooManyRequestsException"
-        | "Throttling"
-        | "ThrottlingException"
-        | "LimitExceededException" => SesError::Throttled(detail),
+        "TooManyRequestsException" | "Throttling" | "ThrottlingException" => {
+            SesError::Throttled(detail)
+        }
+        // A quota (10,000 identities per region), not a rate: no retry, no slower pace.
+        "LimitExceededException" => SesError::QuotaExceeded(detail),
         _ if status == Some(429) => SesError::Throttled(detail),
         _ if status.is_some_and(|s| s >= 500) => SesError::Unavailable(detail),
         _ => SesError::Rejected(detail),
@@ -356,10 +357,15 @@ impl AwsSes {
                     .sts
                     .as_ref()
                     .ok_or_else(|| SesError::Rejected("no AWS account id".into()))?;
-                let out = sts.get_caller_identity().send().await.map_err(classify)?;
+                let out = sts.get_caller_identity().send().await.map_err(|e| {
+                    SesError::Sts(format!(
+                        "{}; set --aws-account-id to do without it",
+                        aws_smithy_types::error::display::DisplayErrorContext(&e)
+                    ))
+                })?;
                 out.account()
                     .map(str::to_string)
-                    .ok_or_else(|| SesError::Rejected("STS returned no account id".into()))
+                    .ok_or_else(|| SesError::Sts("the answer names no account".into()))
             })
             .await?;
         Ok(format!(
@@ -370,7 +376,7 @@ impl AwsSes {
 }
 
 /// The account of `arn:aws:iam::123456789012:role/name`.
-fn account_of_role(arn: &str) -> Option<String> {
+pub fn account_of_role(arn: &str) -> Option<String> {
     arn.split(':')
         .nth(4)
         .filter(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()))

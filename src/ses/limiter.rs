@@ -14,6 +14,10 @@ const MAX_ATTEMPTS: u32 = 6;
 /// First retry delay ceiling; doubles per attempt (full jitter below it).
 const BASE_DELAY: Duration = Duration::from_millis(200);
 const MAX_DELAY: Duration = Duration::from_secs(10);
+/// The bucket refills this much slower than the limit. SES counts requests as they arrive, and
+/// requests that leave exactly one interval apart can arrive closer together (one delayed on
+/// its way, the next not); 5% is 50 ms of such jitter at SES's 1 request a second.
+const PACING: f64 = 0.95;
 
 struct State {
     rate: f64,
@@ -63,12 +67,12 @@ impl RateLimiter {
                 let now = Instant::now();
                 let elapsed = now.duration_since(s.last).as_secs_f64();
                 s.last = now;
-                s.tokens = (s.tokens + elapsed * s.rate).min(s.rate.max(1.0));
+                s.tokens = (s.tokens + elapsed * s.rate * PACING).min(s.rate.max(1.0));
                 if s.tokens >= 1.0 {
                     s.tokens -= 1.0;
                     return;
                 }
-                Duration::from_secs_f64((1.0 - s.tokens) / s.rate)
+                Duration::from_secs_f64((1.0 - s.tokens) / (s.rate * PACING))
             };
             tokio::time::sleep(wait).await;
         }
@@ -143,12 +147,27 @@ mod tests {
         for _ in 0..11 {
             limiter.acquire().await;
         }
-        // One token up front, then 10 more at 5/s: two seconds.
+        // One token up front, then 10 more at 5/s paced 5% under it: 2.1 seconds.
         let elapsed = start.elapsed();
         assert!(
-            elapsed >= Duration::from_millis(1900) && elapsed <= Duration::from_millis(2100),
+            elapsed >= Duration::from_millis(2100) && elapsed <= Duration::from_millis(2120),
             "{elapsed:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_ses_real_limit_requests_leave_more_than_a_second_apart() {
+        let limiter = RateLimiter::new(1.0);
+        let mut last = None;
+        for _ in 0..5 {
+            limiter.acquire().await;
+            let now = tokio::time::Instant::now();
+            if let Some(prev) = last {
+                let gap: Duration = now - prev;
+                assert!(gap >= Duration::from_millis(1050), "{gap:?}");
+            }
+            last = Some(now);
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -73,6 +73,16 @@ pub fn cluster_id_problem(id: &str) -> Option<String> {
     })
 }
 
+/// The form under which SES tells identities apart: a domain case-insensitively (lower-cased),
+/// an email address exactly as written (SES treats the entire address as case-sensitive).
+pub fn identity_key(name: &str) -> String {
+    if name.contains('@') {
+        name.to_string()
+    } else {
+        name.to_ascii_lowercase()
+    }
+}
+
 /// What SES reports about one identity.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct IdentityDetails {
@@ -108,6 +118,13 @@ pub enum SesError {
     Unavailable(String),
     #[error("SES rejected the request: {0}")]
     Rejected(String),
+    /// A quota of the account, not a rate: SES allows 10,000 identities per region
+    /// (`LimitExceededException`, HTTP 400). Retrying does not help until something is freed.
+    #[error("an SES quota of the account is reached: {0}")]
+    QuotaExceeded(String),
+    /// STS could not say which AWS account the credentials belong to (identity ARNs need it).
+    #[error("AWS STS could not name the account (GetCallerIdentity): {0}")]
+    Sts(String),
 }
 
 impl SesError {
@@ -119,12 +136,17 @@ impl SesError {
             Self::Throttled(_) => "SesThrottled",
             Self::Unavailable(_) => "SesUnavailable",
             Self::Rejected(_) => "SesRequestRejected",
+            Self::QuotaExceeded(_) => "SesQuotaExceeded",
+            Self::Sts(_) => "StsUnavailable",
         }
     }
 
     /// Worth retrying after a pause.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Throttled(_) | Self::Unavailable(_))
+        matches!(
+            self,
+            Self::Throttled(_) | Self::Unavailable(_) | Self::Sts(_)
+        )
     }
 }
 

@@ -18,6 +18,31 @@ pub fn api_resource() -> ApiResource {
     )
 }
 
+/// Why the DNSEndpoint cannot be written, when it is not for the moment: the reason and what
+/// to do. `None` for any other error (retried as a failed reconcile).
+pub fn unavailable(err: &kube::Error) -> Option<(&'static str, String)> {
+    use crate::crd::conditions::reasons;
+    match err {
+        kube::Error::Api(s) if s.code == 404 => Some((
+            reasons::DNS_ENDPOINT_CRD_NOT_INSTALLED,
+            "dns.provider is ExternalDNS, but the DNSEndpoint CRD (dnsendpoints.externaldns.k8s.io, installed with external-dns's CRD source) is not installed: install it, or publish the records in status.dnsRecords yourself and set dns.provider: None".into(),
+        )),
+        kube::Error::Api(s) if s.code == 403 => Some((
+            reasons::DNS_ENDPOINT_FORBIDDEN,
+            "dns.provider is ExternalDNS, but the operator may not write DNSEndpoints (with the Helm chart, set externalDns.enabled=true): grant it, or publish the records in status.dnsRecords yourself and set dns.provider: None".into(),
+        )),
+        _ => None,
+    }
+}
+
+/// Whether the SenderIdentity asks for a DNSEndpoint.
+pub fn wanted(si: &SenderIdentity) -> bool {
+    si.spec
+        .dns
+        .as_ref()
+        .is_some_and(|d| d.provider == DnsProvider::ExternalDns)
+}
+
 /// The DNSEndpoint the SenderIdentity should own, or None when ExternalDNS is not asked for.
 pub fn desired(si: &SenderIdentity, records: &[DnsRecord]) -> Option<Value> {
     let dns = si

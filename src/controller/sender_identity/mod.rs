@@ -170,6 +170,20 @@ async fn apply(
     status::track_move(&mut prior, &location);
     let retry = si.annotations().get(RETRY_ANNOTATION).cloned();
 
+    // Refused for the account's quota: nothing is tried again until someone acts (a spec or
+    // retry-annotation change), or every such identity would spend SES's 1 call a second.
+    let on_quota = prior.conditions.iter().any(|c| {
+        c.type_ == crate::crd::conditions::types::READY
+            && c.reason == crate::crd::conditions::reasons::SES_QUOTA_EXCEEDED
+    });
+    if on_quota
+        && generation == prior.observed_generation
+        && retry == prior.observed_retry
+        && prior.ses.as_ref() == Some(&location)
+    {
+        return Ok(Action::await_change());
+    }
+
     // Only read SES when something could have changed: frugal at steady state.
     let dirty = ctx.take_dirty(&key, &name);
     let last_status = prior.verification_status.as_deref().map(to_ses_status);
@@ -205,6 +219,12 @@ async fn apply(
         }
         _ => Some(Duration::ZERO),
     };
+    if quiet
+        && status::dns_endpoint_failing(&prior)
+        && let Some(action) = retry_dns_endpoint(si, api, ctx, &mut prior, now).await?
+    {
+        return Ok(action);
+    }
     match due_in {
         None => return Ok(Action::await_change()),
         Some(d) if !d.is_zero() => return Ok(Action::requeue(d)),
@@ -256,7 +276,40 @@ async fn apply(
         .filter(|_| id.is_domain());
     match next_step(&facts, &ctx.config.windows) {
         Step::Create => {
-            details = create(&ses, &name, &me.creation_tags(), key_length, mail_from).await?;
+            // Where it is going is recorded first: a deletion then finds it, whatever fails
+            // between here and the status written at the end.
+            if prior.ses.as_ref() != Some(&location) {
+                let recorded = status::creating(&prior, &id, &location, generation, now);
+                apply_status(api, si, &recorded).await?;
+                ctx.wrote_status(&uid, &recorded);
+                prior = recorded;
+            }
+            details = match create(&ses, &name, &me.creation_tags(), key_length, mail_from).await {
+                Err(Error::Ses(SesError::QuotaExceeded(detail))) => {
+                    let msg = format!(
+                        "SES refused to create {name} in {}: the account's quota of identities in the region is reached (SES allows 10,000 per region; {detail}). Delete identities the account no longer uses, or ask AWS for a higher quota, then change this SenderIdentity or the annotation {RETRY_ANNOTATION} to try again",
+                        location.region
+                    );
+                    let new = status::stalled(
+                        &prior,
+                        crate::crd::conditions::reasons::SES_QUOTA_EXCEEDED,
+                        &msg,
+                        generation,
+                        now,
+                    );
+                    let new = crate::crd::SenderIdentityStatus {
+                        observed_retry: retry,
+                        ..new
+                    };
+                    if new != prior {
+                        transition_events(si, ctx, &prior, &new).await;
+                        apply_status(api, si, &new).await?;
+                        ctx.wrote_status(&uid, &new);
+                    }
+                    return Ok(Action::await_change());
+                }
+                created => created?,
+            };
             pending_since = Some(now);
             attempts += 1;
             ctx.event(
@@ -402,8 +455,18 @@ async fn apply(
     // A generation never observed before has no DNSEndpoint of ours to take back.
     let spec_changed =
         prior.observed_generation.is_some() && generation != prior.observed_generation;
-    if new.dns_records != prior.dns_records || spec_changed {
-        dns_endpoint::reconcile(&ctx.client, si, &new.dns_records, spec_changed).await?;
+    let mut endpoint_failing = false;
+    if new.dns_records != prior.dns_records || spec_changed || status::dns_endpoint_failing(&prior)
+    {
+        let problem = write_dns_endpoint(si, ctx, &new.dns_records, spec_changed).await?;
+        endpoint_failing = problem.is_some();
+        status::dns_endpoint(
+            &mut new,
+            dns_endpoint::wanted(si),
+            problem.as_ref(),
+            generation,
+            now,
+        );
     }
     if needs_write(&prior, &new, now) {
         transition_events(si, ctx, &prior, &new).await;
@@ -420,7 +483,63 @@ async fn apply(
         now,
         id.is_domain(),
     );
+    let after = match (after, endpoint_failing) {
+        (Some(a), true) => Some(a.min(DNS_ENDPOINT_RETRY)),
+        (None, true) => Some(DNS_ENDPOINT_RETRY),
+        (a, false) => a,
+    };
     Ok(after.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// How soon a DNSEndpoint that could not be written (CRD missing, not permitted) is tried again.
+const DNS_ENDPOINT_RETRY: Duration = Duration::from_secs(300);
+
+/// Applies (or removes) the DNSEndpoint; a missing CRD or permission is not a failed
+/// reconcile but a problem to report (its reason and message), so the status — and with it
+/// where the SES identity lives — is still written.
+async fn write_dns_endpoint(
+    si: &SenderIdentity,
+    ctx: &Context,
+    records: &[crate::crd::sender_identity::DnsRecord],
+    spec_changed: bool,
+) -> Result<Option<(&'static str, String)>, Error> {
+    match dns_endpoint::reconcile(&ctx.client, si, records, spec_changed).await {
+        Ok(()) => Ok(None),
+        Err(e) => match dns_endpoint::unavailable(&e) {
+            Some(problem) => {
+                tracing::warn!(reason = problem.0, error = %e, "cannot write the DNSEndpoint");
+                Ok(Some(problem))
+            }
+            None => Err(e.into()),
+        },
+    }
+}
+
+/// A quiet identity whose DNSEndpoint could not be written: only that is tried again (no SES
+/// call). `Some` while it still fails, `None` once written (the status now says so).
+async fn retry_dns_endpoint(
+    si: &SenderIdentity,
+    api: &Api<SenderIdentity>,
+    ctx: &Context,
+    prior: &mut crate::crd::SenderIdentityStatus,
+    now: k8s_openapi::jiff::Timestamp,
+) -> Result<Option<Action>, Error> {
+    let problem = write_dns_endpoint(si, ctx, &prior.dns_records, false).await?;
+    let mut new = prior.clone();
+    status::dns_endpoint(
+        &mut new,
+        dns_endpoint::wanted(si),
+        problem.as_ref(),
+        si.metadata.generation,
+        now,
+    );
+    if new != *prior {
+        transition_events(si, ctx, prior, &new).await;
+        apply_status(api, si, &new).await?;
+        ctx.wrote_status(&si.uid().unwrap_or_default(), &new);
+        *prior = new;
+    }
+    Ok(problem.map(|_| Action::requeue(DNS_ENDPOINT_RETRY)))
 }
 
 /// Whether identities held before a move are to be released now: the one where the
@@ -469,11 +588,18 @@ async fn refresh_dns(
     let uid = si.uid().unwrap_or_default();
     ctx.set_checked(&uid, Some(now));
     if records != prior.dns_records {
-        dns_endpoint::reconcile(&ctx.client, si, &records, false).await?;
-        let new = crate::crd::SenderIdentityStatus {
+        let problem = write_dns_endpoint(si, ctx, &records, false).await?;
+        let mut new = crate::crd::SenderIdentityStatus {
             dns_records: records,
             ..prior.clone()
         };
+        status::dns_endpoint(
+            &mut new,
+            dns_endpoint::wanted(si),
+            problem.as_ref(),
+            si.metadata.generation,
+            now,
+        );
         apply_status(api, si, &new).await?;
         ctx.wrote_status(&uid, &new);
     }

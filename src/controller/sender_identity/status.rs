@@ -175,9 +175,7 @@ pub fn rejected(
     generation: Option<i64>,
     now: Timestamp,
 ) -> SenderIdentityStatus {
-    let mut s = prior.clone();
-    s.observed_generation = generation;
-    let now = Time(now);
+    let mut s = stalled(prior, reason, message, generation, now);
     set_condition(
         &mut s.conditions,
         condition(
@@ -186,11 +184,62 @@ pub fn rejected(
             reason,
             message,
             generation,
+            Time(now),
+        ),
+    );
+    s
+}
+
+/// The status of an accepted identity that cannot go further until someone acts (an SES quota
+/// reached): Ready False and Stalled; what SES last reported stays as it was.
+pub fn stalled(
+    prior: &SenderIdentityStatus,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> SenderIdentityStatus {
+    let mut s = prior.clone();
+    s.observed_generation = generation;
+    let ready = condition(types::READY, false, reason, message, generation, Time(now));
+    set_progress(&mut s.conditions, Progress::Stalled, &ready);
+    set_condition(&mut s.conditions, ready);
+    s
+}
+
+/// The status written before the identity is created in `location`, so that wherever the
+/// reconcile fails next, a deletion knows where to clean up: accepted, on its way.
+pub fn creating(
+    prior: &SenderIdentityStatus,
+    identity: &IdentityName,
+    location: &SesLocation,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> SenderIdentityStatus {
+    let mut s = prior.clone();
+    s.observed_generation = generation;
+    s.ses = Some(location.clone());
+    let now = Time(now);
+    set_condition(
+        &mut s.conditions,
+        condition(
+            types::ACCEPTED,
+            true,
+            reasons::ACCEPTED,
+            format!("{identity} may be verified in SES"),
+            generation,
             now.clone(),
         ),
     );
-    let ready = condition(types::READY, false, reason, message, generation, now);
-    set_progress(&mut s.conditions, Progress::Stalled, &ready);
+    let ready = condition(
+        types::READY,
+        false,
+        reasons::CREATING,
+        format!("creating {identity} in SES {}", location.region),
+        generation,
+        now,
+    );
+    set_progress(&mut s.conditions, Progress::Reconciling, &ready);
     set_condition(&mut s.conditions, ready);
     s
 }
@@ -221,6 +270,7 @@ pub fn transitions(prior: &SenderIdentityStatus, new: &SenderIdentityStatus) -> 
                 types::ACCEPTED,
                 types::VERIFIED,
                 types::DKIM_VERIFIED,
+                types::DNS_ENDPOINT_READY,
                 types::READY,
             ]
             .contains(&c.type_.as_str())
@@ -249,4 +299,58 @@ pub fn transitions(prior: &SenderIdentityStatus, new: &SenderIdentityStatus) -> 
         }
         None => changed.iter().map(|c| event(c, String::new())).collect(),
     }
+}
+
+/// Records how writing the DNSEndpoint went (`problem`: its reason and message) in the
+/// `DnsEndpointReady` condition, present only while ExternalDNS is asked for. While the
+/// identity is not verified, a DNSEndpoint that cannot be written is what holds it up, so Ready
+/// says so and the object is Stalled until someone acts.
+pub fn dns_endpoint(
+    s: &mut SenderIdentityStatus,
+    wanted: bool,
+    problem: Option<&(&'static str, String)>,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    if !wanted {
+        s.conditions
+            .retain(|c| c.type_ != types::DNS_ENDPOINT_READY);
+        return;
+    }
+    let now = Time(now);
+    let (ok, reason, message) = match problem {
+        None => (
+            true,
+            reasons::APPLIED,
+            "the DNSEndpoint holds the records for external-dns to publish".to_string(),
+        ),
+        Some((reason, message)) => (false, *reason, message.clone()),
+    };
+    set_condition(
+        &mut s.conditions,
+        condition(
+            types::DNS_ENDPOINT_READY,
+            ok,
+            reason,
+            message.clone(),
+            generation,
+            now.clone(),
+        ),
+    );
+    let ready = s
+        .conditions
+        .iter()
+        .any(|c| c.type_ == types::READY && c.status == "True");
+    if !ok && !ready {
+        let ready = condition(types::READY, false, reason, message, generation, now);
+        set_progress(&mut s.conditions, Progress::Stalled, &ready);
+        set_condition(&mut s.conditions, ready);
+    }
+}
+
+/// Whether the last attempt to write the DNSEndpoint failed (it is tried again).
+pub fn dns_endpoint_failing(s: &SenderIdentityStatus) -> bool {
+    s.conditions
+        .iter()
+        .any(|c| c.type_ == types::DNS_ENDPOINT_READY && c.status != "True")
 }
