@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use testbed::kube::{AdmissionPlugin, KubeOptions, KubeServer};
+use testbed::kube::{AdmissionPlugin, DEFAULT_KUBE_VERSION, KubeOptions, KubeServer, KubeVersion};
 
 #[derive(Parser)]
 #[command(
@@ -92,9 +92,40 @@ struct UpArgs {
     /// milliseconds late, so a client's cache of it fills late. Repeatable.
     #[arg(long = "slow-list", value_name = "RESOURCE=MILLISECONDS", value_parser = parse_slow_list)]
     slow_lists: Vec<(String, std::time::Duration)>,
-    /// Admission plugins to turn on, comma-separated (OwnerReferencesPermissionEnforcement).
+    /// Admission plugins to turn on besides the defaults, comma-separated
+    /// (OwnerReferencesPermissionEnforcement, on by default).
     #[arg(long, value_delimiter = ',')]
     enable_admission_plugins: Vec<AdmissionPlugin>,
+    /// Default admission plugins to turn off, comma-separated (e.g.
+    /// OwnerReferencesPermissionEnforcement, as kube-apiserver ships it).
+    #[arg(long, value_delimiter = ',')]
+    disable_admission_plugins: Vec<AdmissionPlugin>,
+    /// The Kubernetes version to claim, 1.MINOR: `/version` reports it and CRD CEL rules may
+    /// only call functions its API server accepts in new rules.
+    #[arg(long, value_name = "1.MINOR", default_value_t = DEFAULT_KUBE_VERSION)]
+    kube_version: KubeVersion,
+    /// Do not serve external-dns' DNSEndpoint CRD (requests for dnsendpoints get 404, as in
+    /// a cluster without external-dns).
+    #[arg(long)]
+    without_dnsendpoint_crd: bool,
+}
+
+/// The admission plugins on: the defaults, less `disable`, plus `enable`.
+fn admission_plugins(
+    enable: &[AdmissionPlugin],
+    disable: &[AdmissionPlugin],
+) -> Vec<AdmissionPlugin> {
+    let mut plugins: Vec<AdmissionPlugin> = KubeOptions::default()
+        .admission_plugins
+        .into_iter()
+        .filter(|p| !disable.contains(p))
+        .collect();
+    for p in enable {
+        if !plugins.contains(p) {
+            plugins.push(*p);
+        }
+    }
+    plugins
 }
 
 fn parse_slow_list(s: &str) -> Result<(String, std::time::Duration), String> {
@@ -202,7 +233,12 @@ async fn up(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     let kube = KubeServer::start(KubeOptions {
         addr: ([127, 0, 0, 1], args.kube_port).into(),
         crd_dirs,
-        admission_plugins: args.enable_admission_plugins,
+        admission_plugins: admission_plugins(
+            &args.enable_admission_plugins,
+            &args.disable_admission_plugins,
+        ),
+        kube_version: args.kube_version,
+        dns_endpoint_crd: !args.without_dnsendpoint_crd,
         audit_log: args.audit_log.map(|p| args.dir.join(p)),
         watch_drop_every: args.drop_watches_every.map(std::time::Duration::from_secs),
         slow_lists: args.slow_lists,

@@ -6,9 +6,12 @@
 use email_operator::openapi::{self, FieldError, FieldErrorKind};
 use serde_json::{Value, json};
 
+use super::cel_compile;
 use super::meta;
 use super::resources::{PrinterColumn, ResourceType, TypeKey};
 use super::state::Inner;
+use super::validation::go_quote;
+use super::version::KubeVersion;
 
 /// Parse a multi-document YAML (or JSON) file into its documents, skipping empty ones.
 pub fn parse_documents(text: &str) -> Result<Vec<Value>, String> {
@@ -214,9 +217,14 @@ fn structural_error(prefix: &str, violation: &str) -> FieldError {
 }
 
 /// Validate a CRD about to be stored and fill in its status like the apiextensions
-/// controllers do (names accepted, established, stored versions).
-pub fn prepare(crd: &mut Value) -> Result<(), Vec<FieldError>> {
+/// controllers do (names accepted, established, stored versions). `version` is the
+/// Kubernetes version claimed: its CEL environment decides which functions rules may call.
+pub fn prepare(crd: &mut Value, version: KubeVersion) -> Result<(), Vec<FieldError>> {
     types_from_crd(crd)?;
+    let rule_errors = cel_rule_errors(crd, version);
+    if !rule_errors.is_empty() {
+        return Err(rule_errors);
+    }
     let names = crd.pointer("/spec/names").cloned().unwrap_or(json!({}));
     let stored: Vec<Value> = crd
         .pointer("/spec/versions")
@@ -239,6 +247,99 @@ pub fn prepare(crd: &mut Value) -> Result<(), Vec<FieldError>> {
         ],
     });
     Ok(())
+}
+
+/// Every `x-kubernetes-validations` rule and `messageExpression` of every version's schema,
+/// compiled against the CEL environment kube-apiserver uses for new rules at `version`
+/// ([`cel_compile::compile`]); a rule calling an undeclared function is refused as
+/// apiextensions-apiserver's `ValidateCustomResourceDefinitionOpenAPISchema` refuses it.
+fn cel_rule_errors(crd: &Value, version: KubeVersion) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let versions = crd
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for (i, v) in versions.iter().enumerate() {
+        if let Some(schema) = v.pointer("/schema/openAPIV3Schema") {
+            let path = format!("spec.versions[{i}].schema.openAPIV3Schema");
+            schema_rule_errors(schema, &path, version, &mut errors);
+        }
+    }
+    errors
+}
+
+fn schema_rule_errors(node: &Value, path: &str, version: KubeVersion, out: &mut Vec<FieldError>) {
+    let rules = node
+        .get("x-kubernetes-validations")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for (i, rule) in rules.iter().enumerate() {
+        let at = format!("{path}.x-kubernetes-validations[{i}]");
+        let text = |k: &str| {
+            rule.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        // apiextensions-apiserver pkg/apiserver/schema/cel/compilation.go: "compilation
+        // failed: " + the cel-go issues; a blank rule is not compiled.
+        let expr = text("rule");
+        if !expr.trim().is_empty()
+            && let Some(issues) = cel_compile::compile(&expr, version)
+        {
+            out.push(invalid(
+                &format!("{at}.rule"),
+                format!(
+                    "Invalid value: {}: compilation failed: {issues}",
+                    go_validation_rule(rule)
+                ),
+            ));
+        }
+        let message_expr = text("messageExpression");
+        if !message_expr.trim().is_empty()
+            && let Some(issues) = cel_compile::compile(&message_expr, version)
+        {
+            out.push(invalid(
+                &format!("{at}.messageExpression"),
+                format!(
+                    "Invalid value: {}: messageExpression compilation failed: {issues}",
+                    go_validation_rule(rule)
+                ),
+            ));
+        }
+    }
+    if let Some(props) = node.get("properties").and_then(Value::as_object) {
+        for (k, child) in props {
+            schema_rule_errors(child, &format!("{path}.properties[{k}]"), version, out);
+        }
+    }
+    for key in ["items", "additionalProperties"] {
+        if let Some(child) = node.get(key).filter(|c| c.is_object()) {
+            schema_rule_errors(child, &format!("{path}.{key}"), version, out);
+        }
+    }
+}
+
+/// `%#v` of an `apiextensions.ValidationRule` (1.29 fields; pointers shown by value).
+fn go_validation_rule(rule: &Value) -> String {
+    let q = |k: &str| go_quote(rule.get(k).and_then(Value::as_str).unwrap_or(""));
+    let reason = match rule.get("reason").and_then(Value::as_str) {
+        Some(r) => format!("(*apiextensions.FieldValueErrorReason)({})", go_quote(r)),
+        None => "(*apiextensions.FieldValueErrorReason)(nil)".into(),
+    };
+    let optional = match rule.get("optionalOldSelf").and_then(Value::as_bool) {
+        Some(b) => format!("(*bool)({b})"),
+        None => "(*bool)(nil)".into(),
+    };
+    format!(
+        "apiextensions.ValidationRule{{Rule:{}, Message:{}, MessageExpression:{}, Reason:{reason}, FieldPath:{}, OptionalOldSelf:{optional}}}",
+        q("rule"),
+        q("message"),
+        q("messageExpression"),
+        q("fieldPath")
+    )
 }
 
 /// Serve the types of a stored CRD (replacing the ones it defined before).

@@ -9,12 +9,14 @@ use serde_json::{Value, json};
 
 use super::resources::ResourceType;
 use super::state::Inner;
+use super::version::KubeVersion;
 
-pub fn version() -> Value {
+/// `/version`, for the Kubernetes version the stand-in claims.
+pub fn version(v: KubeVersion) -> Value {
     json!({
-        "major": "1",
-        "minor": "34",
-        "gitVersion": "v1.34.0-testbed",
+        "major": v.major.to_string(),
+        "minor": v.minor.to_string(),
+        "gitVersion": v.git_version(),
         "gitCommit": "0000000000000000000000000000000000000000",
         "gitTreeState": "clean",
         "buildDate": "2026-01-01T00:00:00Z",

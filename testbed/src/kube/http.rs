@@ -395,7 +395,10 @@ fn dispatch(ctx: &Ctx, route: Route) -> ApiResult<Reply> {
             .ok_or_else(ApiError::no_route)
     };
     match route {
-        Route::Version => Ok(Reply::Json(200, discovery::version())),
+        Route::Version => Ok(Reply::Json(
+            200,
+            discovery::version(ctx.state.lock().kube_version),
+        )),
         Route::Health => Ok(Reply::Json(200, Value::String("ok".into()))),
         Route::CoreVersions => Ok(Reply::Json(200, discovery::core_versions())),
         Route::GroupList => Ok(Reply::Json(200, discovery::group_list(&ctx.state.lock()))),

@@ -98,30 +98,3 @@ pub fn random_suffix() -> String {
         .map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char)
         .collect()
 }
-
-/// RFC 1123 subdomain check for `metadata.name` (`dns_label` for namespaces).
-pub fn name_problem(name: &str, dns_label: bool) -> Option<String> {
-    let max = if dns_label { 63 } else { 253 };
-    if name.len() > max {
-        return Some(format!("must be no more than {max} characters"));
-    }
-    let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-    };
-    let ok = if dns_label {
-        label_ok(name)
-    } else {
-        name.split('.').all(label_ok)
-    };
-    if ok {
-        None
-    } else if dns_label {
-        Some("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')".into())
-    } else {
-        Some("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')".into())
-    }
-}

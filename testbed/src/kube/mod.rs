@@ -4,6 +4,10 @@
 //! `kube::runtime::Controller` and `kubectl` to work unmodified: discovery, get/list/watch,
 //! create/update/patch (merge, JSON patch, server-side apply)/delete, the status subresource,
 //! finalizers, owner-reference garbage collection, CRD schema + CEL admission, and Tables.
+//! It refuses what kube-apiserver refuses: object metadata of every kind is validated on
+//! every write (`validation.rs`), Events by the events.k8s.io/v1 rules, and CRD CEL rules may
+//! only call functions of the CEL environment of the Kubernetes version it claims
+//! ([`KubeOptions::kube_version`], `cel_env.rs`).
 //! Requests are authenticated by bearer token (the admin's static token, or minted
 //! ServiceAccount tokens) and authorized by RBAC against the stored roles and bindings; an
 //! optional audit log records who did what.
@@ -15,10 +19,14 @@ mod apply;
 mod audit;
 mod authn;
 mod builtin;
+mod cel_compile;
+mod cel_env;
 mod crd;
 mod delete;
 mod discovery;
 mod error;
+mod event_validation;
+mod formats;
 mod gc;
 mod http;
 mod jsonpath;
@@ -37,6 +45,8 @@ mod state;
 mod store;
 mod table;
 mod token;
+mod validation;
+mod version;
 mod watch;
 mod write;
 
@@ -53,6 +63,7 @@ pub use authn::{ADMIN_TOKEN, ADMIN_USER, Anonymous, UserInfo, service_account_us
 pub use error::ApiError;
 pub use owner_refs::AdmissionPlugin;
 pub use state::State;
+pub use version::{DEFAULT_KUBE_VERSION, KubeVersion};
 
 /// How to run the stand-in.
 #[derive(Debug, Clone)]
@@ -68,8 +79,17 @@ pub struct KubeOptions {
     /// Who a request without a bearer token is: the admin (default) or, as kube-apiserver
     /// with `--anonymous-auth`, `system:anonymous` under RBAC.
     pub anonymous: Anonymous,
-    /// Admission plugins to turn on, like kube-apiserver's `--enable-admission-plugins`.
+    /// Admission plugins that are on. The default holds
+    /// `OwnerReferencesPermissionEnforcement`, as on hardened clusters and OpenShift; remove
+    /// it like kube-apiserver's `--disable-admission-plugins` to accept any owner reference.
     pub admission_plugins: Vec<AdmissionPlugin>,
+    /// The Kubernetes version claimed: reported by `/version`, and the CEL environment CRD
+    /// validation rules compile against (kube-apiserver compiles new rules with the previous
+    /// minor's). Default [`DEFAULT_KUBE_VERSION`], the chart's minimum.
+    pub kube_version: KubeVersion,
+    /// Serve external-dns' `DNSEndpoint` CRD (default), as in a cluster running external-dns;
+    /// without it, requests for `dnsendpoints` get the 404 of an unknown resource.
+    pub dns_endpoint_crd: bool,
     /// Append an audit log (JSON lines, `audit.k8s.io/v1` Events at level Metadata) here.
     pub audit_log: Option<PathBuf>,
     /// Fault injection: end every watch after this long, as an API server restart or a load
@@ -88,7 +108,9 @@ impl Default for KubeOptions {
             history: 10_000,
             bookmark_interval: Duration::from_secs(5),
             anonymous: Anonymous::default(),
-            admission_plugins: Vec::new(),
+            admission_plugins: vec![AdmissionPlugin::OwnerReferencesPermissionEnforcement],
+            kube_version: DEFAULT_KUBE_VERSION,
+            dns_endpoint_crd: true,
             audit_log: None,
             watch_drop_every: None,
             slow_lists: Vec::new(),

@@ -1,6 +1,7 @@
-//! The `OwnerReferencesPermissionEnforcement` admission plugin (off unless
-//! `KubeOptions::admission_plugins` enables it, as in kube-apiserver; OpenShift and many
-//! hardened clusters turn it on):
+//! The `OwnerReferencesPermissionEnforcement` admission plugin (on by default in the
+//! stand-in, as on OpenShift and many hardened clusters, so an operator's RBAC is tested
+//! against the stricter setting; kube-apiserver itself ships it off — remove it from
+//! `KubeOptions::admission_plugins`, or `testbed up --disable-admission-plugins`, for that):
 //!
 //! * changing an existing object's `ownerReferences` needs `delete` on that object;
 //! * setting `blockOwnerDeletion: true` on a reference (new, or newly blocking) needs

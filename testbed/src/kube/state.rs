@@ -14,6 +14,7 @@ use super::error::{ApiError, ApiResult};
 use super::owner_refs::AdmissionPlugin;
 use super::resources::{self, ResourceType, TypeKey};
 use super::store::Store;
+use super::version::KubeVersion;
 use super::{KubeOptions, crd, meta, rbac, write};
 
 pub struct State {
@@ -37,6 +38,8 @@ pub struct Inner {
     pub anonymous: Anonymous,
     /// The `OwnerReferencesPermissionEnforcement` admission plugin is on.
     pub owner_references_enforced: bool,
+    /// The Kubernetes version claimed (`/version`, the CEL environment of CRD rules).
+    pub kube_version: KubeVersion,
 }
 
 impl State {
@@ -51,6 +54,7 @@ impl State {
             owner_references_enforced: opts
                 .admission_plugins
                 .contains(&AdmissionPlugin::OwnerReferencesPermissionEnforcement),
+            kube_version: opts.kube_version,
         };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let ns_type = inner.builtin("", "namespaces");
@@ -68,8 +72,11 @@ impl State {
                 let _ = write::create(&mut inner, &rt, "", obj, &write::WriteOpts::system());
             }
         }
-        // external-dns' DNSEndpoint is always served, as in a cluster running external-dns.
-        let _ = inner.install_crd(crd::dns_endpoint_crd());
+        // external-dns' DNSEndpoint is served, as in a cluster running external-dns, unless
+        // turned off (then `dnsendpoints` is an unknown resource, as without external-dns).
+        if opts.dns_endpoint_crd {
+            let _ = inner.install_crd(crd::dns_endpoint_crd());
+        }
         Self {
             inner: Mutex::new(inner),
             bookmark_interval: opts.bookmark_interval,

@@ -13,8 +13,11 @@
 //!   [`super::admission`]; writes by a user then go through the optional
 //!   `OwnerReferencesPermissionEnforcement` plugin ([`super::owner_refs`]); deletion is in
 //!   [`super::delete`];
-//! * RBAC objects take path-segment names (`system:discovery`) and a binding's `roleRef`
-//!   cannot change.
+//! * object metadata is validated on create and on every update before admission (names
+//!   per kind: RBAC objects take path-segment names such as `system:discovery`, namespaces
+//!   DNS labels, everything else DNS subdomains; labels, annotations, owner references,
+//!   finalizers; Events' own rules), see [`super::validation`];
+//! * a binding's `roleRef` cannot change.
 
 use serde_json::{Value, json};
 
@@ -24,7 +27,10 @@ use super::authn::UserInfo;
 use super::error::{ApiError, ApiResult, Subject};
 use super::resources::ResourceType;
 use super::state::{Inner, NamespaceState};
-use super::{admission, apply, builtin, crd, meta, owner_refs};
+use super::{admission, apply, builtin, crd, meta, owner_refs, validation};
+
+/// apiserver pkg/storage/names/generate.go `MaxGeneratedNameLength`.
+const MAX_GENERATED_NAME_LENGTH: usize = 63 - 5;
 
 /// Who writes, and whether to persist.
 #[derive(Debug, Clone)]
@@ -161,24 +167,20 @@ pub fn create_with(
                 "Required value: name or generateName is required".into(),
             ));
         }
-        name = format!("{generate}{}", meta::random_suffix());
+        // apiserver pkg/storage/names/generate.go: the prefix is cut to
+        // MaxGeneratedNameLength (63 - 5) before the random suffix is appended.
+        let base: String = generate.chars().take(MAX_GENERATED_NAME_LENGTH).collect();
+        name = format!("{base}{}", meta::random_suffix());
         while inner.store.get(&rt.key(), ns, &name).is_some() {
-            name = format!("{generate}{}", meta::random_suffix());
+            name = format!("{base}{}", meta::random_suffix());
         }
     }
-    let name_problem = if rt.group == super::rbac::GROUP {
-        path_segment_problem(&name)
-    } else {
-        meta::name_problem(&name, rt.plural == "namespaces")
-    };
-    if let Some(problem) = name_problem {
-        return Err(field_invalid(
-            rt,
-            &name,
-            "metadata.name",
-            FieldErrorKind::Invalid,
-            format!("Invalid value: {name:?}: {problem}"),
-        ));
+    // Object metadata (and Event) validation, as the registry's BeforeCreate runs it: before
+    // the namespace lifecycle check and any admission.
+    meta::meta_mut(obj).insert("name".into(), json!(name));
+    let errors = validation::validate_create(rt, obj);
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(&rt.kind, &subject(rt, &name), &errors));
     }
     if rt.namespaced {
         match inner.namespace_state(ns) {
@@ -228,7 +230,7 @@ pub fn create_with(
     builtin::on_create(rt, obj, &name);
     let is_crd = is_crd_type(rt);
     if is_crd {
-        crd::prepare(obj)
+        crd::prepare(obj, inner.kube_version)
             .map_err(|errs| ApiError::invalid(&rt.kind, &subject(rt, &name), &errs))?;
     }
     let mut admitted = admission::admit(rt, &name, obj, None, opts.strict)?;
@@ -329,6 +331,7 @@ pub fn commit(
     {
         return Err(ApiError::stale(&subject(rt, &name)));
     }
+    let body_uid = meta::str_field(&new, "uid").map(str::to_string);
     let old_meta = meta::meta(old).cloned().unwrap_or_default();
     let keep_managed = !prepared_fields
         || meta::meta(&new)
@@ -415,10 +418,15 @@ pub fn commit(
             ));
         }
     }
+    // ValidateObjectMetaAccessorUpdate (and the Event update rules), before admission.
+    let errors = validation::validate_update(rt, old, &new, body_uid.as_deref());
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(&rt.kind, &subject(rt, &name), &errors));
+    }
     builtin::on_write(rt, &mut new);
     let is_crd = is_crd_type(rt);
     if is_crd {
-        crd::prepare(&mut new)
+        crd::prepare(&mut new, inner.kube_version)
             .map_err(|errs| ApiError::invalid(&rt.kind, &subject(rt, &name), &errs))?;
     }
     let mut new = admission::admit(rt, &name, &new, Some(old), opts.strict)?;
@@ -486,17 +494,6 @@ fn go_role_ref(r: Option<&Value>) -> String {
         f("kind"),
         f("name")
     )
-}
-
-/// kube-apiserver's `path.IsValidPathSegmentName`, the rule for RBAC object names.
-fn path_segment_problem(name: &str) -> Option<String> {
-    if name == "." || name == ".." {
-        return Some(format!("may not be '{name}'"));
-    }
-    ["/", "%"]
-        .iter()
-        .find(|c| name.contains(*c))
-        .map(|c| format!("may not contain '{c}'"))
 }
 
 /// Whether anything outside `metadata` (and `status`, with the subresource) differs.
