@@ -310,6 +310,7 @@ fn run(args: RunArgs) -> ExitCode {
             windows: controller::sender_identity::step::Windows {
                 pending_min: args.pending_recheck_min,
                 pending_max: args.pending_recheck_max.max(args.pending_recheck_min),
+                mail_from_every: args.verified_recheck_interval,
                 ..Default::default()
             },
             default_relay: args.default_relay_secret.clone(),

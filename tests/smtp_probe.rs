@@ -134,6 +134,26 @@ async fn a_wrong_password_is_bad_credentials() {
 }
 
 #[tokio::test]
+async fn auth_offered_only_after_starttls_asks_for_starttls_not_the_password() {
+    let Some(s) = smtp_server("starttls-auth", &[]) else {
+        return;
+    };
+    let t = Target {
+        start_tls: false,
+        ..target(s.port)
+    };
+    let failure = assert_reason(
+        prober().probe(&t).await,
+        "StartTlsRequired",
+        "startTls: true",
+    );
+    assert!(
+        !failure.condition_message().contains("password"),
+        "{failure}"
+    );
+}
+
+#[tokio::test]
 async fn mail_from_without_auth_is_authentication_required() {
     let Some(s) = smtp_server("auth-required", &[]) else {
         return;

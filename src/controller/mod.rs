@@ -5,6 +5,7 @@
 //! account and region, DNS lookups, the clock, Events, and status writes by server-side apply.
 
 pub mod email_settings;
+pub mod events;
 pub mod index;
 pub mod leader;
 pub mod recheck;
@@ -17,10 +18,10 @@ use crate::crd::{EmailSettings, SenderIdentity};
 use crate::dns::lookup::HickoryLookup;
 use crate::ses::aws::AwsSes;
 use crate::ses::limiter::RateLimiter;
+use events::Reporter;
 use index::NamespaceIndex;
 use kube::api::{Patch, PatchParams};
 use kube::core::DeserializeGuard;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -307,6 +308,12 @@ impl Context {
     }
 
     /// Publishes an Event about `obj`; a failure to publish is logged, never fatal.
+    ///
+    /// Not through kube's `Recorder`: it keeps every Event of the last 6 minutes and scans them
+    /// all on each publish (O(N²) while thousands of identities converge), folds Events of one
+    /// reason into a series that shows only the first message, and names Events so that long
+    /// object names make them invalid (see [`events`]). Ours are published on transitions only,
+    /// so there is nothing to fold.
     pub async fn event<K: Resource<DynamicType = ()>>(
         &self,
         obj: &K,
@@ -314,23 +321,15 @@ impl Context {
         reason: &str,
         note: String,
     ) {
-        let ev = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: reason.to_string(),
-            note: Some(note.chars().take(1000).collect()),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        // A recorder per Event: kube's keeps every Event of the last 6 minutes and scans them
-        // all on each publish (O(N²) while thousands of identities converge), and folds Events
-        // of one reason into a series that shows only the first message. Ours are published
-        // on transitions only, so there is nothing to fold.
-        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
-        if let Err(e) = recorder.publish(&ev, &obj.object_ref(&())).await {
+        let event = events::build(
+            &self.reporter,
+            &obj.object_ref(&()),
+            warning,
+            reason,
+            &note,
+            k8s_openapi::jiff::Timestamp::now(),
+        );
+        if let Err(e) = events::publish(&self.client, &event).await {
             tracing::warn!(error = %e, reason, "could not publish an Event");
         }
     }

@@ -21,6 +21,10 @@ pub mod types {
     pub const VERIFIED: &str = "Verified";
     /// SES reports Easy DKIM verified for the identity.
     pub const DKIM_VERIFIED: &str = "DkimVerified";
+    /// SES found the custom MAIL FROM domain's MX record (only with `mailFromDomain`).
+    pub const MAIL_FROM_VERIFIED: &str = "MailFromVerified";
+    /// SES generates the DKIM key length the spec asks for (only with `dkim.keyLength`).
+    pub const DKIM_KEY_LENGTH_APPLIED: &str = "DkimKeyLengthApplied";
     /// The DNSEndpoint holding the records is written (only with `dns.provider: ExternalDNS`).
     pub const DNS_ENDPOINT_READY: &str = "DnsEndpointReady";
     /// kstatus: work is in progress and will finish without anyone acting (present only
@@ -60,8 +64,13 @@ pub mod reasons {
     pub const DNS_ENDPOINT_CRD_NOT_INSTALLED: &str = "DnsEndpointCrdNotInstalled";
     /// `dns.provider: ExternalDNS` but the operator may not write DNSEndpoints (RBAC).
     pub const DNS_ENDPOINT_FORBIDDEN: &str = "DnsEndpointForbidden";
-    /// The DNSEndpoint holds the records.
+    /// The DNSEndpoint holds the records; SES uses the DKIM key length asked for.
     pub const APPLIED: &str = "Applied";
+    /// SES cannot find the MAIL FROM domain's MX record, or it was removed: mail falls back to
+    /// the amazonses.com MAIL FROM domain and loses SPF alignment.
+    pub const MAIL_FROM_FAILED: &str = "MailFromFailed";
+    /// SES allows the DKIM key length to change once a day: the change waits.
+    pub const KEY_LENGTH_CHANGE_DEFERRED: &str = "KeyLengthChangeDeferred";
     /// The SES identity is being created (its location is recorded first, for cleanup).
     pub const CREATING: &str = "Creating";
     /// SES refused to create the identity: the account's identity quota in the region (10,000)
@@ -78,6 +87,8 @@ pub mod reasons {
     pub const READ_TIMEOUT: &str = "ReadTimeout";
     pub const TLS_UPGRADE_FAILED: &str = "TlsUpgradeFailed";
     pub const SENDER_REJECTED: &str = "SenderRejected";
+    /// The server authenticates only after STARTTLS, and `startTls` is false.
+    pub const START_TLS_REQUIRED: &str = "StartTlsRequired";
     /// `delivery: Default` but the operator was started without a default relay.
     pub const DEFAULT_RELAY_NOT_CONFIGURED: &str = "DefaultRelayNotConfigured";
     /// The default relay Secret is missing or lacks a key.
@@ -94,6 +105,9 @@ pub mod reasons {
     pub const PUBLISHED: &str = "Published";
     /// A Secret of the output name exists and was not published by this EmailSettings.
     pub const OUTPUT_SECRET_NOT_OWNED: &str = "OutputSecretNotOwned";
+    /// The output Secret belongs to an earlier EmailSettings of the same name, deleted: it is
+    /// waited for the garbage collector to delete, not taken over.
+    pub const OUTPUT_SECRET_OF_PREDECESSOR: &str = "OutputSecretOfPredecessor";
     /// No verified SenderIdentity of the EmailSettings covers its `from` address.
     pub const SENDER_NOT_VERIFIED: &str = "SenderNotVerified";
     /// A verified SenderIdentity covers the `from` address.

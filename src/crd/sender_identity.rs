@@ -182,6 +182,17 @@ pub struct SenderIdentityStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified_for_sending: Option<bool>,
 
+    /// SES status of the custom MAIL FROM domain: Pending, Success, Failed or
+    /// TemporaryFailure. Failed means SES cannot find its MX record (or it was removed): mail
+    /// then leaves with amazonses.com as MAIL FROM and SPF no longer aligns with the domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mail_from_status: Option<String>,
+
+    /// When the operator last changed the DKIM key length SES generates next. SES allows that
+    /// at most once a day, so a further change waits until a day after this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dkim_key_length_changed_time: Option<Time>,
+
     /// The DNS records to publish for this identity.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns_records: Vec<DnsRecord>,

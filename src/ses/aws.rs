@@ -157,6 +157,7 @@ fn created_details(
         signing_hosted_zone: zone,
         verified_for_sending: verified,
         mail_from_domain: None,
+        mail_from_status: None,
         next_key_length: dkim
             .and_then(|d| d.next_signing_key_length())
             .map(|l| l.as_str().to_string()),
@@ -224,6 +225,10 @@ impl SesApi for AwsSes {
                 .mail_from_attributes()
                 .map(|m| m.mail_from_domain().to_string())
                 .filter(|d| !d.is_empty()),
+            mail_from_status: out
+                .mail_from_attributes()
+                .filter(|m| !m.mail_from_domain().is_empty())
+                .map(|m| m.mail_from_domain_status().as_str().to_string()),
             next_key_length: dkim
                 .and_then(|d| d.next_signing_key_length())
                 .map(|l| l.as_str().to_string()),

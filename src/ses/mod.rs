@@ -93,6 +93,8 @@ pub struct IdentityDetails {
     pub signing_hosted_zone: Option<String>,
     pub verified_for_sending: bool,
     pub mail_from_domain: Option<String>,
+    /// `PENDING`, `SUCCESS`, `FAILED` or `TEMPORARY_FAILURE`, when a MAIL FROM domain is set.
+    pub mail_from_status: Option<String>,
     pub next_key_length: Option<String>,
     pub tags: Vec<(String, String)>,
 }

@@ -26,6 +26,9 @@ pub enum Failure {
     TlsUpgradeFailed(String),
     #[error("Sender rejected: {0}")]
     SenderRejected(String),
+    /// The server authenticates only over TLS, offers STARTTLS, and `startTls` is false.
+    #[error("Authentication requires STARTTLS: {0}")]
+    StartTlsRequired(String),
 }
 
 impl Failure {
@@ -41,6 +44,7 @@ impl Failure {
             Self::ReadTimeout(_) => reasons::READ_TIMEOUT,
             Self::TlsUpgradeFailed(_) => reasons::TLS_UPGRADE_FAILED,
             Self::SenderRejected(_) => reasons::SENDER_REJECTED,
+            Self::StartTlsRequired(_) => reasons::START_TLS_REQUIRED,
         }
     }
 
@@ -65,6 +69,9 @@ impl Failure {
             }
             Self::SenderRejected(_) => {
                 "Enable relaying for the from address on the SMTP server, or use an address the server accepts as sender."
+            }
+            Self::StartTlsRequired(_) => {
+                "Set externalSmtp.startTls: true: the server offers authentication only on a connection upgraded with STARTTLS."
             }
         }
     }

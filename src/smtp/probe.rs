@@ -222,6 +222,17 @@ impl LettreProber {
                     true,
                 ),
             };
+            // Offering STARTTLS and no mechanism before it means AUTH comes only after the
+            // upgrade: say that, rather than blame the credentials.
+            let offered = mechanisms
+                .iter()
+                .any(|m| conn.server_info().supports_auth_mechanism(*m));
+            if !offered && path == ConnectionPath::Plain && conn.can_starttls() {
+                conn.abort().await;
+                return Err(Failure::StartTlsRequired(format!(
+                    "{host}:{port} offers STARTTLS and no authentication before it"
+                )));
+            }
             match timeout_at(deadline, conn.auth(mechanisms, &credentials)).await {
                 Err(_) => return Err(read_timeout("answer AUTH")),
                 Ok(Err(e)) => return Err(classify_auth(&e, oauth, host, port)),

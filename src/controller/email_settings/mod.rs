@@ -218,11 +218,17 @@ async fn reconcile_inner(es: &EmailSettings, ctx: &Context) -> Result<Action, Er
         .as_ref()
         .filter(|s| publish::is_ours(s, es))
         .map(|s| Published::of(s));
-    let mut publish_problem = match &existing {
-        Some(_) if published.is_none() => Some(Problem {
+    let mut publish_problem = match existing.as_ref().map(|s| publish::ownership(s, es)) {
+        Some(publish::Ownership::Foreign) => Some(Problem {
             reason: reasons::OUTPUT_SECRET_NOT_OWNED,
             message: format!(
                 "Secret {out_name} exists and was not published by this EmailSettings; it is left alone: delete it or set spec.outputSecretName"
+            ),
+        }),
+        Some(publish::Ownership::Predecessor) => Some(Problem {
+            reason: reasons::OUTPUT_SECRET_OF_PREDECESSOR,
+            message: format!(
+                "Secret {out_name} was published by an earlier EmailSettings of this name, since deleted; the garbage collector deletes it with its owner, then this EmailSettings publishes its own"
             ),
         }),
         _ => None,

@@ -17,8 +17,30 @@ pub const VALIDATED_GENERATION: &str = "email.ops.dev/validated-generation";
 pub const VALIDATED_AT: &str = "email.ops.dev/validated-at";
 /// Annotation: the fingerprint of the inputs (settings and referenced Secrets) that passed.
 pub const INPUTS_HASH: &str = "email.ops.dev/inputs-hash";
-/// Label: the EmailSettings that publishes the Secret.
+/// Label and annotation: the EmailSettings that publishes the Secret. The annotation holds its
+/// name; the label, for selecting, the name when it fits a label value (see [`label_value`]).
 pub const SETTINGS_LABEL: &str = "email.ops.dev/email-settings";
+
+/// A label value standing for an object name: the name itself when it has at most 63
+/// characters (a label value's limit; a name is a DNS subdomain, so its characters fit),
+/// otherwise its first 52 characters and a 10-digit digest of the whole, so distinct names keep
+/// distinct values (apimachinery `pkg/util/validation`, `IsValidLabelValue`).
+pub fn label_value(name: &str) -> String {
+    const MAX: usize = 63;
+    if name.len() <= MAX {
+        return name.to_string();
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, name.as_bytes());
+    let hex: String = digest.as_ref()[..5]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let head = name
+        .get(..MAX - hex.len() - 1)
+        .unwrap_or(name)
+        .trim_end_matches(['.', '-']);
+    format!("{head}-{hex}")
+}
 
 /// A digest of everything the connection test depends on, secrets included (as a digest: it is
 /// stored only on the Secret itself, next to the values it digests).
@@ -165,14 +187,43 @@ impl Published {
     }
 }
 
-/// Whether `secret` was published for `es`: it carries an owner reference to an EmailSettings
-/// of the same name (a re-created EmailSettings takes over its predecessor's Secret).
-pub fn is_ours(secret: &Secret, es: &EmailSettings) -> bool {
-    secret.owner_references().iter().any(|o| {
+/// Who published an existing output Secret, as far as `es` is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership {
+    /// `es` did: it is the Secret's owner.
+    Ours,
+    /// An earlier EmailSettings of the same name, since deleted and created again: the
+    /// garbage collector deletes the Secret with its owner. It is not taken over: changing an
+    /// object's owner references needs `delete` on it where `OwnerReferencesPermissionEnforcement`
+    /// is on (OpenShift and many hardened clusters), which the operator is not granted.
+    Predecessor,
+    /// Someone else's.
+    Foreign,
+}
+
+/// Whose `secret` is (see [`Ownership`]).
+pub fn ownership(secret: &Secret, es: &EmailSettings) -> Ownership {
+    let same_name = |o: &&k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference| {
         o.kind == "EmailSettings"
             && o.api_version.starts_with(crate::crd::GROUP)
             && o.name == es.name_any()
-    })
+    };
+    let owners: Vec<_> = secret.owner_references().iter().filter(same_name).collect();
+    if owners.is_empty() {
+        Ownership::Foreign
+    } else if es
+        .uid()
+        .is_none_or(|uid| owners.iter().any(|o| o.uid == uid))
+    {
+        Ownership::Ours
+    } else {
+        Ownership::Predecessor
+    }
+}
+
+/// Whether `secret` was published for `es`.
+pub fn is_ours(secret: &Secret, es: &EmailSettings) -> bool {
+    ownership(secret, es) == Ownership::Ours
 }
 
 /// The Secret as applied by server-side apply: data, labels, annotations and the controlling
@@ -202,9 +253,10 @@ pub fn manifest(
             "namespace": es.namespace(),
             "labels": {
                 "app.kubernetes.io/managed-by": "email-operator",
-                SETTINGS_LABEL: es.name_any(),
+                SETTINGS_LABEL: label_value(&es.name_any()),
             },
             "annotations": {
+                SETTINGS_LABEL: es.name_any(),
                 VALIDATED_GENERATION: generation.to_string(),
                 VALIDATED_AT: validated_at.to_string(),
                 INPUTS_HASH: inputs_hash,

@@ -291,6 +291,7 @@ pub fn compute(prior: &EmailSettingsStatus, i: &Inputs) -> EmailSettingsStatus {
         reasons::CONNECT_TIMEOUT,
         reasons::READ_TIMEOUT,
         reasons::SENDER_NOT_VERIFIED,
+        reasons::OUTPUT_SECRET_OF_PREDECESSOR,
         "Publishing",
         "Testing",
     ]

@@ -293,6 +293,46 @@ fn the_manifest_is_owned_and_annotated() {
     let mut stranger = secret.clone();
     stranger.metadata.owner_references = None;
     assert!(!publish::is_ours(&stranger, &es));
+    assert_eq!(
+        publish::ownership(&stranger, &es),
+        publish::Ownership::Foreign
+    );
+    // Deleted and created again: the Secret of the earlier one is not ours to take over.
+    let mut recreated = es.clone();
+    recreated.metadata.uid = Some("u2".into());
+    assert_eq!(
+        publish::ownership(&secret, &recreated),
+        publish::Ownership::Predecessor
+    );
+    assert!(!publish::is_ours(&secret, &recreated));
+}
+
+#[test]
+fn the_settings_label_is_a_valid_label_value_for_any_name() {
+    let valid = |v: &str| {
+        v.len() <= 63
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            && v.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+            && v.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
+    };
+    assert_eq!(publish::label_value("notifications"), "notifications");
+    let at_limit = "a".repeat(63);
+    assert_eq!(publish::label_value(&at_limit), at_limit);
+    let long = format!("{}.{}", "a".repeat(51), "b".repeat(148));
+    let other = format!("{}.{}", "a".repeat(51), "c".repeat(148));
+    let (l, o) = (publish::label_value(&long), publish::label_value(&other));
+    assert!(valid(&l) && valid(&o), "{l} {o}");
+    assert_ne!(l, o, "distinct names, distinct labels");
+
+    let mut es = es(EXTERNAL);
+    es.metadata.name = Some(long.clone());
+    let m = publish::manifest(&es, &BTreeMap::new(), 1, at(0), "sha256:abc");
+    assert_eq!(m["metadata"]["labels"][publish::SETTINGS_LABEL], l.as_str());
+    assert_eq!(
+        m["metadata"]["annotations"][publish::SETTINGS_LABEL],
+        long.as_str()
+    );
 }
 
 // status

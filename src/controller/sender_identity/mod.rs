@@ -208,14 +208,12 @@ async fn apply(
         && !release_due(&prior, settings.as_deref());
     let due_in = match (&checked_at, &last_status) {
         (Some(checked), Some(st)) if quiet => {
-            let next = next_read(
-                ctx,
-                st,
-                prior.pending_since.as_ref().map(|t| t.0),
-                now,
-                id.is_domain(),
-            );
-            next.map(|n| n.saturating_sub(now.duration_since(*checked).unsigned_abs()))
+            let next = next_read(ctx, st, &prior, now, id.is_domain());
+            let reads = next.map(|n| n.saturating_sub(now.duration_since(*checked).unsigned_abs()));
+            [reads, key_length_due(ctx, &prior, now)]
+                .into_iter()
+                .flatten()
+                .min()
         }
         _ => Some(Duration::ZERO),
     };
@@ -247,6 +245,7 @@ async fn apply(
     let mut details = get(&ses, &name).await?;
     let mut pending_since = prior.pending_since.as_ref().map(|t| t.0);
     let mut attempts = prior.verification_attempts.unwrap_or(0);
+    let mut key_length_changed = prior.dkim_key_length_changed_time.as_ref().map(|t| t.0);
     let facts = Facts {
         ses: details.as_ref(),
         owner_key: &me.tag_key(),
@@ -284,7 +283,8 @@ async fn apply(
                 ctx.wrote_status(&uid, &recorded);
                 prior = recorded;
             }
-            details = match create(&ses, &name, &me.creation_tags(), key_length, mail_from).await {
+            let created = create(&ses, &name, &me.creation_tags(), key_length, mail_from).await;
+            details = match created {
                 Err(Error::Ses(SesError::QuotaExceeded(detail))) => {
                     let msg = format!(
                         "SES refused to create {name} in {}: the account's quota of identities in the region is reached (SES allows 10,000 per region; {detail}). Delete identities the account no longer uses, or ask AWS for a higher quota, then change this SenderIdentity or the annotation {RETRY_ANNOTATION} to try again",
@@ -308,7 +308,9 @@ async fn apply(
                     }
                     return Ok(Action::await_change());
                 }
-                created => created?,
+                Ok(Created::AlreadyThere) => return Ok(already_there(ctx, &key, &name)),
+                Ok(Created::New(details)) => details,
+                Err(e) => return Err(e),
             };
             pending_since = Some(now);
             attempts += 1;
@@ -396,7 +398,10 @@ async fn apply(
                 .as_ref()
                 .map(|d| crate::ses::carried_tags(&d.tags))
                 .unwrap_or_else(|| me.creation_tags());
-            details = create(&ses, &name, &tags, key_length, mail_from).await?;
+            details = match create(&ses, &name, &tags, key_length, mail_from).await? {
+                Created::New(details) => details,
+                Created::AlreadyThere => return Ok(already_there(ctx, &key, &name)),
+            };
             pending_since = Some(now);
             attempts = if reason == "RetryRequested" {
                 1
@@ -413,7 +418,16 @@ async fn apply(
                 ses.put_mail_from(&name, mf.as_deref()).await?;
             }
             if let Some(kl) = key_length {
-                ses.put_dkim_key_length(&name, &kl).await?;
+                match ses.put_dkim_key_length(&name, &kl).await {
+                    Ok(()) => key_length_changed = Some(now),
+                    // Changed in SES within the day by someone else: SES says no until a day
+                    // has passed, which is counted from now (SES does not say since when).
+                    Err(SesError::Rejected(why)) => {
+                        tracing::info!(reason = why, "SES refused the key length change");
+                        key_length_changed = Some(now);
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
             details = get(&ses, &name).await?;
         }
@@ -437,6 +451,13 @@ async fn apply(
             observed_retry: retry,
             generation,
             now,
+            mail_from,
+            key_length: id
+                .is_domain()
+                .then(|| si.spec.dkim.as_ref().map(|d| d.key_length.as_str()))
+                .flatten(),
+            key_length_changed,
+            windows: &ctx.config.windows,
         },
     );
     ctx.set_checked(&uid, Some(now));
@@ -476,18 +497,14 @@ async fn apply(
     if let Some(e) = release_failed {
         return Err(e);
     }
-    let after = next_read(
-        ctx,
-        &details.verification_status,
-        new.pending_since.as_ref().map(|t| t.0),
-        now,
-        id.is_domain(),
-    );
-    let after = match (after, endpoint_failing) {
-        (Some(a), true) => Some(a.min(DNS_ENDPOINT_RETRY)),
-        (None, true) => Some(DNS_ENDPOINT_RETRY),
-        (a, false) => a,
-    };
+    let after = [
+        next_read(ctx, &details.verification_status, &new, now, id.is_domain()),
+        key_length_due(ctx, &new, now),
+        endpoint_failing.then_some(DNS_ENDPOINT_RETRY),
+    ]
+    .into_iter()
+    .flatten()
+    .min();
     Ok(after.map_or_else(Action::await_change, Action::requeue))
 }
 
@@ -603,13 +620,7 @@ async fn refresh_dns(
         apply_status(api, si, &new).await?;
         ctx.wrote_status(&uid, &new);
     }
-    let after = next_read(
-        ctx,
-        verification_status,
-        prior.pending_since.as_ref().map(|t| t.0),
-        now,
-        id.is_domain(),
-    );
+    let after = next_read(ctx, verification_status, prior, now, id.is_domain());
     Ok(after.map_or_else(Action::await_change, Action::requeue))
 }
 
@@ -617,23 +628,45 @@ async fn refresh_dns(
 /// DNS (its SES status comes from the bulk listing, see [`refresh_dns`]), a verified one never
 /// (only through the bulk listing) — or, in the benchmark baseline, it is read from SES on its
 /// fixed period whatever its state.
+///
+/// An identity with a custom MAIL FROM domain is also read by itself (the listing does not
+/// carry its MAIL FROM status): every `mail_from_every` once that is verified, every
+/// `pending_max` while it is on its way, not at all once it failed (that waits for a retry).
 fn next_read(
     ctx: &Context,
     verification_status: &str,
-    pending_since: Option<k8s_openapi::jiff::Timestamp>,
+    status: &crate::crd::SenderIdentityStatus,
     now: k8s_openapi::jiff::Timestamp,
     is_domain: bool,
 ) -> Option<Duration> {
-    match ctx.config.baseline_poll {
-        Some(every) => Some(every),
-        None => recheck_after(
-            verification_status,
-            pending_since,
-            now,
-            is_domain,
-            &ctx.config.windows,
-        ),
+    let w = &ctx.config.windows;
+    if let Some(every) = ctx.config.baseline_poll {
+        return Some(every);
     }
+    let pending_since = status.pending_since.as_ref().map(|t| t.0);
+    let own = recheck_after(verification_status, pending_since, now, is_domain, w);
+    let mail_from = match status.mail_from_status.as_deref() {
+        Some("Success") => Some(w.mail_from_every),
+        Some("Pending" | "TemporaryFailure") => Some(w.pending_max),
+        _ => None,
+    };
+    [own, mail_from].into_iter().flatten().min()
+}
+
+/// How long until a DKIM key length change that waits for SES's once-a-day allowance may be
+/// made, when one waits.
+fn key_length_due(
+    ctx: &Context,
+    status: &crate::crd::SenderIdentityStatus,
+    now: k8s_openapi::jiff::Timestamp,
+) -> Option<Duration> {
+    let deferred = status.conditions.iter().any(|c| {
+        c.type_ == crate::crd::conditions::types::DKIM_KEY_LENGTH_APPLIED
+            && c.reason == crate::crd::conditions::reasons::KEY_LENGTH_CHANGE_DEFERRED
+    });
+    let at = step::key_length_change_allowed_at(status, now, &ctx.config.windows)
+        .filter(|_| deferred)?;
+    Some(at.duration_since(now).unsigned_abs() + Duration::from_secs(1))
 }
 
 /// Whether the new status says more than a fresher `lastCheckedTime` that is not due yet.
@@ -663,19 +696,36 @@ pub fn to_ses_status(display: &str) -> String {
     out
 }
 
-/// Creates the identity (an AlreadyExists race counts as done) with its MAIL FROM domain.
+/// An identity found already there when creating it: read again at once (see
+/// [`Created::AlreadyThere`]).
+fn already_there(ctx: &Context, key: &SesKey, name: &str) -> Action {
+    ctx.mark_dirty(key, name);
+    Action::requeue(Duration::ZERO)
+}
+
+/// What creating an identity came to.
+#[derive(Debug)]
+enum Created {
+    /// Created by us, with its MAIL FROM domain: its details (read when the answer lacked
+    /// them; `None` if it vanished meanwhile).
+    New(Option<IdentityDetails>),
+    /// Created since it was read, perhaps by someone else, perhaps for another namespace.
+    /// Nothing is done to it here: the next reconcile reads it, and its tags decide (share it,
+    /// leave it alone, or configure it if it is ours).
+    AlreadyThere,
+}
+
+/// Creates the identity with its MAIL FROM domain.
 async fn create(
     ses: &impl SesApi,
     name: &str,
     tags: &[(String, String)],
     key_length: Option<&str>,
     mail_from: Option<&str>,
-) -> Result<Option<IdentityDetails>, Error> {
+) -> Result<Created, Error> {
     let created = match ses.create_identity(name, tags, key_length).await {
         Ok(created) => created,
-        // Created since it was read, perhaps by someone else: only read it. The next step
-        // looks at its tags (and configures it if it is ours).
-        Err(SesError::AlreadyExists) => return get(ses, name).await,
+        Err(SesError::AlreadyExists) => return Ok(Created::AlreadyThere),
         Err(e) => return Err(e.into()),
     };
     if let Some(mf) = mail_from {
@@ -686,8 +736,8 @@ async fn create(
         ..d
     });
     match created {
-        Some(details) => Ok(Some(details)),
-        None => get(ses, name).await,
+        Some(details) => Ok(Created::New(Some(details))),
+        None => get(ses, name).await.map(Created::New),
     }
 }
 

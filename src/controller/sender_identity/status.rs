@@ -1,6 +1,7 @@
 //! Building a SenderIdentity's status (pure) from what SES reported and the records the
 //! operator checked: the verification fields, the records to publish, and the four conditions.
 
+use super::step::Windows;
 use crate::crd::conditions::{Progress, condition, reasons, set_condition, set_progress, types};
 use crate::crd::sender_identity::{DnsRecord, IdentityType, SenderIdentityStatus, SesLocation};
 use crate::names::IdentityName;
@@ -47,6 +48,13 @@ pub struct Observation<'a> {
     pub observed_retry: Option<String>,
     pub generation: Option<i64>,
     pub now: Timestamp,
+    /// The custom MAIL FROM domain the spec asks for (domain identities).
+    pub mail_from: Option<&'a str>,
+    /// The DKIM key length the spec asks for (domain identities with `dkim`).
+    pub key_length: Option<&'a str>,
+    /// When the operator last changed the key length in SES.
+    pub key_length_changed: Option<Timestamp>,
+    pub windows: &'a Windows,
 }
 
 /// The status after a successful look at SES.
@@ -65,16 +73,18 @@ pub fn observed(prior: &SenderIdentityStatus, o: Observation) -> SenderIdentityS
     s.verification_status = Some(verification.clone());
     s.dkim_status = dkim.clone();
     s.verified_for_sending = Some(o.details.verified_for_sending);
-    s.dns_records = o.records;
+    s.dns_records = o.records.clone();
     s.pending_since = if o.details.verification_status == "SUCCESS" {
         None
     } else {
         o.pending_since.map(Time)
     };
     s.last_checked_time = Some(now.clone());
+    s.mail_from_status = o.details.mail_from_status.as_deref().map(display_status);
+    s.dkim_key_length_changed_time = o.key_length_changed.map(Time);
     s.verification_attempts = Some(o.attempts);
-    s.observed_retry = o.observed_retry;
-    s.ses = Some(o.location);
+    s.observed_retry = o.observed_retry.clone();
+    s.ses = Some(o.location.clone());
 
     let set = |conds: &mut Vec<_>, t: &str, ok: bool, reason: &str, msg: String| {
         set_condition(
@@ -134,6 +144,9 @@ pub fn observed(prior: &SenderIdentityStatus, o: Observation) -> SenderIdentityS
         );
     }
 
+    mail_from_condition(&mut s, &o, &now);
+    key_length_condition(&mut s, &o, &now);
+
     let ready = verified && o.details.verified_for_sending && (dkim_ok || !o.identity.is_domain());
     let (reason, msg) = if ready {
         (
@@ -164,6 +177,99 @@ pub fn observed(prior: &SenderIdentityStatus, o: Observation) -> SenderIdentityS
     set_progress(&mut s.conditions, progress, &ready_condition);
     set_condition(&mut s.conditions, ready_condition);
     s
+}
+
+/// `MailFromVerified`, present while the spec asks for a custom MAIL FROM domain. A failed
+/// one does not take Ready: mail still leaves, from amazonses.com.
+fn mail_from_condition(s: &mut SenderIdentityStatus, o: &Observation, now: &Time) {
+    let Some(domain) = o.mail_from else {
+        s.conditions
+            .retain(|c| c.type_ != types::MAIL_FROM_VERIFIED);
+        return;
+    };
+    let (ok, reason, message) = match o.details.mail_from_status.as_deref() {
+        Some("SUCCESS") => (
+            true,
+            "Success".to_string(),
+            format!(
+                "SES found the MX record of {domain}: mail leaves with MAIL FROM {domain}, aligned for SPF"
+            ),
+        ),
+        Some("FAILED") => (
+            false,
+            reasons::MAIL_FROM_FAILED.to_string(),
+            format!(
+                "SES cannot find the MX record of {domain}, or it was removed: mail leaves with amazonses.com as MAIL FROM and SPF no longer aligns with {}. Publish the MX record listed in status.dnsRecords, then set a new value on the annotation email.ops.dev/retry for SES to look again",
+                o.identity
+            ),
+        ),
+        Some("TEMPORARY_FAILURE") => (
+            false,
+            "TemporaryFailure".to_string(),
+            format!("SES could not determine the state of {domain} for now and tries again"),
+        ),
+        _ => (
+            false,
+            "Pending".to_string(),
+            format!(
+                "waiting for SES to find the MX record of {domain} listed in status.dnsRecords"
+            ),
+        ),
+    };
+    set_condition(
+        &mut s.conditions,
+        condition(
+            types::MAIL_FROM_VERIFIED,
+            ok,
+            &reason,
+            message,
+            o.generation,
+            now.clone(),
+        ),
+    );
+}
+
+/// `DkimKeyLengthApplied`, present while the spec asks for a key length: whether SES
+/// generates keys of that length, or when it may be changed (once a day).
+fn key_length_condition(s: &mut SenderIdentityStatus, o: &Observation, now: &Time) {
+    let Some(want) = o.key_length else {
+        s.conditions
+            .retain(|c| c.type_ != types::DKIM_KEY_LENGTH_APPLIED);
+        return;
+    };
+    let have = o.details.next_key_length.as_deref().unwrap_or("unknown");
+    let (ok, reason, message) = if have == want {
+        (
+            true,
+            reasons::APPLIED,
+            format!("SES generates {want} keys for this identity"),
+        )
+    } else if let Some(at) = super::step::key_length_change_allowed_at(s, o.now, o.windows) {
+        (
+            false,
+            reasons::KEY_LENGTH_CHANGE_DEFERRED,
+            format!(
+                "SES allows the DKIM key length to change once a day: {want} (SES now has {have}) is applied after {at}"
+            ),
+        )
+    } else {
+        (
+            false,
+            "Pending",
+            format!("changing the DKIM key length from {have} to {want}"),
+        )
+    };
+    set_condition(
+        &mut s.conditions,
+        condition(
+            types::DKIM_KEY_LENGTH_APPLIED,
+            ok,
+            reason,
+            message,
+            o.generation,
+            now.clone(),
+        ),
+    );
 }
 
 /// The status of an identity the policy (or ownership) rejects: Accepted and Ready False;
@@ -208,7 +314,8 @@ pub fn stalled(
 }
 
 /// The status written before the identity is created in `location`, so that wherever the
-/// reconcile fails next, a deletion knows where to clean up: accepted, on its way.
+/// reconcile fails next, a deletion knows where to clean up: on its way (`Accepted` follows
+/// with what SES answers).
 pub fn creating(
     prior: &SenderIdentityStatus,
     identity: &IdentityName,
@@ -217,20 +324,8 @@ pub fn creating(
     now: Timestamp,
 ) -> SenderIdentityStatus {
     let mut s = prior.clone();
-    s.observed_generation = generation;
     s.ses = Some(location.clone());
     let now = Time(now);
-    set_condition(
-        &mut s.conditions,
-        condition(
-            types::ACCEPTED,
-            true,
-            reasons::ACCEPTED,
-            format!("{identity} may be verified in SES"),
-            generation,
-            now.clone(),
-        ),
-    );
     let ready = condition(
         types::READY,
         false,
@@ -271,6 +366,8 @@ pub fn transitions(prior: &SenderIdentityStatus, new: &SenderIdentityStatus) -> 
                 types::VERIFIED,
                 types::DKIM_VERIFIED,
                 types::DNS_ENDPOINT_READY,
+                types::MAIL_FROM_VERIFIED,
+                types::DKIM_KEY_LENGTH_APPLIED,
                 types::READY,
             ]
             .contains(&c.type_.as_str())

@@ -27,6 +27,12 @@ pub struct Windows {
     pub pending_max: Duration,
     /// TemporaryFailure (records removed?) is looked at again after this.
     pub temporary_failure: Duration,
+    /// An identity with a custom MAIL FROM domain is read by itself this often (the bulk
+    /// listing does not carry the MAIL FROM status), and every `pending_max` while that
+    /// status is pending.
+    pub mail_from_every: Duration,
+    /// SES lets the DKIM key length change at most once in this long.
+    pub key_length_change: Duration,
 }
 
 impl Default for Windows {
@@ -38,6 +44,8 @@ impl Default for Windows {
             pending_min: Duration::from_secs(30),
             pending_max: Duration::from_secs(15 * 60),
             temporary_failure: Duration::from_secs(5 * 60),
+            mail_from_every: Duration::from_secs(12 * 3600),
+            key_length_change: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -164,7 +172,7 @@ pub fn next_step(f: &Facts, w: &Windows) -> Step {
         }
         _ => {}
     }
-    configure(f, details)
+    configure(f, details, w)
 }
 
 fn resends_left(f: &Facts, w: &Windows) -> bool {
@@ -182,7 +190,23 @@ fn resend(f: &Facts) -> Step {
     }
 }
 
-fn configure(f: &Facts, details: &IdentityDetails) -> Step {
+/// When the DKIM key length may change again (a day after the operator last changed it), if
+/// that is still to come.
+pub fn key_length_change_allowed_at(
+    status: &SenderIdentityStatus,
+    now: Timestamp,
+    w: &Windows,
+) -> Option<Timestamp> {
+    let at = status
+        .dkim_key_length_changed_time
+        .as_ref()?
+        .0
+        .checked_add(SignedDuration::try_from(w.key_length_change).ok()?)
+        .ok()?;
+    (at > now).then_some(at)
+}
+
+fn configure(f: &Facts, details: &IdentityDetails, w: &Windows) -> Step {
     if !f.is_domain {
         return Step::Observe;
     }
@@ -195,10 +219,20 @@ fn configure(f: &Facts, details: &IdentityDetails) -> Step {
         .mail_from_domain
         .as_ref()
         .map(|d| d.to_ascii_lowercase());
-    let mail_from = (want_mail_from != have_mail_from).then_some(want_mail_from);
+    // A failed MAIL FROM is put again when a retry is asked for: SES then looks for its MX
+    // record afresh.
+    let mail_from_failed = details.mail_from_status.as_deref() == Some("FAILED");
+    let mail_from = (want_mail_from != have_mail_from
+        || (mail_from_failed && want_mail_from.is_some() && f.retry_requested()))
+    .then_some(want_mail_from);
     let want_key = f.spec.dkim.as_ref().map(|d| d.key_length.as_str());
+    // At most once a day: until then the change waits (and the status says until when).
     let key_length = match (want_key, details.next_key_length.as_deref()) {
-        (Some(want), Some(have)) if want != have => Some(want.to_string()),
+        (Some(want), Some(have))
+            if want != have && key_length_change_allowed_at(f.prior, f.now, w).is_none() =>
+        {
+            Some(want.to_string())
+        }
         _ => None,
     };
     if mail_from.is_none() && key_length.is_none() {

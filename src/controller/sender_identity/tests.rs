@@ -69,6 +69,7 @@ fn details(status: &str, owners: &[Owner]) -> IdentityDetails {
         signing_hosted_zone: Some("dkim.amazonses.com".into()),
         verified_for_sending: status == "SUCCESS",
         mail_from_domain: Some("bounce.yourcompany.com".into()),
+        mail_from_status: Some(status.into()),
         next_key_length: Some("RSA_2048_BIT".into()),
         tags,
     }
@@ -307,6 +308,130 @@ fn mail_from_and_key_length_follow_the_spec() {
 }
 
 #[test]
+fn the_key_length_changes_at_most_once_a_day() {
+    let mut s = domain_spec();
+    s.mail_from_domain = Some("bounce.yourcompany.com".into());
+    s.dkim = Some(crate::crd::sender_identity::Dkim {
+        key_length: crate::crd::sender_identity::DkimKeyLength::Rsa1024,
+    });
+    let d = details("SUCCESS", &[me()]);
+    let mut p = prior(t0(), 1);
+    p.dkim_key_length_changed_time = Some(Time(t0()));
+    // Within the day of the last change: nothing to do yet.
+    assert_eq!(
+        decide(case(&s, Some(&d), &p, t0() + hours(23))),
+        Step::Observe
+    );
+    // A day after it: changed.
+    assert_eq!(
+        decide(case(&s, Some(&d), &p, t0() + hours(24))),
+        Step::Configure {
+            mail_from: None,
+            key_length: Some("RSA_1024_BIT".into())
+        }
+    );
+    // The status says when it can be applied, and the Event warns once.
+    let id = IdentityName::parse("yourcompany.com").unwrap();
+    let before = observe(&p, &id, &d, t0());
+    let w = Windows::default();
+    let deferred = observed(
+        &before,
+        Observation {
+            identity: &id,
+            details: &d,
+            records: vec![],
+            location: SesLocation {
+                region: "eu-west-1".into(),
+                role_arn: None,
+            },
+            pending_since: None,
+            attempts: 1,
+            observed_retry: None,
+            generation: Some(1),
+            now: t0() + hours(1),
+            mail_from: None,
+            key_length: Some("RSA_1024_BIT"),
+            key_length_changed: Some(t0()),
+            windows: &w,
+        },
+    );
+    let c = cond(&deferred, "DkimKeyLengthApplied");
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "KeyLengthChangeDeferred")
+    );
+    let allowed = (t0() + hours(24)).to_string();
+    assert!(
+        c.message.contains("once a day") && c.message.contains(&allowed),
+        "{}",
+        c.message
+    );
+}
+
+#[test]
+fn a_failed_mail_from_is_a_warning_and_a_retry_puts_it_again() {
+    let mut s = domain_spec();
+    s.mail_from_domain = Some("bounce.yourcompany.com".into());
+    let mut d = details("SUCCESS", &[me()]);
+    d.mail_from_status = Some("FAILED".into());
+    let id = IdentityName::parse("yourcompany.com").unwrap();
+    let w = Windows::default();
+    fn observation<'a>(
+        id: &'a IdentityName,
+        d: &'a IdentityDetails,
+        w: &'a Windows,
+    ) -> Observation<'a> {
+        Observation {
+            identity: id,
+            details: d,
+            records: vec![],
+            location: SesLocation {
+                region: "eu-west-1".into(),
+                role_arn: None,
+            },
+            pending_since: None,
+            attempts: 1,
+            observed_retry: None,
+            generation: Some(1),
+            now: t0(),
+            mail_from: Some("bounce.yourcompany.com"),
+            key_length: None,
+            key_length_changed: None,
+            windows: w,
+        }
+    }
+    let mut ok = d.clone();
+    ok.mail_from_status = Some("SUCCESS".into());
+    let good = observed(&SenderIdentityStatus::default(), observation(&id, &ok, &w));
+    assert_eq!(cond(&good, "MailFromVerified").status, "True");
+    let failed = observed(&good, observation(&id, &d, &w));
+    let c = cond(&failed, "MailFromVerified");
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "MailFromFailed")
+    );
+    assert!(c.message.contains("SPF"), "{}", c.message);
+    assert_eq!(failed.mail_from_status.as_deref(), Some("Failed"));
+    // Mail still leaves (from amazonses.com): Ready stays.
+    assert_eq!(cond(&failed, "Ready").status, "True");
+    let events = transitions(&good, &failed);
+    assert_eq!(events.len(), 1);
+    assert!(events[0].warning && events[0].reason == "MailFromFailed");
+
+    let p = prior(t0(), 1);
+    assert_eq!(decide(case(&s, Some(&d), &p, t0())), Step::Observe);
+    let mut retry = case(&s, Some(&d), &p, t0());
+    retry.retry = Some("1");
+    assert_eq!(
+        decide(retry),
+        Step::Configure {
+            mail_from: Some(Some("bounce.yourcompany.com".into())),
+            key_length: None
+        }
+    );
+}
+
+#[test]
 fn polling_backs_off_with_age_and_stops_at_the_window() {
     let w = Windows::default();
     let at = |h: f64| t0() + SignedDuration::from_secs_f64(h * 3600.0);
@@ -357,6 +482,10 @@ fn observe(
             observed_retry: None,
             generation: Some(1),
             now,
+            mail_from: None,
+            key_length: None,
+            key_length_changed: None,
+            windows: &Windows::default(),
         },
     )
 }
@@ -634,7 +763,7 @@ impl crate::ses::SesApi for Recorder {
 }
 
 /// Creates the domain `yourcompany.com` with a MAIL FROM domain.
-async fn create_with_mail_from(ses: &Recorder) -> Result<Option<IdentityDetails>, super::Error> {
+async fn create_with_mail_from(ses: &Recorder) -> Result<super::Created, super::Error> {
     super::create(
         ses,
         "yourcompany.com",
@@ -648,12 +777,13 @@ async fn create_with_mail_from(ses: &Recorder) -> Result<Option<IdentityDetails>
 #[tokio::test]
 async fn an_identity_found_already_there_when_creating_is_only_read() {
     // Created between our read and our create, perhaps by someone else: it is not configured.
+    // (The next reconcile reads it, and its tags decide whether to share or leave it.)
     let ses = Recorder::new(Err(crate::ses::SesError::AlreadyExists));
-    let details = create_with_mail_from(&ses).await.expect("read");
-    assert_eq!(ses.calls(), ["CreateEmailIdentity", "GetEmailIdentity"]);
-    assert_eq!(
-        details.map(|d| d.verification_status).as_deref(),
-        Some("SUCCESS")
+    let created = create_with_mail_from(&ses).await.expect("no error");
+    assert_eq!(ses.calls(), ["CreateEmailIdentity"]);
+    assert!(
+        matches!(created, super::Created::AlreadyThere),
+        "{created:?}"
     );
 
     // Created by us: configured, and described by the create's answer (no read).
@@ -663,10 +793,10 @@ async fn an_identity_found_already_there_when_creating_is_only_read() {
         ..Default::default()
     };
     let ses = Recorder::new(Ok(Some(answer)));
-    let details = create_with_mail_from(&ses)
-        .await
-        .expect("created")
-        .expect("details");
+    let super::Created::New(Some(details)) = create_with_mail_from(&ses).await.expect("created")
+    else {
+        panic!("created, with its details");
+    };
     assert_eq!(
         ses.calls(),
         ["CreateEmailIdentity", "PutEmailIdentityMailFromAttributes"]

@@ -5,8 +5,10 @@
 //!   to `<token>.<SigningHostedZone>`, then `SUCCESS`; still unresolved 72 h (stand-in clock)
 //!   after creation → `FAILED`. Records gone after success → `TEMPORARY_FAILURE`, back to
 //!   `SUCCESS` when restored, `FAILED` if not restored within 72 h.
-//! * Custom MAIL FROM: the same state machine on the `MX <domain> → feedback-smtp.<region>…`
-//!   record.
+//! * Custom MAIL FROM, on the `MX <domain> → feedback-smtp.<region>…` record: `PENDING` until
+//!   found, then `SUCCESS`; a record removed after success (or never found in 72 h) →
+//!   `FAILED`, final until the MAIL FROM domain is put again; DNS not answering →
+//!   `TEMPORARY_FAILURE`.
 //! * Email address: `PENDING` until the verification link is confirmed (control API);
 //!   unconfirmed 24 h after creation → `FAILED`.
 //!
@@ -88,18 +90,32 @@ pub fn apply_dkim(identity: &mut Identity, check: &Check, now: DateTime<Utc>) ->
 }
 
 /// Applies a MAIL FROM check. Returns whether its status changed.
+///
+/// `MailFromDomainStatus` (SES v2 API Reference): SUCCESS once the MX record is found; FAILED
+/// when SES "can't find the required MX record, or the record no longer exists" — so a removed
+/// record fails at once, unlike DKIM's TEMPORARY_FAILURE — and a record never found within the
+/// 72 h SES keeps looking; TEMPORARY_FAILURE when "a temporary issue occurred, which prevented
+/// Amazon SES from determining the status" (here: DNS did not answer). FAILED is final until
+/// the MAIL FROM domain is put again.
 pub fn apply_mail_from(mail_from: &mut MailFrom, check: &Check, now: DateTime<Utc>) -> bool {
-    if *check == Check::Unavailable {
-        return false;
+    let next = match (mail_from.status, check) {
+        (Status::Failed, _) => Status::Failed,
+        (_, Check::Verified) => Status::Success,
+        (Status::Pending, Check::Unavailable) | (Status::Success, Check::Unavailable) => {
+            Status::TemporaryFailure
+        }
+        (status, Check::Unavailable) => status,
+        (Status::Pending, Check::NotVerified(_)) if now - mail_from.status_since < dns_window() => {
+            Status::Pending
+        }
+        (_, Check::NotVerified(_)) => Status::Failed,
+    };
+    let changed = next != mail_from.status;
+    if changed {
+        mail_from.status = next;
+        mail_from.status_since = now;
     }
-    let pending_since = mail_from.status_since;
-    advance(
-        &mut mail_from.status,
-        &mut mail_from.status_since,
-        *check == Check::Verified,
-        pending_since,
-        now,
-    )
+    changed
 }
 
 /// Fails an email identity whose verification link expired. Returns whether it changed.
@@ -397,6 +413,64 @@ mod tests {
             t2 + TimeDelta::hours(72)
         ));
         assert_eq!(identity.status, Status::Failed);
+    }
+
+    #[test]
+    fn a_mail_from_record_removed_after_success_fails_at_once() {
+        let t0 = Utc::now();
+        let mut mf = MailFrom {
+            domain: "bounce.example.com".into(),
+            behavior_on_mx_failure: "USE_DEFAULT_VALUE".into(),
+            status: Status::Pending,
+            status_since: t0,
+        };
+        let missing = Check::NotVerified("HOST_NOT_FOUND");
+        assert!(!apply_mail_from(
+            &mut mf,
+            &missing,
+            t0 + TimeDelta::hours(71)
+        ));
+        assert!(apply_mail_from(
+            &mut mf,
+            &Check::Verified,
+            t0 + TimeDelta::hours(71)
+        ));
+        assert_eq!(mf.status, Status::Success);
+        assert!(apply_mail_from(
+            &mut mf,
+            &Check::Unavailable,
+            t0 + TimeDelta::hours(72)
+        ));
+        assert_eq!(mf.status, Status::TemporaryFailure);
+        assert!(apply_mail_from(
+            &mut mf,
+            &Check::Verified,
+            t0 + TimeDelta::hours(73)
+        ));
+        assert!(apply_mail_from(
+            &mut mf,
+            &missing,
+            t0 + TimeDelta::hours(74)
+        ));
+        assert_eq!(mf.status, Status::Failed);
+        // Final: the record coming back does not revive it.
+        assert!(!apply_mail_from(
+            &mut mf,
+            &Check::Verified,
+            t0 + TimeDelta::hours(75)
+        ));
+        // Never found within 72 h: FAILED too.
+        let mut late = MailFrom {
+            status: Status::Pending,
+            status_since: t0,
+            ..mf.clone()
+        };
+        assert!(apply_mail_from(
+            &mut late,
+            &missing,
+            t0 + TimeDelta::hours(72)
+        ));
+        assert_eq!(late.status, Status::Failed);
     }
 
     #[test]
