@@ -77,10 +77,20 @@ fn helm() -> Option<PathBuf> {
 /// `helm template email-operator charts/email-operator -n email-system
 /// --set externalDns.enabled=true`; None when helm is missing (outside CI).
 fn chart_rbac() -> Option<Vec<Value>> {
+    chart_rbac_with(true)
+}
+
+/// Like [`chart_rbac`], with `externalDns.enabled` as given (the chart's default is false).
+fn chart_rbac_with(external_dns: bool) -> Option<Vec<Value>> {
     let out = Command::new(helm()?)
         .args(["template", "email-operator"])
         .arg(workspace().join("charts/email-operator"))
-        .args(["-n", NS, "--set", "externalDns.enabled=true"])
+        .args([
+            "-n",
+            NS,
+            "--set",
+            &format!("externalDns.enabled={external_dns}"),
+        ])
         .output()
         .expect("helm runs");
     assert!(
@@ -1107,4 +1117,139 @@ async fn without_the_lease_role_the_operator_never_leads_and_never_reconciles() 
             .is_none()
     );
     bed.signal_operator(0, "KILL");
+}
+
+#[tokio::test]
+async fn a_recreated_email_settings_publishes_once_the_old_secret_is_collected() {
+    let Some(docs) = chart_rbac() else {
+        return;
+    };
+    let Some(relay) = support::smtp_server("starttls-auth", &[]) else {
+        return;
+    };
+    let (mut bed, kubeconfig) = bed_with(&docs).await;
+    put_secret(
+        &bed,
+        NS,
+        "relay",
+        json!({"host": "localhost", "port": relay.port.to_string(), "tls": "starttls",
+               "username": support::USER, "password": support::PASSWORD,
+               "caBundle": std::fs::read_to_string(support::cert_dir().join("ca.pem")).expect("ca.pem")}),
+    )
+    .await;
+    let mut args = FAST.to_vec();
+    args.extend(["--default-relay-secret", "email-system/relay"]);
+    let log = bed.start_operator_as(&kubeconfig, NS, &args);
+    bed.namespace("support").await;
+    let manifest = json!({"apiVersion": "email.ops.dev/v1alpha1", "kind": "EmailSettings",
+                          "metadata": {"name": "notifications", "namespace": "support"},
+                          "spec": {"from": "support@yourcompany.com"}});
+    let published = |bed: &Bed| {
+        let client = bed.client.clone();
+        async move {
+            let es = get_es_with(&client, "support", "notifications").await;
+            let secret = Api::<Secret>::namespaced(client, "support")
+                .get_opt("notifications-smtp")
+                .await
+                .expect("get");
+            (es, secret)
+        }
+    };
+    let is_published_by = |(es, secret): &(Option<EmailSettings>, Option<Secret>)| {
+        let ready = es_ready(es).is_some_and(|(s, r)| s == "True" && r == "Published");
+        let owner = secret
+            .as_ref()
+            .and_then(|s| s.metadata.owner_references.as_ref())
+            .and_then(|o| o.first())
+            .map(|o| o.uid.clone());
+        ready && owner.is_some() && owner == es.as_ref().and_then(|e| e.uid())
+    };
+    bed.apply::<EmailSettings>("support", manifest.clone())
+        .await;
+    let (first, _) = eventually("published", WAIT, || published(&bed), is_published_by).await;
+
+    // Deleted and created again at once, before the garbage collector has caught up with the
+    // old Secret: the new one waits for it rather than re-point its owner reference, which
+    // OwnerReferencesPermissionEnforcement refuses without delete on Secrets.
+    bed.delete_object::<EmailSettings>("support", "notifications")
+        .await;
+    bed.apply::<EmailSettings>("support", manifest).await;
+    let (second, _) = eventually(
+        "published again, by the new EmailSettings",
+        WAIT,
+        || published(&bed),
+        is_published_by,
+    )
+    .await;
+    assert_ne!(first.and_then(|e| e.uid()), second.and_then(|e| e.uid()));
+    let (_, refused) = used_permissions(&bed);
+    assert!(
+        refused.is_empty(),
+        "refused requests: {refused:#?}\n{}",
+        log_text(&log)
+    );
+    bed.signal_operator(0, "TERM");
+}
+
+async fn get_es_with(client: &Client, ns: &str, name: &str) -> Option<EmailSettings> {
+    Api::<EmailSettings>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .expect("get")
+}
+
+#[tokio::test]
+async fn without_dns_endpoint_permissions_the_identity_says_so_and_is_still_cleaned_up() {
+    // The chart's default: no grant on DNSEndpoints.
+    let Some(docs) = chart_rbac_with(false) else {
+        return;
+    };
+    let (mut bed, kubeconfig) = bed_with(&docs).await;
+    let log = bed.start_operator_as(&kubeconfig, NS, FAST);
+    tenant(&bed, TENANT, &["employee@yourcompany.com"]).await;
+    let mut si = identity(TENANT, "yourcompany-com", "yourcompany.com");
+    si["spec"]["dns"] = json!({"provider": "ExternalDNS"});
+    bed.apply::<SenderIdentity>(TENANT, si).await;
+    let si = wait_condition(
+        &bed,
+        TENANT,
+        "yourcompany-com",
+        "DnsEndpointReady",
+        "False",
+        Some("DnsEndpointForbidden"),
+    )
+    .await;
+    assert!(
+        condition_message(&si, "DnsEndpointReady").contains("externalDns.enabled"),
+        "{}",
+        condition_message(&si, "DnsEndpointReady")
+    );
+    assert!(
+        si.status.as_ref().and_then(|s| s.ses.as_ref()).is_some(),
+        "where the SES identity lives is in status"
+    );
+    bed.delete_object::<SenderIdentity>(TENANT, "yourcompany-com")
+        .await;
+    eventually(
+        "the SenderIdentity gone and its SES identity deleted",
+        WAIT,
+        || async {
+            (
+                sid(&bed, TENANT, "yourcompany-com").await.is_none(),
+                ses_identities(&bed).await,
+            )
+        },
+        |(gone, in_ses)| *gone && in_ses.is_empty(),
+    )
+    .await;
+    // The only refusals are the DNSEndpoint writes (and the start-up probe) it was told about.
+    let (_, refused) = used_permissions(&bed);
+    assert!(
+        refused
+            .iter()
+            .all(|e| e["objectRef"]["resource"] == "dnsendpoints"),
+        "refused requests: {refused:#?}\n{}",
+        log_text(&log)
+    );
+    bed.signal_operator(0, "TERM");
 }

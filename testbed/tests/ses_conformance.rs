@@ -232,6 +232,43 @@ async fn email_identities_are_case_sensitive_and_domains_are_not() {
 }
 
 #[tokio::test]
+async fn the_listing_says_whether_an_identity_may_send() {
+    let bed = start().await;
+    let control = Control::new(bed.control.url());
+    let client = ses_client(&bed.ses.endpoint_url(), "us-east-1").await;
+    let created = client
+        .create_email_identity()
+        .email_identity("listed.example.com")
+        .send()
+        .await
+        .expect("create");
+    let sending = || async {
+        client
+            .list_email_identities()
+            .send()
+            .await
+            .expect("list")
+            .email_identities()
+            .iter()
+            .find(|i| i.identity_name() == Some("listed.example.com"))
+            .map(|i| i.sending_enabled())
+    };
+    // SendingEnabled (SES v2 API Reference, IdentityInfo): not while it is pending.
+    assert_eq!(sending().await, Some(false));
+    let tokens = created
+        .dkim_attributes()
+        .map(|d| d.tokens().to_vec())
+        .unwrap_or_default();
+    control
+        .publish_dkim("listed.example.com", &tokens, "dkim.amazonses.com")
+        .await;
+    ses_support::eventually("listed as able to send", ses_support::CONVERGE, || async {
+        (sending().await == Some(true)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn the_dkim_key_length_changes_at_most_once_a_day() {
     let bed = start().await;
     let control = Control::new(bed.control.url());

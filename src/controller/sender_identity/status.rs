@@ -324,6 +324,14 @@ pub fn creating(
     now: Timestamp,
 ) -> SenderIdentityStatus {
     let mut s = prior.clone();
+    if s.ses.as_ref() != Some(location) {
+        // What SES said elsewhere (before a move) says nothing of the identity here.
+        s.dns_records.clear();
+        s.verification_status = None;
+        s.dkim_status = None;
+        s.verified_for_sending = None;
+        s.mail_from_status = None;
+    }
     s.ses = Some(location.clone());
     let now = Time(now);
     let ready = condition(
