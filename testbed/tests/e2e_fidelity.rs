@@ -566,18 +566,5 @@ async fn without_the_dns_endpoint_crd_the_identity_says_so_and_is_still_cleaned_
     assert!(condition_message(&si, "Ready").contains("dnsendpoints.externaldns.k8s.io"));
     assert_eq!(ses_identities(&bed).await, ["yourcompany.com"]);
 
-    bed.delete_object::<SenderIdentity>("billing", "yourcompany-com")
-        .await;
-    eventually(
-        "the SenderIdentity gone and its SES identity deleted",
-        WAIT,
-        || async {
-            (
-                sid(&bed, "billing", "yourcompany-com").await.is_none(),
-                ses_identities(&bed).await,
-            )
-        },
-        |(gone, in_ses)| *gone && in_ses.is_empty(),
-    )
-    .await;
+    delete_and_wait_until_ses_is_empty(&bed, "billing", "yourcompany-com").await;
 }

@@ -760,6 +760,28 @@ async fn bed_with(docs: &[Value]) -> (Bed, PathBuf) {
     (bed, kubeconfig)
 }
 
+/// A bed with the chart's RBAC (`docs`), a relay (a real SMTP server) in the Secret
+/// `email-system/relay`, and the operator running as the chart's ServiceAccount with it as the
+/// default relay; returns the bed, the operator's log and the relay (kept running). None when
+/// the SMTP test servers are missing (outside CI).
+async fn with_default_relay(docs: &[Value]) -> Option<(Bed, PathBuf, support::Server)> {
+    let relay = support::smtp_server("starttls-auth", &[])?;
+    let (mut bed, kubeconfig) = bed_with(docs).await;
+    put_secret(
+        &bed,
+        NS,
+        "relay",
+        json!({"host": "localhost", "port": relay.port.to_string(), "tls": "starttls",
+               "username": support::USER, "password": support::PASSWORD,
+               "caBundle": std::fs::read_to_string(support::cert_dir().join("ca.pem")).expect("ca.pem")}),
+    )
+    .await;
+    let mut args = FAST.to_vec();
+    args.extend(["--default-relay-secret", "email-system/relay"]);
+    let log = bed.start_operator_as(&kubeconfig, NS, &args);
+    Some((bed, log, relay))
+}
+
 async fn put_secret(bed: &Bed, ns: &str, name: &str, data: Value) {
     bed.apply::<Secret>(
         ns,
@@ -839,22 +861,9 @@ async fn the_operator_works_under_the_charts_rbac() {
     let Some(docs) = chart_rbac() else {
         return;
     };
-    let Some(relay) = support::smtp_server("starttls-auth", &[]) else {
+    let Some((mut bed, log, _relay)) = with_default_relay(&docs).await else {
         return;
     };
-    let (mut bed, kubeconfig) = bed_with(&docs).await;
-    put_secret(
-        &bed,
-        NS,
-        "relay",
-        json!({"host": "localhost", "port": relay.port.to_string(), "tls": "starttls",
-               "username": support::USER, "password": support::PASSWORD,
-               "caBundle": std::fs::read_to_string(support::cert_dir().join("ca.pem")).expect("ca.pem")}),
-    )
-    .await;
-    let mut args = FAST.to_vec();
-    args.extend(["--default-relay-secret", "email-system/relay"]);
-    let log = bed.start_operator_as(&kubeconfig, NS, &args);
 
     // An EmailSettings on the default relay: tested, published to its Secret, Events.
     bed.namespace("support").await;
@@ -1124,22 +1133,9 @@ async fn a_recreated_email_settings_publishes_once_the_old_secret_is_collected()
     let Some(docs) = chart_rbac() else {
         return;
     };
-    let Some(relay) = support::smtp_server("starttls-auth", &[]) else {
+    let Some((mut bed, log, _relay)) = with_default_relay(&docs).await else {
         return;
     };
-    let (mut bed, kubeconfig) = bed_with(&docs).await;
-    put_secret(
-        &bed,
-        NS,
-        "relay",
-        json!({"host": "localhost", "port": relay.port.to_string(), "tls": "starttls",
-               "username": support::USER, "password": support::PASSWORD,
-               "caBundle": std::fs::read_to_string(support::cert_dir().join("ca.pem")).expect("ca.pem")}),
-    )
-    .await;
-    let mut args = FAST.to_vec();
-    args.extend(["--default-relay-secret", "email-system/relay"]);
-    let log = bed.start_operator_as(&kubeconfig, NS, &args);
     bed.namespace("support").await;
     let manifest = json!({"apiVersion": "email.ops.dev/v1alpha1", "kind": "EmailSettings",
                           "metadata": {"name": "notifications", "namespace": "support"},
@@ -1228,20 +1224,7 @@ async fn without_dns_endpoint_permissions_the_identity_says_so_and_is_still_clea
         si.status.as_ref().and_then(|s| s.ses.as_ref()).is_some(),
         "where the SES identity lives is in status"
     );
-    bed.delete_object::<SenderIdentity>(TENANT, "yourcompany-com")
-        .await;
-    eventually(
-        "the SenderIdentity gone and its SES identity deleted",
-        WAIT,
-        || async {
-            (
-                sid(&bed, TENANT, "yourcompany-com").await.is_none(),
-                ses_identities(&bed).await,
-            )
-        },
-        |(gone, in_ses)| *gone && in_ses.is_empty(),
-    )
-    .await;
+    delete_and_wait_until_ses_is_empty(&bed, TENANT, "yourcompany-com").await;
     // The only refusals are the DNSEndpoint writes (and the start-up probe) it was told about.
     let (_, refused) = used_permissions(&bed);
     assert!(

@@ -479,15 +479,7 @@ async fn apply(
     let mut endpoint_failing = false;
     if new.dns_records != prior.dns_records || spec_changed || status::dns_endpoint_failing(&prior)
     {
-        let problem = write_dns_endpoint(si, ctx, &new.dns_records, spec_changed).await?;
-        endpoint_failing = problem.is_some();
-        status::dns_endpoint(
-            &mut new,
-            dns_endpoint::wanted(si),
-            problem.as_ref(),
-            generation,
-            now,
-        );
+        endpoint_failing = sync_dns_endpoint(si, ctx, &mut new, spec_changed, now).await?;
     }
     if needs_write(&prior, &new, now) {
         transition_events(si, ctx, &prior, &new).await;
@@ -511,25 +503,36 @@ async fn apply(
 /// How soon a DNSEndpoint that could not be written (CRD missing, not permitted) is tried again.
 const DNS_ENDPOINT_RETRY: Duration = Duration::from_secs(300);
 
-/// Applies (or removes) the DNSEndpoint; a missing CRD or permission is not a failed
-/// reconcile but a problem to report (its reason and message), so the status — and with it
+/// Applies (or removes) the DNSEndpoint for the records in `status` and says how it went in
+/// its `DnsEndpointReady` condition; true while it cannot be written. A missing CRD or
+/// permission is not a failed reconcile but a problem to report, so the status — and with it
 /// where the SES identity lives — is still written.
-async fn write_dns_endpoint(
+async fn sync_dns_endpoint(
     si: &SenderIdentity,
     ctx: &Context,
-    records: &[crate::crd::sender_identity::DnsRecord],
+    status: &mut crate::crd::SenderIdentityStatus,
     spec_changed: bool,
-) -> Result<Option<(&'static str, String)>, Error> {
-    match dns_endpoint::reconcile(&ctx.client, si, records, spec_changed).await {
-        Ok(()) => Ok(None),
+    now: k8s_openapi::jiff::Timestamp,
+) -> Result<bool, Error> {
+    let written = dns_endpoint::reconcile(&ctx.client, si, &status.dns_records, spec_changed).await;
+    let problem = match written {
+        Ok(()) => None,
         Err(e) => match dns_endpoint::unavailable(&e) {
             Some(problem) => {
                 tracing::warn!(reason = problem.0, error = %e, "cannot write the DNSEndpoint");
-                Ok(Some(problem))
+                Some(problem)
             }
-            None => Err(e.into()),
+            None => return Err(e.into()),
         },
-    }
+    };
+    status::dns_endpoint(
+        status,
+        dns_endpoint::wanted(si),
+        problem.as_ref(),
+        si.metadata.generation,
+        now,
+    );
+    Ok(problem.is_some())
 }
 
 /// A quiet identity whose DNSEndpoint could not be written: only that is tried again (no SES
@@ -541,22 +544,15 @@ async fn retry_dns_endpoint(
     prior: &mut crate::crd::SenderIdentityStatus,
     now: k8s_openapi::jiff::Timestamp,
 ) -> Result<Option<Action>, Error> {
-    let problem = write_dns_endpoint(si, ctx, &prior.dns_records, false).await?;
     let mut new = prior.clone();
-    status::dns_endpoint(
-        &mut new,
-        dns_endpoint::wanted(si),
-        problem.as_ref(),
-        si.metadata.generation,
-        now,
-    );
+    let failing = sync_dns_endpoint(si, ctx, &mut new, false, now).await?;
     if new != *prior {
         transition_events(si, ctx, prior, &new).await;
         apply_status(api, si, &new).await?;
         ctx.wrote_status(&si.uid().unwrap_or_default(), &new);
         *prior = new;
     }
-    Ok(problem.map(|_| Action::requeue(DNS_ENDPOINT_RETRY)))
+    Ok(failing.then(|| Action::requeue(DNS_ENDPOINT_RETRY)))
 }
 
 /// Whether identities held before a move are to be released now: the one where the
@@ -605,18 +601,11 @@ async fn refresh_dns(
     let uid = si.uid().unwrap_or_default();
     ctx.set_checked(&uid, Some(now));
     if records != prior.dns_records {
-        let problem = write_dns_endpoint(si, ctx, &records, false).await?;
         let mut new = crate::crd::SenderIdentityStatus {
             dns_records: records,
             ..prior.clone()
         };
-        status::dns_endpoint(
-            &mut new,
-            dns_endpoint::wanted(si),
-            problem.as_ref(),
-            si.metadata.generation,
-            now,
-        );
+        sync_dns_endpoint(si, ctx, &mut new, false, now).await?;
         apply_status(api, si, &new).await?;
         ctx.wrote_status(&uid, &new);
     }

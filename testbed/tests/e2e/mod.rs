@@ -600,3 +600,20 @@ pub async fn wait_records(bed: &Bed, ns: &str, name: &str, timeout: Duration) ->
     .await
     .expect("exists")
 }
+
+/// Deletes a SenderIdentity and waits until it is gone and SES holds no identity any more.
+pub async fn delete_and_wait_until_ses_is_empty(bed: &Bed, ns: &str, name: &str) {
+    bed.delete_object::<SenderIdentity>(ns, name).await;
+    eventually(
+        "the SenderIdentity gone and its SES identity deleted",
+        WAIT,
+        || async {
+            (
+                sid(bed, ns, name).await.is_none(),
+                ses_identities(bed).await,
+            )
+        },
+        |(gone, in_ses)| *gone && in_ses.is_empty(),
+    )
+    .await;
+}
