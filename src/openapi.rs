@@ -5,13 +5,12 @@
 //! nullable, list-type uniqueness) and evaluate the `x-kubernetes-validations` CEL rules
 //! (transition rules only on updates). Errors carry the apiserver's field paths
 //! (`spec.externalSmtp.port`, `spec.activeUsers[0]`, `spec.labels[key]`), cause types and
-//! message wording. [`check_structural`] is the check a CRD's schema gets on install.
+//! message wording. (The structural check a CRD's schema gets on install is the test bed's.)
 //!
 //! Pure: no I/O, no cluster. The API-server stand-in and the offline `plan` command share it.
 
 mod format;
 mod prune;
-mod structural;
 mod validate;
 
 use kube::core::cel::{ErrorKind, Validator};
@@ -181,14 +180,6 @@ fn schema_at<'a>(schema: &'a Value, path: &str) -> Option<&'a Value> {
         }
     }
     Some(node)
-}
-
-/// The structural-schema check kube-apiserver does on CRD install; Err lists the
-/// violations as `path: message`, paths relative to `openAPIV3Schema`
-/// (`properties[spec].properties[port].type: Required value: …`). Also refuses
-/// `x-kubernetes-validations` rules that do not compile.
-pub fn check_structural(schema: &Value) -> Result<(), Vec<String>> {
-    structural::check_structural(schema)
 }
 
 #[cfg(test)]
@@ -366,33 +357,5 @@ mod tests {
                 .message
                 .contains("some validation rules were not checked")
         );
-    }
-
-    #[test]
-    fn structural_check_accepts_good_and_names_violations() {
-        assert_eq!(check_structural(&schema()), Ok(()));
-        let bad = json!({"type": "object", "properties": {
-            "spec": {"properties": {"a": {"type": "string"}}},
-            "list": {"type": "array"},
-            "both": {"type": "object", "properties": {"x": {"type": "string"}}, "additionalProperties": {"type": "string"}},
-            "junk": {"type": "string", "anyOf": [{"type": "string"}]},
-            "rule": {"type": "string", "x-kubernetes-validations": [{"rule": "self ==", "message": "m"}]}
-        }});
-        let errs = check_structural(&bad).expect_err("not structural");
-        let has = |needle: &str| errs.iter().any(|e| e.starts_with(needle));
-        assert!(
-            has(
-                "properties[spec].type: Required value: must not be empty for specified object fields"
-            ),
-            "{errs:?}"
-        );
-        assert!(has("properties[list].items: Required value"));
-        assert!(has("properties[both].additionalProperties: Forbidden"));
-        assert!(has("properties[junk].anyOf[0].type: Forbidden"));
-        assert!(has(
-            "properties[rule].x-kubernetes-validations[0].rule: Invalid value"
-        ));
-        let int_or_string = json!({"type": "object", "properties": {"p": {"x-kubernetes-int-or-string": true, "anyOf": [{"type": "integer"}, {"type": "string"}]}}});
-        assert_eq!(check_structural(&int_or_string), Ok(()));
     }
 }

@@ -3,6 +3,7 @@
 //! O(cluster) and a convergence O(cluster²). The index is fed by the same watch events as the
 //! cache, so it names what the cache holds, and lookups go through the cache itself.
 
+use super::memory::{Change, Relisted, key_of};
 use kube::Resource;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
@@ -13,60 +14,31 @@ type Names = HashMap<String, BTreeSet<String>>;
 
 /// The names of the cached objects of each namespace.
 #[derive(Clone, Default)]
-pub struct NamespaceIndex(Arc<Mutex<Inner>>);
+pub struct NamespaceIndex(Arc<Mutex<Relisted<Names>>>);
 
-#[derive(Default)]
-struct Inner {
-    live: Names,
-    /// A re-list in progress: it replaces `live` at its end, as the cache's buffer does.
-    relisting: Option<Names>,
-}
-
-fn add(names: &mut Names, namespace: &str, name: &str) {
-    names
-        .entry(namespace.to_string())
-        .or_default()
-        .insert(name.to_string());
-}
-
-fn key<K: Resource>(obj: &K) -> (String, String) {
-    let meta = obj.meta();
-    (
-        meta.namespace.clone().unwrap_or_default(),
-        meta.name.clone().unwrap_or_default(),
-    )
+fn update<K: Resource>(names: &mut Names, change: Change<'_, K>) {
+    match change {
+        Change::Present(obj) => {
+            let (ns, name) = key_of(obj);
+            names.entry(ns).or_default().insert(name);
+        }
+        Change::Gone(obj) => {
+            let (ns, name) = key_of(obj);
+            if let Some(set) = names.get_mut(&ns) {
+                set.remove(&name);
+                if set.is_empty() {
+                    names.remove(&ns);
+                }
+            }
+        }
+    }
 }
 
 impl NamespaceIndex {
     /// Applies one watch event (the same stream the cache reflects).
     pub fn observe<K: Resource>(&self, event: &watcher::Event<K>) {
-        let Ok(mut inner) = self.0.lock() else {
-            return;
-        };
-        match event {
-            watcher::Event::Apply(obj) => {
-                let (ns, name) = key(obj);
-                add(&mut inner.live, &ns, &name);
-            }
-            watcher::Event::Delete(obj) => {
-                let (ns, name) = key(obj);
-                if let Some(names) = inner.live.get_mut(&ns) {
-                    names.remove(&name);
-                    if names.is_empty() {
-                        inner.live.remove(&ns);
-                    }
-                }
-            }
-            watcher::Event::Init => inner.relisting = Some(Names::new()),
-            watcher::Event::InitApply(obj) => {
-                let (ns, name) = key(obj);
-                add(inner.relisting.get_or_insert_default(), &ns, &name);
-            }
-            watcher::Event::InitDone => {
-                if let Some(fresh) = inner.relisting.take() {
-                    inner.live = fresh;
-                }
-            }
+        if let Ok(mut names) = self.0.lock() {
+            names.on_event(event, update);
         }
     }
 
@@ -87,7 +59,7 @@ impl NamespaceIndex {
         self.0
             .lock()
             .ok()
-            .and_then(|inner| Some(inner.live.get(namespace)?.iter().cloned().collect()))
+            .and_then(|names| Some(names.live().get(namespace)?.iter().cloned().collect()))
             .unwrap_or_default()
     }
 

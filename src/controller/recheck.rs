@@ -8,9 +8,10 @@
 //! limit of 5 calls a second, per-identity polls of a thousand pending identities would starve
 //! the creation of new ones; the listing costs one call per thousand.
 
-use super::{Context, SesKey};
+use super::Context;
+use super::backends::{Backends, SesKey};
 use crate::crd::SenderIdentity;
-use crate::ses::SesApi;
+use crate::ses::{SesApi, VerificationStatus};
 use futures::channel::mpsc;
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::ObjectRef;
@@ -30,8 +31,7 @@ pub struct Cadence {
 struct Recorded<'a> {
     si: &'a SenderIdentity,
     key: SesKey,
-    /// `SUCCESS`, `PENDING`, …, as SES spells it.
-    status: String,
+    status: VerificationStatus,
     /// Whether SES let it send, when last read.
     sending: Option<bool>,
     last_checked: Option<k8s_openapi::jiff::Timestamp>,
@@ -39,26 +39,26 @@ struct Recorded<'a> {
 
 /// What the listing says of one identity: its verification status and whether it may send
 /// (`SendingEnabled`, which turns false for an identity SES stops, whatever its status).
-type Listed = HashMap<String, (String, bool)>;
+type Listed = HashMap<String, (VerificationStatus, bool)>;
 
 fn recorded(si: &SenderIdentity) -> Option<Recorded<'_>> {
     let status = si.status.as_ref()?;
     let location = status.ses.as_ref()?;
     Some(Recorded {
         si,
-        key: SesKey {
-            region: location.region.clone(),
-            role_arn: location.role_arn.clone(),
-        },
-        status: super::sender_identity::to_ses_status(status.verification_status.as_deref()?),
+        key: SesKey::from(location),
+        status: VerificationStatus::from_shown(status.verification_status.as_deref()?)?,
         sending: status.verified_for_sending,
         last_checked: status.last_checked_time.as_ref().map(|t| t.0),
     })
 }
 
 /// Still on its way: SES may change its status without anything else happening.
-fn in_flight(status: &str) -> bool {
-    !matches!(status, "SUCCESS" | "FAILED")
+fn in_flight(status: VerificationStatus) -> bool {
+    !matches!(
+        status,
+        VerificationStatus::Success | VerificationStatus::Failed
+    )
 }
 
 /// The locations to list now: those with an identity in flight once `pending_every` has passed
@@ -72,7 +72,7 @@ fn due_locations(
 ) -> Vec<SesKey> {
     let mut in_flight_by_key: BTreeMap<&SesKey, bool> = BTreeMap::new();
     for r in identities {
-        *in_flight_by_key.entry(&r.key).or_default() |= in_flight(&r.status);
+        *in_flight_by_key.entry(&r.key).or_default() |= in_flight(r.status);
     }
     in_flight_by_key
         .into_iter()
@@ -141,28 +141,30 @@ async fn list_all(ses: &impl SesApi, key: &SesKey) -> Option<Listed> {
 /// Lists the locations in use on their cadence and wakes the SenderIdentities whose listed
 /// status differs from the recorded one. Comparing with the recorded status (not with the
 /// previous listing) keeps this right across operator restarts.
-pub async fn run(
-    ctx: Arc<Context>,
-    cadence: Cadence,
+pub async fn run<B: Backends>(
+    ctx: Arc<Context<B>>,
     trigger: mpsc::UnboundedSender<ObjectRef<DeserializeGuard<SenderIdentity>>>,
 ) {
+    let cadence = Cadence {
+        verified_every: ctx.config.recheck.verified_every,
+        pending_every: ctx.config.recheck.windows.pending_min,
+    };
     let tick = cadence.pending_every.min(cadence.verified_every);
     let started = Instant::now();
     let mut listed_at: HashMap<SesKey, Instant> = HashMap::new();
     loop {
         tokio::time::sleep(tick).await;
         // Every location a SenderIdentity's status names, so a restarted operator re-checks
-        // identities it has not read since.
-        // Borrowed from the cache's shared copies: cloning ten thousand objects every round
-        // was most of the operator's CPU at that size.
-        let all = ctx.identities.state();
+        // identities it has not read since. Borrowed from the cache's shared copies: cloning
+        // ten thousand objects every round was most of the operator's CPU at that size.
+        let all = ctx.caches.identities.state();
         let identities: Vec<Recorded<'_>> = all
             .iter()
             .filter_map(|g| g.0.as_ref().ok())
             .filter_map(recorded)
             .collect();
         for key in due_locations(&identities, &listed_at, started, Instant::now(), cadence) {
-            let ses = ctx.ses(&key).await;
+            let ses = ctx.backends.ses(&key).await;
             let began = ctx.clock.now();
             listed_at.insert(key.clone(), Instant::now());
             let Some(listed) = list_all(&ses, &key).await else {
@@ -268,7 +270,12 @@ mod tests {
             ("other@example.com", "SUCCESS", true),
         ]
         .into_iter()
-        .map(|(n, s, e)| (crate::ses::identity_key(n), (s.to_string(), e)))
+        .map(|(n, s, e)| {
+            (
+                crate::ses::identity_key(n),
+                (VerificationStatus::from_ses(s), e),
+            )
+        })
         .collect();
         let began = Timestamp::from_second(150).expect("time");
         let names: Vec<&str> = changed(&identities, &key("eu-west-1"), &listed, began)

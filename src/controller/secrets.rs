@@ -13,6 +13,7 @@
 //! shown is read, so an EmailSettings applied together with its Secret does not see it missing
 //! for the moment the watch lags.
 
+use super::memory::{Change, Relisted, key_of};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::watcher;
@@ -30,21 +31,11 @@ pub struct SecretCache(Mutex<Inner>);
 #[derive(Default)]
 struct Inner {
     /// The current resourceVersion of every Secret, from the metadata watch.
-    versions: Versions,
-    /// A re-list in progress: it replaces `versions` at its end.
-    relisting: Option<Versions>,
+    versions: Relisted<Versions>,
     /// `versions` holds a complete listing.
     synced: bool,
     /// The Secrets read, as read.
     contents: HashMap<Key, Arc<Secret>>,
-}
-
-fn key_of<K: Resource>(obj: &K) -> Key {
-    let meta = obj.meta();
-    (
-        meta.namespace.clone().unwrap_or_default(),
-        meta.name.clone().unwrap_or_default(),
-    )
 }
 
 fn version_of<K: Resource>(obj: &K) -> String {
@@ -57,34 +48,25 @@ impl SecretCache {
         let Ok(mut inner) = self.0.lock() else {
             return;
         };
-        match event {
-            watcher::Event::Apply(meta) => {
-                inner.versions.insert(key_of(meta), version_of(meta));
+        let Inner {
+            versions,
+            synced,
+            contents,
+        } = &mut *inner;
+        let relisted = versions.on_event(event, |v, change| match change {
+            Change::Present(meta) => {
+                v.insert(key_of(meta), version_of(meta));
             }
-            watcher::Event::Delete(meta) => {
+            Change::Gone(meta) => {
                 let key = key_of(meta);
-                inner.versions.remove(&key);
-                inner.contents.remove(&key);
+                v.remove(&key);
+                contents.remove(&key);
             }
-            watcher::Event::Init => inner.relisting = Some(Versions::new()),
-            watcher::Event::InitApply(meta) => {
-                let (key, version) = (key_of(meta), version_of(meta));
-                inner.relisting.get_or_insert_default().insert(key, version);
-            }
-            watcher::Event::InitDone => {
-                if let Some(fresh) = inner.relisting.take() {
-                    let Inner {
-                        versions,
-                        contents,
-                        synced,
-                        ..
-                    } = &mut *inner;
-                    *versions = fresh;
-                    *synced = true;
-                    // What was deleted while the watch was down is not listed again.
-                    contents.retain(|key, _| versions.contains_key(key));
-                }
-            }
+        });
+        if relisted {
+            *synced = true;
+            // What was deleted while the watch was down is not listed again.
+            contents.retain(|key, _| versions.live().contains_key(key));
         }
     }
 
@@ -104,7 +86,7 @@ impl SecretCache {
     /// The kept copy, if it is of the version the watch last showed.
     fn current(&self, key: &Key) -> Option<Arc<Secret>> {
         let inner = self.0.lock().ok()?;
-        let version = inner.versions.get(key)?;
+        let version = inner.versions.live().get(key)?;
         inner
             .contents
             .get(key)
@@ -116,7 +98,7 @@ impl SecretCache {
     fn absent(&self, key: &Key) -> bool {
         self.0
             .lock()
-            .is_ok_and(|inner| inner.synced && !inner.versions.contains_key(key))
+            .is_ok_and(|inner| inner.synced && !inner.versions.live().contains_key(key))
     }
 
     /// Keeps a Secret as read or written.

@@ -17,15 +17,14 @@
 //! At thousands of identities each converging through several status writes, waking every
 //! sibling and the EmailSettings on each write was most of the operator's work.
 
-use super::guard_ref;
 use super::index::NamespaceIndex;
+use super::{guard_ref, memory};
 use crate::crd::{EmailSettings, SenderIdentity};
 use futures::channel::mpsc::UnboundedSender;
 use kube::ResourceExt;
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 /// The parts of a SenderIdentity others look at, as hashes.
@@ -65,7 +64,7 @@ struct Wake {
 
 /// Remembers what was last seen of each SenderIdentity and sends the triggers.
 pub struct Triggers {
-    seen: HashMap<(String, String), Seen>,
+    seen: memory::Seen<Seen>,
     identities: Store<DeserializeGuard<SenderIdentity>>,
     index: NamespaceIndex,
     siblings: UnboundedSender<ObjectRef<DeserializeGuard<SenderIdentity>>>,
@@ -80,7 +79,7 @@ impl Triggers {
         settings: UnboundedSender<ObjectRef<EmailSettings>>,
     ) -> Self {
         Self {
-            seen: HashMap::new(),
+            seen: memory::Seen::default(),
             identities,
             index,
             siblings,
@@ -90,25 +89,25 @@ impl Triggers {
 
     /// Compares with what was seen last time.
     fn compare(&mut self, si: &SenderIdentity, deleted: bool) -> Wake {
-        let key = (si.namespace().unwrap_or_default(), si.name_any());
+        let key = memory::key_of(si);
+        let everyone = Wake {
+            siblings: true,
+            settings: true,
+        };
         if deleted {
-            self.seen.remove(&key);
-            return Wake {
-                siblings: true,
-                settings: true,
-            };
+            self.seen.forget(&key);
+            return everyone;
         }
         let now = seen(si);
-        match self.seen.insert(key, now) {
-            None => Wake {
-                siblings: true,
-                settings: true,
-            },
+        let wake = match self.seen.get(&key) {
+            None => everyone,
             Some(before) => Wake {
                 siblings: before.policy != now.policy,
                 settings: before.settings != now.settings,
             },
-        }
+        };
+        self.seen.changed(key, now);
+        wake
     }
 
     /// Applies one event of the SenderIdentity watch (after the cache has).
@@ -168,7 +167,7 @@ fn naming(
 /// identity moved to another region lets the old one go only then). Other status writes wake
 /// nobody.
 pub struct SettingsTriggers {
-    seen: HashMap<(String, String), u64>,
+    seen: memory::Seen<u64>,
     identities: Store<DeserializeGuard<SenderIdentity>>,
     index: NamespaceIndex,
     wake: UnboundedSender<ObjectRef<DeserializeGuard<SenderIdentity>>>,
@@ -181,7 +180,7 @@ impl SettingsTriggers {
         wake: UnboundedSender<ObjectRef<DeserializeGuard<SenderIdentity>>>,
     ) -> Self {
         Self {
-            seen: HashMap::new(),
+            seen: memory::Seen::default(),
             identities,
             index,
             wake,
@@ -190,9 +189,9 @@ impl SettingsTriggers {
 
     /// Whether the SenderIdentities of this EmailSettings must look again.
     fn changed(&mut self, es: &EmailSettings, deleted: bool) -> bool {
-        let key = (es.namespace().unwrap_or_default(), es.name_any());
+        let key = memory::key_of(es);
         if deleted {
-            self.seen.remove(&key);
+            self.seen.forget(&key);
             return true;
         }
         let mut h = DefaultHasher::new();
@@ -200,8 +199,7 @@ impl SettingsTriggers {
             .unwrap_or_default()
             .hash(&mut h);
         es.publishes_current_spec().hash(&mut h);
-        let now = h.finish();
-        self.seen.insert(key, now) != Some(now)
+        self.seen.changed(key, h.finish())
     }
 
     /// Applies one event of the EmailSettings watch (after the cache has).

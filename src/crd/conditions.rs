@@ -98,6 +98,60 @@ pub mod reasons {
     /// AdvancedSmtp without `smtpCredentialsSecretRef`: there are no SMTP credentials to publish.
     pub const SMTP_CREDENTIALS_NOT_CONFIGURED: &str = "SmtpCredentialsNotConfigured";
 
+    // The life of a SenderIdentity in SES (Events, and the conditions that follow SES).
+    /// SES reports the identity (or its DKIM, or its MAIL FROM) verified.
+    pub const SUCCESS: &str = "Success";
+    /// SES has not verified it yet.
+    pub const PENDING: &str = "Pending";
+    /// SES lost sight of the records for a while.
+    pub const TEMPORARY_FAILURE: &str = "TemporaryFailure";
+    /// SES has not started checking.
+    pub const NOT_STARTED: &str = "NotStarted";
+    /// DKIM of an email identity: signed with its domain's keys only when that is verified.
+    pub const NOT_APPLICABLE: &str = "NotApplicable";
+    /// Verified, but SES does not let it send (paused, or the account stopped).
+    pub const NOT_VERIFIED_FOR_SENDING: &str = "NotVerifiedForSending";
+    /// Verified and usable: mail may be sent from it.
+    pub const READY: &str = "Ready";
+    /// The operator created the SES identity.
+    pub const IDENTITY_CREATED: &str = "IdentityCreated";
+    /// This SenderIdentity now shares an SES identity another one created.
+    pub const IDENTITY_SHARED: &str = "IdentityShared";
+    /// An SES identity not created by the operator was adopted (annotation).
+    pub const IDENTITY_ADOPTED: &str = "IdentityAdopted";
+    /// The operator deleted the SES identity (its last owner, `deletionPolicy: Delete`).
+    pub const IDENTITY_DELETED: &str = "IdentityDeleted";
+    /// The SES identity stays (other owners, or `Retain`); only our claim was removed.
+    pub const IDENTITY_RELEASED: &str = "IdentityReleased";
+    /// A failed verification is retried as asked (annotation or spec change).
+    pub const RETRY_REQUESTED: &str = "RetryRequested";
+    /// A domain still pending after 72 h was created again with fresh DKIM tokens.
+    pub const VERIFICATION_EXPIRED: &str = "VerificationExpired";
+    /// An email identity's link expired: a new verification email was sent.
+    pub const VERIFICATION_EMAIL_RESENT: &str = "VerificationEmailResent";
+    /// The object cannot be read as its kind (written under an older schema?).
+    pub const INVALID_OBJECT: &str = "InvalidObject";
+
+    // Calls that failed (Events, metric labels; retried).
+    /// The Kubernetes API refused or failed a request.
+    pub const KUBERNETES_API_ERROR: &str = "KubernetesApiError";
+    /// Adding or removing the finalizer failed.
+    pub const FINALIZER_ERROR: &str = "FinalizerError";
+    /// A namespaced object without a namespace (cannot happen through the API).
+    pub const NO_NAMESPACE: &str = "NoNamespace";
+    /// SES says the identity does not exist.
+    pub const SES_NOT_FOUND: &str = "SesNotFound";
+    /// SES says the identity exists already.
+    pub const SES_ALREADY_EXISTS: &str = "SesAlreadyExists";
+    /// SES throttled the request (its 1 request a second).
+    pub const SES_THROTTLED: &str = "SesThrottled";
+    /// SES could not be reached or failed (5xx, timeout).
+    pub const SES_UNAVAILABLE: &str = "SesUnavailable";
+    /// SES refused the request as invalid.
+    pub const SES_REQUEST_REJECTED: &str = "SesRequestRejected";
+    /// STS could not name the AWS account of the credentials.
+    pub const STS_UNAVAILABLE: &str = "StsUnavailable";
+
     // Outcomes of an EmailSettings.
     /// The connection test passed.
     pub const SUCCEEDED: &str = "Succeeded";
@@ -114,6 +168,12 @@ pub mod reasons {
     pub const SENDER_COVERED: &str = "SenderCovered";
     /// A verified domain identity covers the from domain: mail is DKIM-signed by it.
     pub const DOMAIN_IDENTITY_VERIFIED: &str = "DomainIdentityVerified";
+    /// The connection is being tested.
+    pub const TESTING: &str = "Testing";
+    /// The validated configuration is being written to the output Secret.
+    pub const PUBLISHING: &str = "Publishing";
+    /// A Gmail or Microsoft 365 host: low sending limits for bulk notifications.
+    pub const PROVIDER_LIMITS: &str = "ProviderLimits";
     /// No verified domain identity covers the from domain: mail is DKIM-signed by amazonses.com.
     pub const NO_VERIFIED_DOMAIN_IDENTITY: &str = "NoVerifiedDomainIdentity";
 }

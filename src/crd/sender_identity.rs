@@ -116,6 +116,16 @@ pub enum DeletionPolicy {
     Retain,
 }
 
+impl DeletionPolicy {
+    /// As written in the spec (and in SES owner tags).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delete => "Delete",
+            Self::Retain => "Retain",
+        }
+    }
+}
+
 /// DNS publication settings.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -5,9 +5,8 @@
 
 use super::{Document, ObjectReport, Report};
 use crate::crd::EmailSettings;
-use crate::smtp::oauth2::TokenSource;
 use crate::smtp::target::{self, SecretSource, SesEndpoint};
-use crate::smtp::{LettreProber, Timeouts};
+use crate::smtp::{ConnectionTest, Tester, Timeouts};
 use base64::Engine as _;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -85,8 +84,7 @@ pub async fn check(
     ses_endpoint: &SesEndpoint,
 ) -> Result<(), String> {
     let all = secrets(docs);
-    let prober = LettreProber::new(timeouts);
-    let tokens = TokenSource::new(timeouts.conversation)?;
+    let tester = Tester::new(timeouts)?;
     let mut jobs = vec![];
     for (i, entry) in report.objects.iter().enumerate() {
         if entry.kind != "EmailSettings" || !entry.accepted {
@@ -100,12 +98,13 @@ pub async fn check(
             all: &all,
         };
         let prepared = target::for_settings(&es, &source, ses_endpoint);
-        let (prober, tokens) = (&prober, &tokens);
+        let tester = &tester;
         jobs.push(async move {
             let outcome = match prepared {
                 Ok(None) => return (i, None),
                 Err(u) => Err((u.reason, u.message)),
-                Ok(Some(p)) => crate::smtp::run_test(prober, tokens, &p)
+                Ok(Some(p)) => tester
+                    .test(&p)
                     .await
                     .map(|o| {
                         format!(

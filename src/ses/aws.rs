@@ -4,7 +4,7 @@
 //! the SDK's own retries are off so every attempt is paced.
 
 use super::limiter::RateLimiter;
-use super::{IdentityDetails, ListedIdentity, SesApi, SesError};
+use super::{IdentityDetails, ListedIdentity, SesApi, SesError, VerificationStatus};
 use aws_sdk_sesv2::config::http::HttpResponse;
 use aws_sdk_sesv2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sesv2::operation::create_email_identity::CreateEmailIdentityOutput;
@@ -149,10 +149,14 @@ fn created_details(
     }
     let verified = out.verified_for_sending_status();
     Some(IdentityDetails {
-        verification_status: if verified { "SUCCESS" } else { "PENDING" }.into(),
+        verification_status: if verified {
+            VerificationStatus::Success
+        } else {
+            VerificationStatus::Pending
+        },
         dkim_status: dkim
             .and_then(|d| d.status())
-            .map(|s| s.as_str().to_string()),
+            .map(|s| VerificationStatus::from_ses(s.as_str())),
         dkim_tokens: tokens,
         signing_hosted_zone: zone,
         verified_for_sending: verified,
@@ -211,11 +215,11 @@ impl SesApi for AwsSes {
         Ok(IdentityDetails {
             verification_status: out
                 .verification_status()
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_default(),
+                .map(|s| VerificationStatus::from_ses(s.as_str()))
+                .unwrap_or(VerificationStatus::NotStarted),
             dkim_status: dkim
                 .and_then(|d| d.status())
-                .map(|s| s.as_str().to_string()),
+                .map(|s| VerificationStatus::from_ses(s.as_str())),
             dkim_tokens: dkim.map(|d| d.tokens().to_vec()).unwrap_or_default(),
             signing_hosted_zone: dkim
                 .and_then(|d| d.signing_hosted_zone())
@@ -228,7 +232,7 @@ impl SesApi for AwsSes {
             mail_from_status: out
                 .mail_from_attributes()
                 .filter(|m| !m.mail_from_domain().is_empty())
-                .map(|m| m.mail_from_domain_status().as_str().to_string()),
+                .map(|m| VerificationStatus::from_ses(m.mail_from_domain_status().as_str())),
             next_key_length: dkim
                 .and_then(|d| d.next_signing_key_length())
                 .map(|l| l.as_str().to_string()),
@@ -262,8 +266,8 @@ impl SesApi for AwsSes {
                 name: i.identity_name().unwrap_or_default().to_string(),
                 verification_status: i
                     .verification_status()
-                    .map(|s| s.as_str().to_string())
-                    .unwrap_or_default(),
+                    .map(|s| VerificationStatus::from_ses(s.as_str()))
+                    .unwrap_or(VerificationStatus::NotStarted),
                 sending_enabled: i.sending_enabled(),
             })
             .collect();
@@ -442,8 +446,8 @@ mod tests {
             tags.clone(),
         )
         .expect("complete");
-        assert_eq!(d.verification_status, "PENDING");
-        assert_eq!(d.dkim_status.as_deref(), Some("PENDING"));
+        assert_eq!(d.verification_status, VerificationStatus::Pending);
+        assert_eq!(d.dkim_status, Some(VerificationStatus::Pending));
         assert_eq!(d.dkim_tokens, ["a", "b", "c"]);
         assert_eq!(d.signing_hosted_zone.as_deref(), Some("dkim.amazonses.com"));
         assert_eq!(d.next_key_length.as_deref(), Some("RSA_2048_BIT"));
@@ -458,8 +462,8 @@ mod tests {
         // An email address has no Easy DKIM records to show.
         let email = created_details("noreply@yourcompany.com", &no_tokens, vec![]);
         assert_eq!(
-            email.map(|d| d.verification_status).as_deref(),
-            Some("PENDING")
+            email.map(|d| d.verification_status),
+            Some(VerificationStatus::Pending)
         );
     }
 }

@@ -83,18 +83,75 @@ pub fn identity_key(name: &str) -> String {
     }
 }
 
+/// A verification status as SES reports it, for an identity, its Easy DKIM or its MAIL FROM
+/// domain (SES v2 API Reference, `VerificationStatus`, `DkimStatus`, `MailFromDomainStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum VerificationStatus {
+    #[default]
+    Pending,
+    Success,
+    Failed,
+    TemporaryFailure,
+    NotStarted,
+}
+
+impl VerificationStatus {
+    const ALL: [Self; 5] = [
+        Self::Pending,
+        Self::Success,
+        Self::Failed,
+        Self::TemporaryFailure,
+        Self::NotStarted,
+    ];
+
+    /// SES's spelling: `PENDING`, `TEMPORARY_FAILURE`, …
+    pub fn as_ses(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Success => "SUCCESS",
+            Self::Failed => "FAILED",
+            Self::TemporaryFailure => "TEMPORARY_FAILURE",
+            Self::NotStarted => "NOT_STARTED",
+        }
+    }
+
+    /// As status and `kubectl get` show it: `Pending`, `TemporaryFailure`, …
+    pub fn shown(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::Success => "Success",
+            Self::Failed => "Failed",
+            Self::TemporaryFailure => "TemporaryFailure",
+            Self::NotStarted => "NotStarted",
+        }
+    }
+
+    /// From SES's spelling; a value SES may add later counts as not started (nothing is
+    /// concluded from it).
+    pub fn from_ses(s: &str) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_ses() == s)
+            .unwrap_or(Self::NotStarted)
+    }
+
+    /// From the spelling status shows.
+    pub fn from_shown(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.shown() == s)
+    }
+}
+
 /// What SES reports about one identity.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct IdentityDetails {
-    /// `PENDING`, `SUCCESS`, `FAILED`, `TEMPORARY_FAILURE` or `NOT_STARTED`.
-    pub verification_status: String,
-    pub dkim_status: Option<String>,
+    pub verification_status: VerificationStatus,
+    pub dkim_status: Option<VerificationStatus>,
     pub dkim_tokens: Vec<String>,
     pub signing_hosted_zone: Option<String>,
     pub verified_for_sending: bool,
     pub mail_from_domain: Option<String>,
-    /// `PENDING`, `SUCCESS`, `FAILED` or `TEMPORARY_FAILURE`, when a MAIL FROM domain is set.
-    pub mail_from_status: Option<String>,
+    /// When a MAIL FROM domain is set.
+    pub mail_from_status: Option<VerificationStatus>,
     pub next_key_length: Option<String>,
     pub tags: Vec<(String, String)>,
 }
@@ -103,7 +160,7 @@ pub struct IdentityDetails {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedIdentity {
     pub name: String,
-    pub verification_status: String,
+    pub verification_status: VerificationStatus,
     pub sending_enabled: bool,
 }
 
@@ -132,14 +189,15 @@ pub enum SesError {
 impl SesError {
     /// Stable CamelCase reason (condition, Event, metric label).
     pub fn reason(&self) -> &'static str {
+        use crate::crd::conditions::reasons;
         match self {
-            Self::NotFound => "SesNotFound",
-            Self::AlreadyExists => "SesAlreadyExists",
-            Self::Throttled(_) => "SesThrottled",
-            Self::Unavailable(_) => "SesUnavailable",
-            Self::Rejected(_) => "SesRequestRejected",
-            Self::QuotaExceeded(_) => "SesQuotaExceeded",
-            Self::Sts(_) => "StsUnavailable",
+            Self::NotFound => reasons::SES_NOT_FOUND,
+            Self::AlreadyExists => reasons::SES_ALREADY_EXISTS,
+            Self::Throttled(_) => reasons::SES_THROTTLED,
+            Self::Unavailable(_) => reasons::SES_UNAVAILABLE,
+            Self::Rejected(_) => reasons::SES_REQUEST_REJECTED,
+            Self::QuotaExceeded(_) => reasons::SES_QUOTA_EXCEEDED,
+            Self::Sts(_) => reasons::STS_UNAVAILABLE,
         }
     }
 
@@ -202,8 +260,7 @@ pub struct Owner {
     pub cluster: String,
     pub namespace: String,
     pub name: String,
-    /// `Delete` or `Retain`.
-    pub deletion_policy: String,
+    pub deletion_policy: crate::crd::sender_identity::DeletionPolicy,
 }
 
 impl Owner {
@@ -225,16 +282,14 @@ impl Owner {
     pub fn tag_value(&self) -> String {
         format!(
             "{} {}/{}/{}",
-            self.deletion_policy, self.cluster, self.namespace, self.name
+            self.deletion_policy.as_str(),
+            self.cluster,
+            self.namespace,
+            self.name
         )
         .chars()
         .take(256)
         .collect()
-    }
-
-    /// The deletion policy recorded in an owner tag value.
-    pub fn policy_of(tag_value: &str) -> &str {
-        tag_value.split(' ').next().unwrap_or_default()
     }
 
     /// Tags for creating an identity on behalf of this owner.
@@ -288,7 +343,7 @@ mod tests {
             cluster: "prod-eu".into(),
             namespace: ns.into(),
             name: name.into(),
-            deletion_policy: "Delete".into(),
+            deletion_policy: crate::crd::sender_identity::DeletionPolicy::Delete,
         }
     }
 
@@ -300,7 +355,6 @@ mod tests {
         assert!(a.tag_key().len() <= 128);
         assert_eq!(a.tag_key(), owner("billing", "yourcompany-com").tag_key());
         assert_eq!(a.tag_value(), "Delete prod-eu/billing/yourcompany-com");
-        assert_eq!(Owner::policy_of(&a.tag_value()), "Delete");
         let long = owner(&"n".repeat(63), &"x".repeat(253));
         assert!(long.tag_key().len() <= 128 && long.tag_value().len() <= 256);
     }
@@ -311,7 +365,7 @@ mod tests {
             cluster: "c".repeat(63),
             namespace: "n".repeat(63),
             name: format!("{}.{}", "x".repeat(200), "y".repeat(52)),
-            deletion_policy: "Retain".into(),
+            deletion_policy: crate::crd::sender_identity::DeletionPolicy::Retain,
         };
         for o in [owner("billing", "yourcompany-com"), longest] {
             for (k, v) in o.creation_tags() {

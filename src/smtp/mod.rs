@@ -141,6 +141,38 @@ pub trait Prober: Send + Sync {
     fn probe(&self, target: &Target) -> impl Future<Output = Result<Outcome, Failure>> + Send;
 }
 
+/// Runs whole connection tests of prepared targets: the seam the controller is tested through
+/// (with recording fakes), and that `plan --check-smtp` shares.
+pub trait ConnectionTest: Send + Sync {
+    fn test(
+        &self,
+        prepared: &target::Prepared,
+    ) -> impl Future<Output = Result<Outcome, Failure>> + Send;
+}
+
+/// The real [`ConnectionTest`]: an OAuth 2.0 token when there is a grant, then the SMTP
+/// conversation with lettre.
+#[derive(Debug)]
+pub struct Tester {
+    prober: LettreProber,
+    tokens: oauth2::TokenSource,
+}
+
+impl Tester {
+    pub fn new(timeouts: Timeouts) -> Result<Self, String> {
+        Ok(Self {
+            prober: LettreProber::new(timeouts),
+            tokens: oauth2::TokenSource::new(timeouts.conversation)?,
+        })
+    }
+}
+
+impl ConnectionTest for Tester {
+    async fn test(&self, prepared: &target::Prepared) -> Result<Outcome, Failure> {
+        run_test(&self.prober, &self.tokens, prepared).await
+    }
+}
+
 /// The whole test of a prepared target: the OAuth2 token first when there is a grant (a token
 /// that cannot be obtained is `AuthenticationFailed`), then the SMTP conversation.
 pub async fn run_test(

@@ -666,16 +666,22 @@ pub async fn run(mut options: BenchOptions) -> Result<Report, String> {
     tokio::time::sleep(BENCH_RECHECK).await;
     let (steady, steady_by_op) = calls_per_hour(&bed, window, BENCH_RECHECK, REAL_RECHECK).await;
     bed.stop_operator().await;
-    let baseline_flags = vec![
-        "--ses-max-rps".to_string(),
-        options.fast_rps.to_string(),
-        "--baseline-poll-every".to_string(),
-        format!("{}s", baseline_period.as_secs()),
-    ];
-    bed.start_operator(&binary, &baseline_flags).await?;
+    let identities: Vec<(String, String)> = bed
+        .aws
+        .ses
+        .state()
+        .identities()
+        .into_iter()
+        .map(|(i, _)| (i.region, i.name))
+        .collect();
+    let poller = tokio::spawn(crate::baseline::poll(
+        bed.aws.ses.endpoint_url(),
+        identities,
+        baseline_period,
+    ));
     tokio::time::sleep(baseline_period).await;
     let (baseline, _) = calls_per_hour(&bed, window, baseline_period, REAL_BASELINE_POLL).await;
-    bed.stop_operator().await;
+    poller.abort();
     drop(bed);
 
     let mut passes = vec![fast.clone()];

@@ -6,8 +6,8 @@
 //! tokens for a domain identity, it publishes the three CNAMEs through the test bed's zone, and
 //! it prints every SES identity status change, so the lifecycle can be watched end to end.
 //!
-//! If the operator binary has no working `run` subcommand yet (its `run --help` fails), the
-//! demo says so after everything else is up and exits non-zero.
+//! If the operator binary cannot run (its `run --help` fails: a wrong `--operator` path, or a
+//! binary not built), the demo says so after everything else is up and exits non-zero.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -222,8 +222,8 @@ async fn check_run_exists(operator: &Path) -> Result<(), String> {
         return Ok(());
     }
     Err(format!(
-        "the test bed is up and the examples are applied, but the operator's controllers are not built yet: \
-         `{} run --help` exited with {} — `email-operator run` is missing, so there is nothing to reconcile them",
+        "the test bed is up and the examples are applied, but the operator cannot run: \
+         `{} run --help` exited with {} — build it with `cargo build --workspace`, or pass --operator",
         operator.display(),
         output.status
     ))

@@ -15,6 +15,7 @@
 
 pub mod kube;
 
+pub mod baseline;
 pub mod bench;
 pub mod clock;
 pub mod control;

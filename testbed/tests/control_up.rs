@@ -208,7 +208,7 @@ async fn run_demo(dir: &Path, operator: &Path) -> std::process::Output {
 }
 
 #[tokio::test]
-async fn demo_reports_missing_controllers_after_bringing_everything_up() {
+async fn demo_reports_an_operator_that_cannot_run_after_bringing_everything_up() {
     let dir = tempfile::tempdir().expect("tempdir");
     let operator = fake_operator(dir.path(), 2);
     let output = run_demo(dir.path(), &operator).await;
@@ -216,9 +216,9 @@ async fn demo_reports_missing_controllers_after_bringing_everything_up() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         !output.status.success(),
-        "demo must fail without controllers\n{stdout}\n{stderr}"
+        "demo must fail without a working operator\n{stdout}\n{stderr}"
     );
-    assert!(stderr.contains("controllers are not built yet"), "{stderr}");
+    assert!(stderr.contains("the operator cannot run"), "{stderr}");
     assert!(stderr.contains("run --help"), "{stderr}");
     assert!(stdout.contains("test bed up"), "{stdout}");
     assert!(stdout.contains("applied"), "{stdout}");

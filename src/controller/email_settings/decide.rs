@@ -4,6 +4,7 @@
 use super::publish::Published;
 use crate::smtp::{Failure, Outcome};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// The default of `revalidateEvery`.
@@ -165,4 +166,61 @@ pub fn revalidate_every(spec: Option<&str>) -> Duration {
         return DEFAULT_REVALIDATE;
     }
     Duration::from_secs(total)
+}
+
+/// What to do with the output Secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Publication {
+    /// Nothing may be published: no passed test of the current inputs, a Secret not ours, or an
+    /// AdvancedSmtp sender not covered yet.
+    Nothing,
+    /// The Secret already holds exactly this.
+    Current,
+    /// Write this data (validated at `at`).
+    Write {
+        data: BTreeMap<String, String>,
+        at: Timestamp,
+    },
+}
+
+/// Whether and what to publish: only a configuration whose test passed for the current inputs,
+/// to a Secret this EmailSettings may write, with (AdvancedSmtp) a verified sender.
+pub fn publication(
+    passed: Option<(Timestamp, Option<BTreeMap<String, String>>)>,
+    may_write: bool,
+    sender_covered: bool,
+    published: Option<&Published>,
+    generation: i64,
+    fingerprint: &str,
+) -> Publication {
+    let Some((at, fresh)) = passed.filter(|_| may_write && sender_covered) else {
+        return Publication::Nothing;
+    };
+    // A pass known only from the published Secret (after a restart) republishes its data.
+    let Some(data) = fresh.or_else(|| published.map(|p| p.data.clone())) else {
+        return Publication::Nothing;
+    };
+    let current = published.is_some_and(|p| {
+        p.data == data
+            && p.generation == Some(generation)
+            && p.inputs_hash.as_deref() == Some(fingerprint)
+            && p.validated_at == Some(at)
+    });
+    if current {
+        Publication::Current
+    } else {
+        Publication::Write { data, at }
+    }
+}
+
+/// When to come back: when the pass expires or the failure's backoff runs out (Secret and
+/// SenderIdentity changes arrive as watch events), at least a second from now.
+pub fn come_back(next: Option<&Next>, now: Timestamp) -> Duration {
+    let due = match next {
+        Some(Next::Passed { due, .. } | Next::Failed { due, .. }) => {
+            Duration::try_from(due.duration_since(now)).unwrap_or(Duration::ZERO)
+        }
+        _ => Duration::from_secs(300),
+    };
+    due.max(Duration::from_secs(1))
 }

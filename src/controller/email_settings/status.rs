@@ -16,6 +16,14 @@ use kube::ResourceExt;
 /// Why there is nothing to test or publish: a stable reason and a message saying what to do.
 pub use crate::smtp::target::Unprepared as Problem;
 
+/// Why the output Secret cannot be written, and whether that passes on its own (the Secret of
+/// a deleted predecessor, collected soon) or waits for someone (another's Secret, a conflict).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishProblem {
+    pub problem: Problem,
+    pub progress: Progress,
+}
+
 /// Where the connection test stands for the current inputs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Test {
@@ -101,8 +109,8 @@ pub struct Inputs<'a> {
     pub hints: &'a [String],
     /// The generation the output Secret now holds, if it is ours.
     pub published_generation: Option<i64>,
-    /// Why the Secret could not be written.
-    pub publish_problem: Option<&'a Problem>,
+    /// Why the Secret cannot be written.
+    pub publish_problem: Option<&'a PublishProblem>,
     /// AdvancedSmtp only.
     pub senders: Option<&'a Senders>,
 }
@@ -118,25 +126,70 @@ fn with_hints(message: String, hints: &[String]) -> String {
 /// The new status, keeping transition times of conditions whose status did not change.
 pub fn compute(prior: &EmailSettingsStatus, i: &Inputs) -> EmailSettingsStatus {
     let es = i.es;
-    let generation = es.metadata.generation;
-    let now = Time(i.now);
-    let cond = |t: &str, ok: bool, reason: &str, message: String| {
-        condition(t, ok, reason, message, generation, now.clone())
-    };
     let mut conditions: Vec<Condition> = prior.conditions.clone();
     conditions.retain(|c| {
         es.spec.delivery == Delivery::AdvancedSmtp
             || (c.type_ != types::SENDER_VERIFIED && c.type_ != types::DMARC_ALIGNED)
     });
+    let (connection, last_test, connection_progress) =
+        connection(i, prior.last_connection_test.clone());
+    let connected = connection.status == "True";
+    let blocked = (!connected).then(|| {
+        (
+            connection.reason.clone(),
+            connection.message.clone(),
+            connection_progress,
+        )
+    });
+    set_condition(&mut conditions, connection);
+    let mut identity_usage = None;
+    let mut sender_problem = None;
+    if let Some(s) = i.senders {
+        sender_problem = sender_conditions(&mut conditions, i, s);
+        identity_usage = Some(IdentityUsage {
+            domain: format!("{}/{}", s.usage.domains, policy::MAX_DOMAIN_IDENTITIES),
+            email: format!("{}/{}", s.usage.emails, policy::MAX_EMAIL_IDENTITIES),
+        });
+    }
+    let (ready, progress) = ready(i, blocked.or(sender_problem));
+    set_progress(&mut conditions, progress, &ready);
+    set_condition(&mut conditions, ready);
+    EmailSettingsStatus {
+        observed_generation: es.metadata.generation,
+        conditions,
+        last_connection_test: last_test,
+        output_secret: i.published_generation.map(|g| OutputSecret {
+            name: es.output_secret_name(),
+            validated_generation: g,
+        }),
+        identity_usage,
+    }
+}
 
-    let mut last_test = prior.last_connection_test.clone();
-    let connection = match i.test {
-        Test::Unavailable(p) => cond(
-            types::CONNECTION_VERIFIED,
-            false,
-            p.reason,
-            p.message.clone(),
-        ),
+fn cond(i: &Inputs, t: &str, ok: bool, reason: &str, message: String) -> Condition {
+    condition(
+        t,
+        ok,
+        reason,
+        message,
+        i.es.metadata.generation,
+        Time(i.now),
+    )
+}
+
+/// `ConnectionVerified` from where the test stands, the last test to show, and — when it did
+/// not pass — whether that passes on its own (a timeout, a refused connection, a test still to
+/// run: Reconciling) or waits for someone (Stalled).
+fn connection(
+    i: &Inputs,
+    mut last_test: Option<ConnectionTest>,
+) -> (Condition, Option<ConnectionTest>, Progress) {
+    let t = types::CONNECTION_VERIFIED;
+    let c = match i.test {
+        Test::Unavailable(p) => {
+            let c = cond(i, t, false, p.reason, p.message.clone());
+            return (c, last_test, Progress::Stalled);
+        }
         Test::Known(Next::Passed { at, outcome, .. }) => {
             let detail = match outcome {
                 Some(o) => {
@@ -155,12 +208,7 @@ pub fn compute(prior: &EmailSettingsStatus, i: &Inputs) -> EmailSettingsStatus {
                 }
                 None => format!("connection test passed at {at}"),
             };
-            cond(
-                types::CONNECTION_VERIFIED,
-                true,
-                reasons::SUCCEEDED,
-                with_hints(detail, i.hints),
-            )
+            cond(i, t, true, reasons::SUCCEEDED, with_hints(detail, i.hints))
         }
         Test::Known(Next::Failed {
             at,
@@ -174,144 +222,104 @@ pub fn compute(prior: &EmailSettingsStatus, i: &Inputs) -> EmailSettingsStatus {
                 reason: failure.reason().into(),
                 path: None,
             });
-            cond(
-                types::CONNECTION_VERIFIED,
-                false,
-                failure.reason(),
-                with_hints(
-                    format!("{} Next test at {due}.", failure.condition_message()),
-                    i.hints,
-                ),
-            )
+            let message = format!("{} Next test at {due}.", failure.condition_message());
+            let c = cond(i, t, false, failure.reason(), with_hints(message, i.hints));
+            let progress = if failure.is_transient() {
+                Progress::Reconciling
+            } else {
+                Progress::Stalled
+            };
+            return (c, last_test, progress);
         }
         Test::Known(Next::Test) => cond(
-            types::CONNECTION_VERIFIED,
+            i,
+            t,
             false,
-            "Testing",
+            reasons::TESTING,
             "the connection test has not run yet".into(),
         ),
     };
-    let connected = connection.status == "True";
-    let connection_reason = connection.reason.clone();
-    let connection_message = connection.message.clone();
-    set_condition(&mut conditions, connection);
+    (c, last_test, Progress::Reconciling)
+}
 
-    let mut sender_problem: Option<(String, String)> = None;
-    let mut identity_usage = None;
-    if let Some(s) = i.senders {
-        let (ok, reason, message) = match &s.sender_verified {
-            Some(by) => (
-                true,
-                reasons::SENDER_COVERED,
-                format!("{} is covered by verified {by}", es.spec.from),
+/// `SenderVerified` and `DmarcAligned` (AdvancedSmtp); the problem Ready reports when the
+/// sender is not covered yet (it will be once its identity verifies: Reconciling).
+fn sender_conditions(
+    conditions: &mut Vec<Condition>,
+    i: &Inputs,
+    s: &Senders,
+) -> Option<(String, String, Progress)> {
+    let from = &i.es.spec.from;
+    let (ok, reason, message) = match &s.sender_verified {
+        Some(by) => (
+            true,
+            reasons::SENDER_COVERED,
+            format!("{from} is covered by verified {by}"),
+        ),
+        None => (false, reasons::SENDER_NOT_VERIFIED, s.missing.clone()),
+    };
+    set_condition(
+        conditions,
+        cond(i, types::SENDER_VERIFIED, ok, reason, message.clone()),
+    );
+    let domain = from.rsplit_once('@').map_or(from.as_str(), |(_, d)| d);
+    let aligned = match &s.dmarc_aligned {
+        Some(by) => cond(
+            i,
+            types::DMARC_ALIGNED,
+            true,
+            reasons::DOMAIN_IDENTITY_VERIFIED,
+            format!("mail from {from} is DKIM-signed by verified {by}"),
+        ),
+        None => cond(
+            i,
+            types::DMARC_ALIGNED,
+            false,
+            reasons::NO_VERIFIED_DOMAIN_IDENTITY,
+            format!(
+                "mail is DKIM-signed by amazonses.com, which does not align with {domain} under DMARC; verify a domain identity for {domain} to sign with your own domain"
             ),
-            None => (false, reasons::SENDER_NOT_VERIFIED, s.missing.clone()),
-        };
-        if !ok {
-            sender_problem = Some((reason.to_string(), message.clone()));
-        }
-        set_condition(
-            &mut conditions,
-            cond(types::SENDER_VERIFIED, ok, reason, message),
-        );
-        let domain = es
-            .spec
-            .from
-            .rsplit_once('@')
-            .map_or(es.spec.from.as_str(), |(_, d)| d);
-        let aligned = match &s.dmarc_aligned {
-            Some(by) => cond(
-                types::DMARC_ALIGNED,
-                true,
-                reasons::DOMAIN_IDENTITY_VERIFIED,
-                format!("mail from {} is DKIM-signed by verified {by}", es.spec.from),
-            ),
-            None => cond(
-                types::DMARC_ALIGNED,
-                false,
-                reasons::NO_VERIFIED_DOMAIN_IDENTITY,
-                format!(
-                    "mail is DKIM-signed by amazonses.com, which does not align with {domain} under DMARC; verify a domain identity for {domain} to sign with your own domain"
-                ),
-            ),
-        };
-        set_condition(&mut conditions, aligned);
-        identity_usage = Some(IdentityUsage {
-            domain: format!("{}/{}", s.usage.domains, policy::MAX_DOMAIN_IDENTITIES),
-            email: format!("{}/{}", s.usage.emails, policy::MAX_EMAIL_IDENTITIES),
-        });
-    }
+        ),
+    };
+    set_condition(conditions, aligned);
+    (!ok).then(|| (reason.to_string(), message, Progress::Reconciling))
+}
 
+/// `Ready` and where the object stands (kstatus): published for the current generation, or
+/// why not — whatever fails, applications keep the last configuration that passed, and the
+/// message says which.
+fn ready(i: &Inputs, blocked: Option<(String, String, Progress)>) -> (Condition, Progress) {
+    let es = i.es;
     let secret = es.output_secret_name();
-    let current = i.published_generation.is_some() && i.published_generation == generation;
-    // Whatever fails, applications keep the last configuration that passed: say which.
+    let current =
+        i.published_generation.is_some() && i.published_generation == es.metadata.generation;
     let still = match i.published_generation {
         Some(g) => format!(
             "; Secret {secret} still holds the last validated configuration (generation {g})"
         ),
         None => String::new(),
     };
-    let ready = if let Some(p) = i.publish_problem {
-        cond(
-            types::READY,
-            false,
-            p.reason,
-            format!("{}{still}", p.message),
-        )
-    } else if !connected {
-        cond(
-            types::READY,
-            false,
-            &connection_reason,
-            format!("{connection_message}{still}"),
-        )
-    } else if let Some((reason, message)) = sender_problem {
-        cond(types::READY, false, &reason, format!("{message}{still}"))
-    } else if current {
-        cond(
-            types::READY,
-            true,
-            reasons::PUBLISHED,
-            format!("the validated configuration is published in Secret {secret}"),
-        )
-    } else {
-        cond(
-            types::READY,
-            false,
-            "Publishing",
-            format!("publishing the validated configuration to Secret {secret}{still}"),
-        )
-    };
-    // kstatus: failures that pass on their own (and waits) are Reconciling; the rest wait for
-    // someone to act, Stalled.
-    let progress = if ready.status == "True" {
-        Progress::Done
-    } else if [
-        reasons::CONNECT_FAILED,
-        reasons::CONNECT_TIMEOUT,
-        reasons::READ_TIMEOUT,
-        reasons::SENDER_NOT_VERIFIED,
-        reasons::OUTPUT_SECRET_OF_PREDECESSOR,
-        "Publishing",
-        "Testing",
-    ]
-    .contains(&ready.reason.as_str())
-    {
-        Progress::Reconciling
-    } else {
-        Progress::Stalled
-    };
-    set_progress(&mut conditions, progress, &ready);
-    set_condition(&mut conditions, ready);
-
-    EmailSettingsStatus {
-        observed_generation: generation,
-        conditions,
-        last_connection_test: last_test,
-        output_secret: i.published_generation.map(|g| OutputSecret {
-            name: secret,
-            validated_generation: g,
-        }),
-        identity_usage,
+    let t = types::READY;
+    if let Some(p) = i.publish_problem {
+        let message = format!("{}{still}", p.problem.message);
+        return (cond(i, t, false, p.problem.reason, message), p.progress);
     }
+    if let Some((reason, message, progress)) = blocked {
+        return (
+            cond(i, t, false, &reason, format!("{message}{still}")),
+            progress,
+        );
+    }
+    if current {
+        let message = format!("the validated configuration is published in Secret {secret}");
+        return (
+            cond(i, t, true, reasons::PUBLISHED, message),
+            Progress::Done,
+        );
+    }
+    let message = format!("publishing the validated configuration to Secret {secret}{still}");
+    (
+        cond(i, t, false, reasons::PUBLISHING, message),
+        Progress::Reconciling,
+    )
 }

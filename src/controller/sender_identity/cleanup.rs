@@ -2,9 +2,13 @@
 //! owner with `deletionPolicy: Delete`. Idempotent; NotFound counts as done; an identity that is
 //! not ours is never touched.
 
-use super::{Error, get, key_of, owner, ses_name};
+use super::Error;
+use super::apply::get;
+use super::dereference::owner;
 use crate::controller::Context;
+use crate::controller::backends::{Backends, SesKey};
 use crate::crd::SenderIdentity;
+use crate::crd::conditions::reasons;
 use crate::crd::sender_identity::{DeletionPolicy, SesLocation};
 use crate::names::IdentityName;
 use crate::ses::{SesApi, SesError, owner_tags};
@@ -12,9 +16,11 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
 /// Finalizer: release our claim where the identity is, and wherever it was before a move.
-pub(super) async fn cleanup(si: &SenderIdentity, ctx: &Context) -> Result<Action, Error> {
-    ctx.set_checked(&si.uid().unwrap_or_default(), None);
-    ctx.forget_status(&si.uid().unwrap_or_default());
+pub(super) async fn cleanup<B: Backends>(
+    si: &SenderIdentity,
+    ctx: &Context<B>,
+) -> Result<Action, Error> {
+    ctx.forget(&si.uid().unwrap_or_default());
     let Some(status) = &si.status else {
         return Ok(Action::await_change()); // never reached SES
     };
@@ -30,15 +36,15 @@ pub(super) async fn cleanup(si: &SenderIdentity, ctx: &Context) -> Result<Action
 /// Releases our claim on the identity in one SES location: deletes it as its last owner with
 /// `deletionPolicy: Delete`, otherwise removes only our owner tag. NotFound counts as done; an
 /// identity that is not ours, or no longer claimed by us, is left as it is.
-pub(super) async fn release(
+pub(super) async fn release<B: Backends>(
     si: &SenderIdentity,
-    ctx: &Context,
+    ctx: &Context<B>,
     id: &IdentityName,
     location: &SesLocation,
 ) -> Result<(), Error> {
-    let name = ses_name(id);
-    let ses = ctx.ses(&key_of(location)).await;
-    let me = owner(si, ctx);
+    let name = id.to_string();
+    let ses = ctx.backends.ses(&SesKey::from(location)).await;
+    let me = owner(si, &ctx.config.cluster_id);
     let Some(details) = get(&ses, &name).await? else {
         return Ok(());
     };
@@ -59,7 +65,7 @@ pub(super) async fn release(
         ctx.event(
             si,
             false,
-            "IdentityDeleted",
+            reasons::IDENTITY_DELETED,
             format!("deleted {name} from SES {region}"),
         )
         .await;
@@ -76,7 +82,7 @@ pub(super) async fn release(
         ctx.event(
             si,
             false,
-            "IdentityReleased",
+            reasons::IDENTITY_RELEASED,
             format!("{name} stays in SES {region}: {why}"),
         )
         .await;

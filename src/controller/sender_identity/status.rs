@@ -5,22 +5,9 @@ use super::step::Windows;
 use crate::crd::conditions::{Progress, condition, reasons, set_condition, set_progress, types};
 use crate::crd::sender_identity::{DnsRecord, IdentityType, SenderIdentityStatus, SesLocation};
 use crate::names::IdentityName;
-use crate::ses::IdentityDetails;
+use crate::ses::{IdentityDetails, VerificationStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
-
-/// SES's status names, as shown in `kubectl get sid`: `PENDING` → `Pending`.
-pub fn display_status(ses: &str) -> String {
-    ses.split('_')
-        .map(|w| {
-            let lower = w.to_ascii_lowercase();
-            let mut c = lower.chars();
-            c.next()
-                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
-                .unwrap_or_default()
-        })
-        .collect()
-}
 
 /// Follows its EmailSettings to `location`: where the identity was until now joins the former
 /// locations (released once it is verified here, see `formerLocations`), a location moved back
@@ -61,122 +48,154 @@ pub struct Observation<'a> {
 pub fn observed(prior: &SenderIdentityStatus, o: Observation) -> SenderIdentityStatus {
     let mut s = prior.clone();
     let now = Time(o.now);
-    let generation = o.generation;
-    s.observed_generation = generation;
+    record_fields(&mut s, &o);
+    set_condition(
+        &mut s.conditions,
+        condition(
+            types::ACCEPTED,
+            true,
+            reasons::ACCEPTED,
+            format!("{} may be verified in SES", o.identity),
+            o.generation,
+            now.clone(),
+        ),
+    );
+    let verified = o.details.verification_status == VerificationStatus::Success;
+    set_condition(
+        &mut s.conditions,
+        condition(
+            types::VERIFIED,
+            verified,
+            o.details.verification_status.shown(),
+            verified_message(&o),
+            o.generation,
+            now.clone(),
+        ),
+    );
+    let dkim_ok = o.details.dkim_status == Some(VerificationStatus::Success);
+    set_condition(&mut s.conditions, dkim_condition(&o, dkim_ok, &now));
+    mail_from_condition(&mut s, &o, &now);
+    key_length_condition(&mut s, &o, &now);
+    set_ready(&mut s, &o, verified, dkim_ok, &now);
+    s
+}
+
+/// The fields that restate what SES reported.
+fn record_fields(s: &mut SenderIdentityStatus, o: &Observation) {
+    s.observed_generation = o.generation;
     s.identity_type = Some(if o.identity.is_domain() {
         IdentityType::Domain
     } else {
         IdentityType::Email
     });
-    let verification = display_status(&o.details.verification_status);
-    let dkim = o.details.dkim_status.as_deref().map(display_status);
-    s.verification_status = Some(verification.clone());
-    s.dkim_status = dkim.clone();
+    s.verification_status = Some(o.details.verification_status.shown().to_string());
+    s.dkim_status = o.details.dkim_status.map(|d| d.shown().to_string());
     s.verified_for_sending = Some(o.details.verified_for_sending);
     s.dns_records = o.records.clone();
-    s.pending_since = if o.details.verification_status == "SUCCESS" {
+    s.pending_since = if o.details.verification_status == VerificationStatus::Success {
         None
     } else {
         o.pending_since.map(Time)
     };
-    s.last_checked_time = Some(now.clone());
-    s.mail_from_status = o.details.mail_from_status.as_deref().map(display_status);
+    s.last_checked_time = Some(Time(o.now));
+    s.mail_from_status = o.details.mail_from_status.map(|m| m.shown().to_string());
     s.dkim_key_length_changed_time = o.key_length_changed.map(Time);
     s.verification_attempts = Some(o.attempts);
     s.observed_retry = o.observed_retry.clone();
     s.ses = Some(o.location.clone());
+}
 
-    let set = |conds: &mut Vec<_>, t: &str, ok: bool, reason: &str, msg: String| {
-        set_condition(
-            conds,
-            condition(t, ok, reason, msg, generation, now.clone()),
-        );
-    };
-    set(
-        &mut s.conditions,
-        types::ACCEPTED,
-        true,
-        reasons::ACCEPTED,
-        format!("{} may be verified in SES", o.identity),
-    );
-
-    let verified = o.details.verification_status == "SUCCESS";
-    let verified_msg = match o.details.verification_status.as_str() {
-        "SUCCESS" => "SES verified the identity".to_string(),
-        "PENDING" | "NOT_STARTED" if o.identity.is_domain() => {
+fn verified_message(o: &Observation) -> String {
+    use VerificationStatus as V;
+    match o.details.verification_status {
+        V::Success => "SES verified the identity".to_string(),
+        V::Pending | V::NotStarted if o.identity.is_domain() => {
             "waiting for SES to see the DKIM CNAME records listed in status.dnsRecords".to_string()
         }
-        "PENDING" | "NOT_STARTED" => format!("waiting for the link SES emailed to {} to be clicked (valid 24 h)", o.identity),
-        "FAILED" => "verification failed: publish the records (or click the link) and set a new value on the annotation email.ops.dev/retry".to_string(),
-        "TEMPORARY_FAILURE" => "SES can no longer see the DKIM records: check that they are still published".to_string(),
-        other => format!("SES reports {other}"),
-    };
-    set(
-        &mut s.conditions,
-        types::VERIFIED,
-        verified,
-        &verification,
-        verified_msg,
-    );
-
-    let dkim_ok = dkim.as_deref() == Some("Success");
-    if o.identity.is_domain() {
-        let msg = if dkim_ok {
-            "Easy DKIM is verified".to_string()
-        } else {
-            "SES has not verified the DKIM CNAME records yet".to_string()
-        };
-        set(
-            &mut s.conditions,
-            types::DKIM_VERIFIED,
-            dkim_ok,
-            dkim.as_deref().unwrap_or("NotStarted"),
-            msg,
-        );
-    } else {
-        let msg = "an email identity is DKIM-signed with its domain's keys only when that domain is verified too".to_string();
-        set(
-            &mut s.conditions,
-            types::DKIM_VERIFIED,
-            dkim_ok,
-            if dkim_ok { "Success" } else { "NotApplicable" },
-            msg,
-        );
+        V::Pending | V::NotStarted => format!(
+            "waiting for the link SES emailed to {} to be clicked (valid 24 h)",
+            o.identity
+        ),
+        V::Failed => "verification failed: publish the records (or click the link) and set a new value on the annotation email.ops.dev/retry".to_string(),
+        V::TemporaryFailure => "SES can no longer see the DKIM records: check that they are still published".to_string(),
     }
+}
 
-    mail_from_condition(&mut s, &o, &now);
-    key_length_condition(&mut s, &o, &now);
+fn dkim_condition(o: &Observation, dkim_ok: bool, now: &Time) -> Condition {
+    let (reason, message) = if o.identity.is_domain() {
+        let reason = o
+            .details
+            .dkim_status
+            .map_or(reasons::NOT_STARTED, VerificationStatus::shown);
+        let message = if dkim_ok {
+            "Easy DKIM is verified"
+        } else {
+            "SES has not verified the DKIM CNAME records yet"
+        };
+        (reason, message)
+    } else {
+        (
+            if dkim_ok {
+                reasons::SUCCESS
+            } else {
+                reasons::NOT_APPLICABLE
+            },
+            "an email identity is DKIM-signed with its domain's keys only when that domain is verified too",
+        )
+    };
+    condition(
+        types::DKIM_VERIFIED,
+        dkim_ok,
+        reason,
+        message,
+        o.generation,
+        now.clone(),
+    )
+}
 
+/// `Ready` (and kstatus' `Reconciling` / `Stalled`): verified, allowed to send, and for a domain
+/// DKIM-verified.
+fn set_ready(
+    s: &mut SenderIdentityStatus,
+    o: &Observation,
+    verified: bool,
+    dkim_ok: bool,
+    now: &Time,
+) {
     let ready = verified && o.details.verified_for_sending && (dkim_ok || !o.identity.is_domain());
     let (reason, msg) = if ready {
         (
-            "Ready".to_string(),
+            reasons::READY,
             format!("mail may be sent from {}", o.identity),
         )
     } else if !verified {
-        (verification, "the identity is not verified yet".to_string())
+        (
+            o.details.verification_status.shown(),
+            "the identity is not verified yet".to_string(),
+        )
     } else if o.identity.is_domain() && !dkim_ok {
         (
-            dkim.unwrap_or_else(|| "NotStarted".into()),
+            o.details
+                .dkim_status
+                .map_or(reasons::NOT_STARTED, VerificationStatus::shown),
             "Easy DKIM is not verified yet".to_string(),
         )
     } else {
         (
-            "NotVerifiedForSending".to_string(),
+            reasons::NOT_VERIFIED_FOR_SENDING,
             "SES does not allow sending from this identity".to_string(),
         )
     };
-    let ready_condition = condition(types::READY, ready, &reason, msg, generation, now.clone());
+    let ready_condition = condition(types::READY, ready, reason, msg, o.generation, now.clone());
     let progress = if ready {
         Progress::Done
-    } else if o.details.verification_status == "FAILED" {
+    } else if o.details.verification_status == VerificationStatus::Failed {
         Progress::Stalled
     } else {
         Progress::Reconciling
     };
     set_progress(&mut s.conditions, progress, &ready_condition);
     set_condition(&mut s.conditions, ready_condition);
-    s
 }
 
 /// `MailFromVerified`, present while the spec asks for a custom MAIL FROM domain. A failed
@@ -187,30 +206,30 @@ fn mail_from_condition(s: &mut SenderIdentityStatus, o: &Observation, now: &Time
             .retain(|c| c.type_ != types::MAIL_FROM_VERIFIED);
         return;
     };
-    let (ok, reason, message) = match o.details.mail_from_status.as_deref() {
-        Some("SUCCESS") => (
+    let (ok, reason, message) = match o.details.mail_from_status {
+        Some(VerificationStatus::Success) => (
             true,
-            "Success".to_string(),
+            reasons::SUCCESS,
             format!(
                 "SES found the MX record of {domain}: mail leaves with MAIL FROM {domain}, aligned for SPF"
             ),
         ),
-        Some("FAILED") => (
+        Some(VerificationStatus::Failed) => (
             false,
-            reasons::MAIL_FROM_FAILED.to_string(),
+            reasons::MAIL_FROM_FAILED,
             format!(
                 "SES cannot find the MX record of {domain}, or it was removed: mail leaves with amazonses.com as MAIL FROM and SPF no longer aligns with {}. Publish the MX record listed in status.dnsRecords, then set a new value on the annotation email.ops.dev/retry for SES to look again",
                 o.identity
             ),
         ),
-        Some("TEMPORARY_FAILURE") => (
+        Some(VerificationStatus::TemporaryFailure) => (
             false,
-            "TemporaryFailure".to_string(),
+            reasons::TEMPORARY_FAILURE,
             format!("SES could not determine the state of {domain} for now and tries again"),
         ),
         _ => (
             false,
-            "Pending".to_string(),
+            reasons::PENDING,
             format!(
                 "waiting for SES to find the MX record of {domain} listed in status.dnsRecords"
             ),
@@ -221,7 +240,7 @@ fn mail_from_condition(s: &mut SenderIdentityStatus, o: &Observation, now: &Time
         condition(
             types::MAIL_FROM_VERIFIED,
             ok,
-            &reason,
+            reason,
             message,
             o.generation,
             now.clone(),
@@ -255,7 +274,7 @@ fn key_length_condition(s: &mut SenderIdentityStatus, o: &Observation, now: &Tim
     } else {
         (
             false,
-            "Pending",
+            reasons::PENDING,
             format!("changing the DKIM key length from {have} to {want}"),
         )
     };
@@ -356,7 +375,11 @@ pub struct Transition {
 }
 
 /// Reasons of conditions that are simply on their way.
-const ROUTINE: [&str; 3] = ["Pending", "NotStarted", "NotApplicable"];
+const ROUTINE: [&str; 3] = [
+    reasons::PENDING,
+    reasons::NOT_STARTED,
+    reasons::NOT_APPLICABLE,
+];
 
 /// The Events for a status change: one for `Ready` when it changed, whose note also names the
 /// other conditions that changed with it; otherwise one per condition that changed. A
@@ -451,11 +474,4 @@ pub fn dns_endpoint(
         set_progress(&mut s.conditions, Progress::Stalled, &ready);
         set_condition(&mut s.conditions, ready);
     }
-}
-
-/// Whether the last attempt to write the DNSEndpoint failed (it is tried again).
-pub fn dns_endpoint_failing(s: &SenderIdentityStatus) -> bool {
-    s.conditions
-        .iter()
-        .any(|c| c.type_ == types::DNS_ENDPOINT_READY && c.status != "True")
 }

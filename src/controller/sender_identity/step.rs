@@ -7,45 +7,32 @@
 //! the first (by tag key) re-creates it, so they never race.
 
 use crate::crd::SenderIdentitySpec;
+use crate::crd::conditions::reasons;
 use crate::crd::sender_identity::SenderIdentityStatus;
-use crate::ses::{IdentityDetails, is_managed, owner_tags};
+use crate::ses::{IdentityDetails, VerificationStatus, is_managed, owner_tags};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use std::time::Duration;
 
-/// The time windows and intervals.
+pub use crate::controller::config::Windows;
+
+/// Why an identity is deleted and created again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Windows {
-    /// A domain identity pending this long is re-created (fresh DKIM tokens).
-    pub domain_pending: Duration,
-    /// An email verification link is valid this long.
-    pub email_link: Duration,
-    /// Verification emails re-sent at most this many times (after the first).
-    pub max_resends: i32,
-    /// Pending identities are polled no more often than this …
-    pub pending_min: Duration,
-    /// … and no less often than this.
-    pub pending_max: Duration,
-    /// TemporaryFailure (records removed?) is looked at again after this.
-    pub temporary_failure: Duration,
-    /// An identity with a custom MAIL FROM domain is read by itself this often (the bulk
-    /// listing does not carry the MAIL FROM status), and every `pending_max` while that
-    /// status is pending.
-    pub mail_from_every: Duration,
-    /// SES lets the DKIM key length change at most once in this long.
-    pub key_length_change: Duration,
+pub enum Recreation {
+    /// Failed, and the retry annotation (or the spec) changed.
+    RetryRequested,
+    /// A domain still pending when its 72 h window closed: fresh DKIM tokens.
+    VerificationExpired,
+    /// An email identity's link expired unconfirmed: a new verification email.
+    EmailResent,
 }
 
-impl Default for Windows {
-    fn default() -> Self {
-        Self {
-            domain_pending: Duration::from_secs(72 * 3600),
-            email_link: Duration::from_secs(24 * 3600),
-            max_resends: 3,
-            pending_min: Duration::from_secs(30),
-            pending_max: Duration::from_secs(15 * 60),
-            temporary_failure: Duration::from_secs(5 * 60),
-            mail_from_every: Duration::from_secs(12 * 3600),
-            key_length_change: Duration::from_secs(24 * 3600),
+impl Recreation {
+    /// The Event reason.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::RetryRequested => reasons::RETRY_REQUESTED,
+            Self::VerificationExpired => reasons::VERIFICATION_EXPIRED,
+            Self::EmailResent => reasons::VERIFICATION_EMAIL_RESENT,
         }
     }
 }
@@ -60,10 +47,7 @@ pub enum Step {
     /// It exists and we may use it: add our owner tag (and the managed-by tag when adopting).
     Claim { adopt: bool },
     /// Delete and create again.
-    Recreate {
-        reason: &'static str,
-        message: String,
-    },
+    Recreate { cause: Recreation, message: String },
     /// Bring MAIL FROM or the DKIM key length in line with the spec.
     Configure {
         mail_from: Option<Option<String>>,
@@ -140,11 +124,11 @@ pub fn next_step(f: &Facts, w: &Windows) -> Step {
         return Step::Claim { adopt: false };
     }
     let first = f.is_first_owner(details);
-    match details.verification_status.as_str() {
-        "FAILED" => {
+    match details.verification_status {
+        VerificationStatus::Failed => {
             if f.retry_requested() || f.spec_changed() {
                 return Step::Recreate {
-                    reason: "RetryRequested",
+                    cause: Recreation::RetryRequested,
                     message:
                         "verification failed; retrying as requested: the identity is created again"
                             .into(),
@@ -155,10 +139,10 @@ pub fn next_step(f: &Facts, w: &Windows) -> Step {
             }
             return Step::WaitForRetry;
         }
-        "PENDING" | "NOT_STARTED" => {
+        VerificationStatus::Pending | VerificationStatus::NotStarted => {
             if first && f.is_domain && exceeds(f.pending_for(), w.domain_pending) {
                 return Step::Recreate {
-                    reason: "VerificationExpired",
+                    cause: Recreation::VerificationExpired,
                     message: format!(
                         "still pending after {} h: re-created with fresh DKIM tokens; publish the new records",
                         w.domain_pending.as_secs() / 3600
@@ -181,7 +165,7 @@ fn resends_left(f: &Facts, w: &Windows) -> bool {
 
 fn resend(f: &Facts) -> Step {
     Step::Recreate {
-        reason: "VerificationEmailResent",
+        cause: Recreation::EmailResent,
         message: format!(
             "the verification link for {} expired unconfirmed: a new verification email was sent (attempt {})",
             f.spec.identity,
@@ -221,7 +205,7 @@ fn configure(f: &Facts, details: &IdentityDetails, w: &Windows) -> Step {
         .map(|d| d.to_ascii_lowercase());
     // A failed MAIL FROM is put again when a retry is asked for: SES then looks for its MX
     // record afresh.
-    let mail_from_failed = details.mail_from_status.as_deref() == Some("FAILED");
+    let mail_from_failed = details.mail_from_status == Some(VerificationStatus::Failed);
     let mail_from = (want_mail_from != have_mail_from
         || (mail_from_failed && want_mail_from.is_some() && f.retry_requested()))
     .then_some(want_mail_from);
@@ -249,16 +233,16 @@ fn configure(f: &Facts, details: &IdentityDetails, w: &Windows) -> Step {
 /// polled one by one: the bulk listing ([`crate::controller::recheck`]) wakes the ones whose
 /// status changed.
 pub fn recheck_after(
-    verification_status: &str,
+    verification_status: VerificationStatus,
     pending_since: Option<Timestamp>,
     now: Timestamp,
     is_domain: bool,
     w: &Windows,
 ) -> Option<Duration> {
     match verification_status {
-        "SUCCESS" => None,
-        "TEMPORARY_FAILURE" => Some(w.temporary_failure),
-        "FAILED" if is_domain => None,
+        VerificationStatus::Success => None,
+        VerificationStatus::TemporaryFailure => Some(w.temporary_failure),
+        VerificationStatus::Failed if is_domain => None,
         _ => {
             // Back off with the age of the attempt: a tenth of it, within bounds, and never
             // past the moment the window closes.

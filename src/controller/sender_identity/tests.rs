@@ -1,14 +1,15 @@
 //! The pure steps of the SenderIdentity pipeline, with an injected clock: every time window is
 //! tested by moving time, never by sleeping.
 
-use super::status::{
-    Observation, Transition, display_status, observed, rejected, track_move, transitions,
-};
+use super::apply::{Created, create};
+use super::status::{Observation, Transition, observed, rejected, track_move, transitions};
+use super::step::Recreation;
 use super::step::{Facts, Step, Windows, next_step, recheck_after};
-use super::to_ses_status;
+use crate::crd::sender_identity::DeletionPolicy;
 use crate::crd::sender_identity::{SenderIdentityStatus, SesLocation};
 use crate::crd::{SenderIdentity, SenderIdentitySpec};
 use crate::names::IdentityName;
+use crate::ses::VerificationStatus;
 use crate::ses::{IdentityDetails, Owner};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
@@ -37,7 +38,7 @@ fn me() -> Owner {
         cluster: "c".into(),
         namespace: "billing".into(),
         name: "x".into(),
-        deletion_policy: "Delete".into(),
+        deletion_policy: DeletionPolicy::Delete,
     }
 }
 
@@ -63,13 +64,13 @@ fn details(status: &str, owners: &[Owner]) -> IdentityDetails {
     )];
     tags.extend(owners.iter().map(|o| (o.tag_key(), o.tag_value())));
     IdentityDetails {
-        verification_status: status.into(),
-        dkim_status: Some(status.into()),
+        verification_status: VerificationStatus::from_ses(status),
+        dkim_status: Some(VerificationStatus::from_ses(status)),
         dkim_tokens: vec!["t1".into(), "t2".into(), "t3".into()],
         signing_hosted_zone: Some("dkim.amazonses.com".into()),
         verified_for_sending: status == "SUCCESS",
         mail_from_domain: Some("bounce.yourcompany.com".into()),
-        mail_from_status: Some(status.into()),
+        mail_from_status: Some(VerificationStatus::from_ses(status)),
         next_key_length: Some("RSA_2048_BIT".into()),
         tags,
     }
@@ -181,8 +182,8 @@ fn a_pending_domain_is_recreated_after_72_hours_by_its_first_owner_only() {
         &p,
         t0() + hours(72) + SignedDuration::from_secs(1),
     )) {
-        Step::Recreate { reason, message } => {
-            assert_eq!(reason, "VerificationExpired");
+        Step::Recreate { cause, message } => {
+            assert_eq!(cause, Recreation::VerificationExpired);
             assert!(message.contains("fresh DKIM tokens"));
         }
         other => panic!("{other:?}"),
@@ -210,8 +211,8 @@ fn an_unconfirmed_email_is_resent_after_24_hours_at_most_three_times() {
     );
     for attempts in 1..=3 {
         match decide(case(&s, Some(&d), &prior(t0(), attempts), t0() + hours(25))) {
-            Step::Recreate { reason, message } => {
-                assert_eq!(reason, "VerificationEmailResent");
+            Step::Recreate { cause, message } => {
+                assert_eq!(cause, Recreation::EmailResent);
                 assert!(
                     message.contains(&format!("attempt {}", attempts + 1)),
                     "{message}"
@@ -253,7 +254,7 @@ fn a_failed_domain_waits_for_the_retry_annotation_or_a_spec_change() {
         matches!(
             retried,
             Step::Recreate {
-                reason: "RetryRequested",
+                cause: Recreation::RetryRequested,
                 ..
             }
         ),
@@ -274,7 +275,7 @@ fn a_failed_domain_waits_for_the_retry_annotation_or_a_spec_change() {
     assert!(matches!(
         edited,
         Step::Recreate {
-            reason: "RetryRequested",
+            cause: Recreation::RetryRequested,
             ..
         }
     ));
@@ -373,7 +374,7 @@ fn a_failed_mail_from_is_a_warning_and_a_retry_puts_it_again() {
     let mut s = domain_spec();
     s.mail_from_domain = Some("bounce.yourcompany.com".into());
     let mut d = details("SUCCESS", &[me()]);
-    d.mail_from_status = Some("FAILED".into());
+    d.mail_from_status = Some(VerificationStatus::Failed);
     let id = IdentityName::parse("yourcompany.com").unwrap();
     let w = Windows::default();
     fn observation<'a>(
@@ -401,7 +402,7 @@ fn a_failed_mail_from_is_a_warning_and_a_retry_puts_it_again() {
         }
     }
     let mut ok = d.clone();
-    ok.mail_from_status = Some("SUCCESS".into());
+    ok.mail_from_status = Some(VerificationStatus::Success);
     let good = observed(&SenderIdentityStatus::default(), observation(&id, &ok, &w));
     assert_eq!(cond(&good, "MailFromVerified").status, "True");
     let failed = observed(&good, observation(&id, &d, &w));
@@ -435,8 +436,15 @@ fn a_failed_mail_from_is_a_warning_and_a_retry_puts_it_again() {
 fn polling_backs_off_with_age_and_stops_at_the_window() {
     let w = Windows::default();
     let at = |h: f64| t0() + SignedDuration::from_secs_f64(h * 3600.0);
-    let after =
-        |status: &str, h: f64, domain: bool| recheck_after(status, Some(t0()), at(h), domain, &w);
+    let after = |status: &str, h: f64, domain: bool| {
+        recheck_after(
+            VerificationStatus::from_ses(status),
+            Some(t0()),
+            at(h),
+            domain,
+            &w,
+        )
+    };
     assert_eq!(after("PENDING", 0.0, true), Some(Duration::from_secs(30)));
     assert_eq!(after("PENDING", 2.0, true), Some(Duration::from_secs(720)));
     assert_eq!(after("PENDING", 10.0, true), Some(Duration::from_secs(900)));
@@ -540,7 +548,7 @@ fn status_follows_ses_and_keeps_transition_times() {
 
     let email = IdentityName::parse("noreply@yourcompany.com").unwrap();
     let mut d = details("SUCCESS", &[me()]);
-    d.dkim_status = Some("NOT_STARTED".into());
+    d.dkim_status = Some(VerificationStatus::NotStarted);
     let e = observe(&SenderIdentityStatus::default(), &email, &d, t0());
     assert_eq!(
         cond(&e, "Ready").status,
@@ -578,10 +586,18 @@ fn status_names_round_trip() {
         ("TEMPORARY_FAILURE", "TemporaryFailure"),
         ("NOT_STARTED", "NotStarted"),
         ("SUCCESS", "Success"),
+        ("FAILED", "Failed"),
     ] {
-        assert_eq!(display_status(ses), shown);
-        assert_eq!(to_ses_status(shown), ses);
+        let status = VerificationStatus::from_ses(ses);
+        assert_eq!(status.shown(), shown);
+        assert_eq!(status.as_ses(), ses);
+        assert_eq!(VerificationStatus::from_shown(shown), Some(status));
     }
+    // A value SES may add later concludes nothing.
+    assert_eq!(
+        VerificationStatus::from_ses("SOMETHING_NEW"),
+        VerificationStatus::NotStarted
+    );
 }
 
 #[test]
@@ -605,7 +621,7 @@ fn a_domain_lifecycle_is_told_in_one_event_per_change() {
     assert_eq!(transitions(&pending, &again), vec![]);
     // Verified: one Event, naming Verified and DkimVerified too.
     let mut ok = details("SUCCESS", &[me()]);
-    ok.dkim_status = Some("SUCCESS".into());
+    ok.dkim_status = Some(VerificationStatus::Success);
     let verified = observe(&again, &id, &ok, t0() + hours(2));
     let done = transitions(&again, &verified);
     assert_eq!(
@@ -725,7 +741,7 @@ impl crate::ses::SesApi for Recorder {
     async fn get_identity(&self, _: &str) -> Result<IdentityDetails, crate::ses::SesError> {
         self.called("GetEmailIdentity");
         Ok(IdentityDetails {
-            verification_status: "SUCCESS".into(),
+            verification_status: VerificationStatus::Success,
             ..Default::default()
         })
     }
@@ -763,8 +779,8 @@ impl crate::ses::SesApi for Recorder {
 }
 
 /// Creates the domain `yourcompany.com` with a MAIL FROM domain.
-async fn create_with_mail_from(ses: &Recorder) -> Result<super::Created, super::Error> {
-    super::create(
+async fn create_with_mail_from(ses: &Recorder) -> Result<Created, super::Error> {
+    create(
         ses,
         "yourcompany.com",
         &[],
@@ -781,20 +797,16 @@ async fn an_identity_found_already_there_when_creating_is_only_read() {
     let ses = Recorder::new(Err(crate::ses::SesError::AlreadyExists));
     let created = create_with_mail_from(&ses).await.expect("no error");
     assert_eq!(ses.calls(), ["CreateEmailIdentity"]);
-    assert!(
-        matches!(created, super::Created::AlreadyThere),
-        "{created:?}"
-    );
+    assert!(matches!(created, Created::AlreadyThere), "{created:?}");
 
     // Created by us: configured, and described by the create's answer (no read).
     let answer = IdentityDetails {
-        verification_status: "PENDING".into(),
+        verification_status: VerificationStatus::Pending,
         dkim_tokens: vec!["a".into(), "b".into(), "c".into()],
         ..Default::default()
     };
     let ses = Recorder::new(Ok(Some(answer)));
-    let super::Created::New(Some(details)) = create_with_mail_from(&ses).await.expect("created")
-    else {
+    let Created::New(Some(details)) = create_with_mail_from(&ses).await.expect("created") else {
         panic!("created, with its details");
     };
     assert_eq!(
@@ -809,7 +821,7 @@ async fn an_identity_found_already_there_when_creating_is_only_read() {
 
     // An answer without what the status shows: read.
     let ses = Recorder::new(Ok(None));
-    super::create(&ses, "yourcompany.com", &[], None, None)
+    create(&ses, "yourcompany.com", &[], None, None)
         .await
         .expect("read");
     assert_eq!(ses.calls(), ["CreateEmailIdentity", "GetEmailIdentity"]);

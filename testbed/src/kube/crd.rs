@@ -3,7 +3,7 @@
 //! (`Established`, `NamesAccepted`) and the registry in step with stored CRDs, and the
 //! built-in external-dns `DNSEndpoint` CRD.
 
-use email_operator::openapi::{self, FieldError, FieldErrorKind};
+use email_operator::openapi::{FieldError, FieldErrorKind};
 use serde_json::{Value, json};
 
 use super::cel_compile;
@@ -123,7 +123,7 @@ pub fn types_from_crd(crd: &Value) -> Result<Vec<ResourceType>, Vec<FieldError>>
                 message: "Required value: schemas are required".into(),
             }),
             Some(schema) => {
-                if let Err(violations) = openapi::check_structural(schema) {
+                if let Err(violations) = super::structural::check_structural(schema) {
                     for violation in violations {
                         errors.push(structural_error(
                             &format!("{vpath}.schema.openAPIV3Schema"),

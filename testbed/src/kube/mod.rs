@@ -43,6 +43,7 @@ mod resources;
 mod selector;
 mod state;
 mod store;
+mod structural;
 mod table;
 mod token;
 mod validation;

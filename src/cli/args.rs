@@ -1,0 +1,68 @@
+//! Flag types and parsers shared by the subcommands.
+
+use std::path::PathBuf;
+
+/// Where AdvancedSmtp connection tests go (`run` and `plan --check-smtp`).
+#[derive(clap::Args)]
+pub struct SesSmtpArgs {
+    /// Test AdvancedSmtp against HOST:PORT instead of email-smtp.<region>.amazonaws.com:587
+    /// (test beds, or an egress proxy).
+    #[arg(long, value_parser = parse_host_port)]
+    ses_smtp_endpoint: Option<(String, u16)>,
+    /// PEM CA certificates to trust for --ses-smtp-endpoint.
+    #[arg(long)]
+    ses_smtp_ca_file: Option<PathBuf>,
+}
+
+impl SesSmtpArgs {
+    /// The endpoint, with the CA file read; `Err((path, error))` when it cannot be.
+    pub fn endpoint(
+        &self,
+    ) -> Result<email_operator::smtp::target::SesEndpoint, (String, std::io::Error)> {
+        let ca_bundle_pem = match &self.ses_smtp_ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|e| (path.display().to_string(), e))?),
+            None => None,
+        };
+        Ok(email_operator::smtp::target::SesEndpoint {
+            address: self.ses_smtp_endpoint.clone(),
+            ca_bundle_pem,
+        })
+    }
+}
+
+/// `NAMESPACE/NAME`.
+pub fn parse_namespaced(s: &str) -> Result<(String, String), String> {
+    match s.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((ns.to_string(), name.to_string()))
+        }
+        _ => Err(format!("{s:?} is not NAMESPACE/NAME")),
+    }
+}
+
+/// `HOST:PORT`.
+pub fn parse_host_port(s: &str) -> Result<(String, u16), String> {
+    s.rsplit_once(':')
+        .and_then(|(h, p)| Some((h.trim_matches(['[', ']']).to_string(), p.parse().ok()?)))
+        .filter(|(h, p)| !h.is_empty() && *p > 0)
+        .ok_or_else(|| format!("{s:?} is not HOST:PORT"))
+}
+
+/// `90s`, `15m`, `12h`, `1h30m`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let re =
+        regex::Regex::new(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$").map_err(|e| e.to_string())?;
+    let caps = re
+        .captures(s)
+        .filter(|_| !s.is_empty())
+        .ok_or_else(|| format!("{s:?} is not a duration such as 12h, 30m or 10s"))?;
+    let part = |i: usize, unit: u64| {
+        caps.get(i)
+            .map_or(0, |m| m.as_str().parse::<u64>().unwrap_or(0) * unit)
+    };
+    let secs = part(1, 3600) + part(2, 60) + part(3, 1);
+    if secs == 0 {
+        return Err("the duration must be positive".into());
+    }
+    Ok(std::time::Duration::from_secs(secs))
+}

@@ -1,0 +1,4 @@
+//! The subcommands' flags and the `run` command (the binary's own modules).
+
+pub mod args;
+pub mod run;

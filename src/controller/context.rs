@@ -1,0 +1,295 @@
+//! What both controllers share: the Kubernetes client and caches, the backends, the clock, the
+//! settings, what this process remembers of each object, Events and status writes.
+
+use super::backends::{Backends, SesKey};
+use super::config::Config;
+use super::email_settings::decide::Memo;
+use super::events::{self, Reporter};
+use super::index::NamespaceIndex;
+use super::memory::PerObject;
+use super::secrets::SecretCache;
+use crate::clock::Clock;
+use crate::crd::{EmailSettings, SenderIdentity};
+use kube::api::{Patch, PatchParams};
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+/// The field manager of every status write.
+pub const FIELD_MANAGER: &str = "email-operator";
+
+/// The two caches the controllers read, and their namespace indexes.
+pub struct Caches {
+    pub settings: Store<EmailSettings>,
+    /// Every SenderIdentity, malformed ones included (as errors), so one bad object cannot
+    /// stall the rest.
+    pub identities: Store<DeserializeGuard<SenderIdentity>>,
+    pub settings_index: NamespaceIndex,
+    pub identities_index: NamespaceIndex,
+    pub sync: CacheSync,
+}
+
+impl Caches {
+    /// Caches over these stores, not yet synced.
+    pub fn new(
+        settings: Store<EmailSettings>,
+        identities: Store<DeserializeGuard<SenderIdentity>>,
+    ) -> Self {
+        Self {
+            settings,
+            identities,
+            settings_index: NamespaceIndex::default(),
+            identities_index: NamespaceIndex::default(),
+            sync: CacheSync::default(),
+        }
+    }
+}
+
+/// Which cache a watch fills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cache {
+    Settings,
+    Identities,
+}
+
+/// Whether each cache holds a complete first listing. Until both do, no reconcile decides
+/// anything: a SenderIdentity whose EmailSettings is not cached yet would be rejected as
+/// `EmailSettingsNotFound` (and nothing would wake it again), a sibling not cached yet would be
+/// missed by the conflict rules, and an EmailSettings would count too few users. Reconciles
+/// wait for it ([`CacheSync::wait`]) rather than poll.
+#[derive(Debug)]
+pub struct CacheSync {
+    settings: tokio::sync::watch::Sender<bool>,
+    identities: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for CacheSync {
+    fn default() -> Self {
+        Self {
+            settings: tokio::sync::watch::Sender::new(false),
+            identities: tokio::sync::watch::Sender::new(false),
+        }
+    }
+}
+
+impl CacheSync {
+    pub fn synced(&self) -> bool {
+        *self.settings.borrow() && *self.identities.borrow()
+    }
+
+    /// Resolves once both caches hold a complete listing (at once after that).
+    pub async fn wait(&self) {
+        for flag in [&self.settings, &self.identities] {
+            let mut rx = flag.subscribe();
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    }
+
+    /// Marks `cache` synced at its watch's first InitDone — seen after the cache applied it —
+    /// and the operator ready once both are. A later re-list changes nothing: the cache keeps
+    /// serving the old listing until the new one is complete.
+    pub fn observe<K>(&self, cache: Cache, event: &watcher::Event<K>) {
+        if !matches!(event, watcher::Event::InitDone) {
+            return;
+        }
+        let flag = match cache {
+            Cache::Settings => &self.settings,
+            Cache::Identities => &self.identities,
+        };
+        if !flag.send_replace(true) && self.synced() {
+            crate::metrics::READY.store(true, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!("caches synced: ready");
+        }
+    }
+}
+
+/// What this process learned of each object by reconciling it; each entry is dropped when the
+/// watch reports the object deleted ([`Context::forget`]).
+#[derive(Default)]
+pub struct Memory {
+    /// The last connection test of each EmailSettings.
+    pub tests: PerObject<Memo>,
+    /// The status this process last wrote to each object. Only the operator writes status, so
+    /// it is the truth for the next reconcile, which may still see an older copy in the cache:
+    /// without it a reconcile racing its own write would redo the write and repeat its Events.
+    /// Kept as compact JSON: a parsed value costs several times the memory, per object.
+    written: PerObject<String>,
+    /// When each SenderIdentity was last read from SES, including reads whose result was not
+    /// written to its status.
+    pub checked: PerObject<k8s_openapi::jiff::Timestamp>,
+    /// Identities whose listed SES status changed since they were last read.
+    dirty: Mutex<HashSet<(SesKey, String)>>,
+}
+
+/// What the controllers share.
+pub struct Context<B: Backends> {
+    pub client: Client,
+    /// Who publishes Events.
+    reporter: Reporter,
+    pub caches: Caches,
+    /// The Secrets the EmailSettings controller read, while current.
+    pub secrets: Arc<SecretCache>,
+    pub backends: B,
+    pub clock: Arc<dyn Clock>,
+    pub config: Config,
+    pub memory: Memory,
+}
+
+impl<B: Backends> Context<B> {
+    pub fn new(
+        client: Client,
+        caches: Caches,
+        backends: B,
+        clock: Arc<dyn Clock>,
+        config: Config,
+    ) -> Self {
+        Self {
+            reporter: Reporter {
+                controller: "email-operator".into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+            client,
+            caches,
+            secrets: Arc::default(),
+            backends,
+            clock,
+            config,
+            memory: Memory::default(),
+        }
+    }
+
+    /// The status to reconcile from: the one this process last wrote, else the cached one.
+    pub fn prior_status<S>(&self, uid: &str, cached: Option<&S>) -> S
+    where
+        S: Clone + Default + serde::de::DeserializeOwned,
+    {
+        self.memory
+            .written
+            .get(uid)
+            .and_then(|w| serde_json::from_str(&w).ok())
+            .or_else(|| cached.cloned())
+            .unwrap_or_default()
+    }
+
+    /// Records a status this process wrote.
+    pub fn wrote_status<S: Serialize>(&self, uid: &str, status: &S) {
+        if let Ok(v) = serde_json::to_string(status) {
+            self.memory.written.set(uid, v);
+        }
+    }
+
+    /// Forgets what this process learned of an object the watch reports deleted.
+    pub fn forget(&self, uid: &str) {
+        self.memory.written.forget(uid);
+        self.memory.tests.forget(uid);
+        self.memory.checked.forget(uid);
+    }
+
+    /// The well-formed SenderIdentities of one namespace (only those are copied).
+    pub fn identities_in(&self, namespace: &str) -> Vec<SenderIdentity> {
+        self.caches
+            .identities_index
+            .objects(&self.caches.identities, namespace)
+            .iter()
+            .filter_map(|g| g.0.as_ref().ok().cloned())
+            .collect()
+    }
+
+    /// The EmailSettings of one namespace.
+    pub fn settings_in(&self, namespace: &str) -> Vec<Arc<EmailSettings>> {
+        self.caches
+            .settings_index
+            .objects(&self.caches.settings, namespace)
+    }
+
+    pub fn mark_dirty(&self, key: &SesKey, identity: &str) {
+        if let Ok(mut d) = self.memory.dirty.lock() {
+            d.insert((key.clone(), crate::ses::identity_key(identity)));
+        }
+    }
+
+    /// Takes the dirty mark of an identity (true if it was set).
+    pub fn take_dirty(&self, key: &SesKey, identity: &str) -> bool {
+        self.memory
+            .dirty
+            .lock()
+            .map(|mut d| d.remove(&(key.clone(), crate::ses::identity_key(identity))))
+            .unwrap_or(false)
+    }
+
+    /// Publishes an Event about `obj`; a failure to publish is logged, never fatal.
+    ///
+    /// Not through kube's `Recorder`: it keeps every Event of the last 6 minutes and scans them
+    /// all on each publish (O(N²) while thousands of identities converge), folds Events of one
+    /// reason into a series that shows only the first message, and names Events so that long
+    /// object names make them invalid (see [`events`]). Ours are published on transitions only,
+    /// so there is nothing to fold.
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        warning: bool,
+        reason: &str,
+        note: String,
+    ) {
+        let event = events::build(
+            &self.reporter,
+            &obj.object_ref(&()),
+            warning,
+            reason,
+            &note,
+            k8s_openapi::jiff::Timestamp::now(),
+        );
+        if let Err(e) = events::publish(&self.client, &event).await {
+            tracing::warn!(error = %e, reason, "could not publish an Event");
+        }
+    }
+}
+
+/// Writes `status` by server-side apply with the operator's field manager.
+pub async fn apply_status<K, S>(api: &Api<K>, obj: &K, status: &S) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    S: Serialize,
+{
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn reconciles_wait_until_both_caches_hold_a_complete_listing() {
+        let sync = Arc::new(CacheSync::default());
+        let waiting = tokio::spawn({
+            let sync = sync.clone();
+            async move { sync.wait().await }
+        });
+        sync.observe::<EmailSettings>(Cache::Settings, &watcher::Event::Init);
+        sync.observe::<SenderIdentity>(Cache::Identities, &watcher::Event::InitDone);
+        tokio::task::yield_now().await;
+        assert!(!sync.synced(), "the EmailSettings listing is not complete");
+        assert!(!waiting.is_finished());
+        sync.observe::<EmailSettings>(Cache::Settings, &watcher::Event::InitDone);
+        waiting.await.expect("woken once both are complete");
+        assert!(sync.synced());
+        // A later re-list swaps a whole listing in at its end: the caches stay usable meanwhile.
+        sync.observe::<EmailSettings>(Cache::Settings, &watcher::Event::Init);
+        assert!(sync.synced());
+    }
+}

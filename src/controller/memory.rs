@@ -1,0 +1,208 @@
+//! What the controllers remember between events, in three shapes shared by every user:
+//!
+//! * [`Relisted`] — a map kept in step with a watch: events change it, and a re-list (`Init`,
+//!   `InitApply`…, `InitDone`) builds a fresh one that replaces it at its end, as kube's
+//!   reflector buffers its cache (so what was deleted while the watch was down goes too).
+//! * [`Seen`] — the last value seen of each object, to tell a change from a repeat; a re-list
+//!   forgets everything (an object listed again counts as new).
+//! * [`PerObject`] — what this process learned of each object by reconciling it (the status it
+//!   wrote, its last connection test, its last SES read), dropped when the watch reports the
+//!   object deleted (see `watches`), so it does not grow with every object ever seen.
+
+use kube::runtime::watcher;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// A map kept in step with a watch.
+#[derive(Debug, Default)]
+pub struct Relisted<M> {
+    live: M,
+    relisting: Option<M>,
+}
+
+/// How one watch event changes a [`Relisted`] map.
+pub enum Change<'a, K> {
+    /// The object is there (applied, or listed by a re-list).
+    Present(&'a K),
+    /// The object is gone.
+    Gone(&'a K),
+}
+
+impl<M: Default> Relisted<M> {
+    /// The map as the watch shows it now.
+    pub fn live(&self) -> &M {
+        &self.live
+    }
+
+    pub fn live_mut(&mut self) -> &mut M {
+        &mut self.live
+    }
+
+    /// Applies one event through `update` (to the live map, or to the re-list being built).
+    /// Returns true when a re-list has just completed and replaced the map.
+    pub fn on_event<K>(
+        &mut self,
+        event: &watcher::Event<K>,
+        mut update: impl FnMut(&mut M, Change<'_, K>),
+    ) -> bool {
+        match event {
+            watcher::Event::Apply(obj) => update(&mut self.live, Change::Present(obj)),
+            watcher::Event::Delete(obj) => update(&mut self.live, Change::Gone(obj)),
+            watcher::Event::Init => self.relisting = Some(M::default()),
+            watcher::Event::InitApply(obj) => {
+                update(self.relisting.get_or_insert_default(), Change::Present(obj))
+            }
+            watcher::Event::InitDone => {
+                if let Some(fresh) = self.relisting.take() {
+                    self.live = fresh;
+                    return true;
+                }
+            }
+        }
+        false
+    }
+}
+
+/// The last value seen of each object.
+#[derive(Debug)]
+pub struct Seen<V> {
+    values: HashMap<(String, String), V>,
+}
+
+impl<V> Default for Seen<V> {
+    fn default() -> Self {
+        Self {
+            values: HashMap::new(),
+        }
+    }
+}
+
+impl<V: PartialEq> Seen<V> {
+    /// Records `value` for the object; true when it is new or differs from the last one.
+    pub fn changed(&mut self, key: (String, String), value: V) -> bool {
+        match self.values.get(&key) {
+            Some(before) if *before == value => false,
+            _ => {
+                self.values.insert(key, value);
+                true
+            }
+        }
+    }
+
+    /// The last value seen, if any.
+    pub fn get(&self, key: &(String, String)) -> Option<&V> {
+        self.values.get(key)
+    }
+
+    /// Forgets a deleted object.
+    pub fn forget(&mut self, key: &(String, String)) {
+        self.values.remove(key);
+    }
+
+    /// Forgets everything (a re-list: what is listed again counts as new).
+    pub fn clear(&mut self) {
+        self.values.clear();
+    }
+}
+
+/// What this process learned of each object, by uid.
+#[derive(Debug)]
+pub struct PerObject<V>(Mutex<HashMap<String, V>>);
+
+impl<V> Default for PerObject<V> {
+    fn default() -> Self {
+        Self(Mutex::new(HashMap::new()))
+    }
+}
+
+impl<V: Clone> PerObject<V> {
+    pub fn get(&self, uid: &str) -> Option<V> {
+        self.0.lock().ok()?.get(uid).cloned()
+    }
+
+    pub fn set(&self, uid: &str, value: V) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(uid.to_string(), value);
+        }
+    }
+
+    pub fn forget(&self, uid: &str) {
+        if let Ok(mut m) = self.0.lock() {
+            m.remove(uid);
+        }
+    }
+
+    /// How many objects are remembered (for tests and gauges).
+    pub fn len(&self) -> usize {
+        self.0.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A key for [`Seen`] from an object's namespace and name.
+pub fn key_of<K: kube::Resource>(obj: &K) -> (String, String) {
+    let meta = obj.meta();
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use std::collections::BTreeSet;
+
+    fn cm(name: &str) -> ConfigMap {
+        let mut c = ConfigMap::default();
+        c.metadata.name = Some(name.into());
+        c
+    }
+
+    fn apply(set: &mut BTreeSet<String>, change: Change<'_, ConfigMap>) {
+        match change {
+            Change::Present(c) => set.insert(c.metadata.name.clone().unwrap_or_default()),
+            Change::Gone(c) => set.remove(c.metadata.name.as_deref().unwrap_or_default()),
+        };
+    }
+
+    #[test]
+    fn a_relist_replaces_the_map_only_when_complete() {
+        let mut r: Relisted<BTreeSet<String>> = Relisted::default();
+        r.on_event(&watcher::Event::Apply(cm("gone")), apply);
+        r.on_event(&watcher::Event::Apply(cm("kept")), apply);
+        r.on_event(&watcher::Event::Delete(cm("kept")), apply);
+        r.on_event(&watcher::Event::Apply(cm("kept")), apply);
+        assert!(!r.on_event(&watcher::Event::<ConfigMap>::Init, apply));
+        r.on_event(&watcher::Event::InitApply(cm("kept")), apply);
+        assert_eq!(r.live().len(), 2, "still the old view meanwhile");
+        assert!(r.on_event(&watcher::Event::<ConfigMap>::InitDone, apply));
+        assert_eq!(r.live().iter().collect::<Vec<_>>(), ["kept"]);
+    }
+
+    #[test]
+    fn seen_tells_changes_from_repeats() {
+        let mut s = Seen::default();
+        let k = ("ns".to_string(), "a".to_string());
+        assert!(s.changed(k.clone(), 1));
+        assert!(!s.changed(k.clone(), 1));
+        assert!(s.changed(k.clone(), 2));
+        s.forget(&k);
+        assert!(s.changed(k.clone(), 2), "new again after a deletion");
+        s.clear();
+        assert!(s.changed(k, 2), "new again after a re-list");
+    }
+
+    #[test]
+    fn per_object_memory_is_dropped_when_forgotten() {
+        let m = PerObject::default();
+        m.set("uid-1", "status".to_string());
+        assert_eq!(m.get("uid-1").as_deref(), Some("status"));
+        m.forget("uid-1");
+        assert!(m.get("uid-1").is_none() && m.is_empty());
+    }
+}

@@ -1,0 +1,628 @@
+//! Step 3 of a SenderIdentity's reconcile: the only step that calls SES, DNS or writes to
+//! Kubernetes. It carries out what [`super::decide`] and [`super::step`] decided, then hands
+//! what SES said to [`super::status`].
+
+use super::decide::{self, DNS_ENDPOINT_RETRY};
+use super::dereference::{Read, Target};
+use super::step::{Facts, Step, next_step};
+use super::{Error, cleanup, dns_endpoint, records, status};
+use crate::controller::backends::{Backends, SesKey};
+use crate::controller::{ADOPT_ANNOTATION, Context, RETRY_ANNOTATION, apply_status};
+use crate::crd::SenderIdentity;
+use crate::crd::conditions::reasons;
+use crate::crd::sender_identity::SenderIdentityStatus;
+use crate::ses::{self, IdentityDetails, SesApi, SesError, VerificationStatus};
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
+use std::time::Duration;
+
+/// What SES holds, and the verification lifecycle as this reconcile leaves it.
+struct Lifecycle {
+    details: Option<IdentityDetails>,
+    pending_since: Option<Timestamp>,
+    attempts: i32,
+    key_length_changed: Option<Timestamp>,
+}
+
+/// How a step ended: go on to the status, or stop here with this answer.
+enum Acted {
+    Continue(Lifecycle),
+    Done(Action),
+}
+
+/// The rejected status (Accepted and Ready False), written when it says something new.
+pub async fn reject<B: Backends>(
+    si: &SenderIdentity,
+    api: &Api<SenderIdentity>,
+    ctx: &Context<B>,
+    reason: &str,
+    message: &str,
+) -> Result<Action, Error> {
+    let uid = si.uid().unwrap_or_default();
+    let prior: SenderIdentityStatus = ctx.prior_status(&uid, si.status.as_ref());
+    let new = status::rejected(
+        &prior,
+        reason,
+        message,
+        si.metadata.generation,
+        ctx.clock.now(),
+    );
+    write_if_changed(si, api, ctx, &prior, &new).await?;
+    Ok(Action::await_change())
+}
+
+/// Writes `new` (and the Events its changes are worth) when it differs from `prior`.
+async fn write_if_changed<B: Backends>(
+    si: &SenderIdentity,
+    api: &Api<SenderIdentity>,
+    ctx: &Context<B>,
+    prior: &SenderIdentityStatus,
+    new: &SenderIdentityStatus,
+) -> Result<(), Error> {
+    if new != prior {
+        write(si, api, ctx, prior, new).await?;
+    }
+    Ok(())
+}
+
+async fn write<B: Backends>(
+    si: &SenderIdentity,
+    api: &Api<SenderIdentity>,
+    ctx: &Context<B>,
+    prior: &SenderIdentityStatus,
+    new: &SenderIdentityStatus,
+) -> Result<(), Error> {
+    for t in status::transitions(prior, new) {
+        ctx.event(si, t.warning, &t.reason, t.note).await;
+    }
+    apply_status(api, si, new).await?;
+    ctx.wrote_status(&si.uid().unwrap_or_default(), new);
+    Ok(())
+}
+
+/// Applies (or removes) the DNSEndpoint for the records in `status` and says how it went in
+/// its `DnsEndpointReady` condition; true while it cannot be written. A missing CRD or
+/// permission is not a failed reconcile but a problem to report, so the status — and with it
+/// where the SES identity lives — is still written.
+async fn sync_dns_endpoint<B: Backends>(
+    si: &SenderIdentity,
+    ctx: &Context<B>,
+    status: &mut SenderIdentityStatus,
+    spec_changed: bool,
+    now: Timestamp,
+) -> Result<bool, Error> {
+    let written = dns_endpoint::reconcile(&ctx.client, si, &status.dns_records, spec_changed).await;
+    let problem = match written {
+        Ok(()) => None,
+        Err(e) => match dns_endpoint::unavailable(&e) {
+            Some(problem) => {
+                tracing::warn!(reason = problem.0, error = %e, "cannot write the DNSEndpoint");
+                Some(problem)
+            }
+            None => return Err(e.into()),
+        },
+    };
+    status::dns_endpoint(
+        status,
+        dns_endpoint::wanted(si),
+        problem.as_ref(),
+        si.metadata.generation,
+        now,
+    );
+    Ok(problem.is_some())
+}
+
+/// A quiet identity whose DNSEndpoint could not be written: only that is tried again (no SES
+/// call). Once it is written the status says so, which brings the identity back.
+pub async fn retry_dns_endpoint<B: Backends>(
+    si: &SenderIdentity,
+    api: &Api<SenderIdentity>,
+    ctx: &Context<B>,
+    prior: &SenderIdentityStatus,
+    now: Timestamp,
+) -> Result<Action, Error> {
+    let mut new = prior.clone();
+    let failing = sync_dns_endpoint(si, ctx, &mut new, false, now).await?;
+    write_if_changed(si, api, ctx, prior, &new).await?;
+    Ok(if failing {
+        Action::requeue(DNS_ENDPOINT_RETRY)
+    } else {
+        Action::requeue(Duration::ZERO)
+    })
+}
+
+/// The timer of a pending identity between bulk listings: its records are looked up again in
+/// DNS (no SES call), and the status is written only when what DNS shows changed.
+pub async fn refresh_dns<B: Backends>(
+    si: &SenderIdentity,
+    api: &Api<SenderIdentity>,
+    ctx: &Context<B>,
+    read: &Read,
+    target: &Target,
+    now: Timestamp,
+) -> Result<Action, Error> {
+    let prior = &read.prior;
+    let records = records::check(
+        target.id.domain(),
+        prior.dns_records.clone(),
+        ctx.backends.dns(),
+    )
+    .await;
+    ctx.memory.checked.set(&read.uid, now);
+    if records != prior.dns_records {
+        let mut new = SenderIdentityStatus {
+            dns_records: records,
+            ..prior.clone()
+        };
+        sync_dns_endpoint(si, ctx, &mut new, false, now).await?;
+        apply_status(api, si, &new).await?;
+        ctx.wrote_status(&read.uid, &new);
+    }
+    let verification = prior
+        .verification_status
+        .as_deref()
+        .and_then(VerificationStatus::from_shown)
+        .unwrap_or_default();
+    let after = decide::next_read(
+        verification,
+        prior,
+        now,
+        target.id.is_domain(),
+        &ctx.config.recheck.windows,
+    );
+    Ok(after.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// Reads SES, takes the one step [`next_step`] decides, and writes what SES then says.
+pub async fn converge<B: Backends>(
+    si: &SenderIdentity,
+    api: &Api<SenderIdentity>,
+    ctx: &Context<B>,
+    mut read: Read,
+    target: &Target,
+    now: Timestamp,
+) -> Result<Action, Error> {
+    let ses = ctx.backends.ses(&target.key).await;
+    let details = get(&ses, &target.name).await?;
+    let owner_key = read.owner.tag_key();
+    let facts = Facts {
+        ses: details.as_ref(),
+        owner_key: &owner_key,
+        adopt: read.adopt,
+        is_domain: target.id.is_domain(),
+        spec: &si.spec,
+        prior: &read.prior,
+        retry: read.retry.as_deref(),
+        generation: read.generation,
+        now,
+    };
+    let step = next_step(&facts, &ctx.config.recheck.windows);
+    let lifecycle = Lifecycle {
+        details,
+        pending_since: read.prior.pending_since.as_ref().map(|t| t.0),
+        attempts: read.prior.verification_attempts.unwrap_or(0),
+        key_length_changed: read
+            .prior
+            .dkim_key_length_changed_time
+            .as_ref()
+            .map(|t| t.0),
+    };
+    let acted = match step {
+        Step::Create => create_step(si, api, ctx, &ses, &mut read, target, lifecycle, now).await?,
+        Step::NotOwned => Acted::Done(not_owned(si, api, ctx, target).await?),
+        Step::Claim { adopt } => {
+            claim_step(si, api, ctx, &ses, &read, target, lifecycle, adopt, now).await?
+        }
+        Step::Recreate { cause, message } => {
+            let mut l = lifecycle;
+            match recreate(&ses, &read, target, si, l.details.take()).await? {
+                Created::AlreadyThere => Acted::Done(already_there(ctx, &target.key, &target.name)),
+                Created::New(details) => {
+                    l.details = details;
+                    l.pending_since = Some(now);
+                    l.attempts = if cause == super::step::Recreation::RetryRequested {
+                        1
+                    } else {
+                        l.attempts + 1
+                    };
+                    ctx.event(si, true, cause.reason(), message).await;
+                    Acted::Continue(l)
+                }
+            }
+        }
+        Step::Configure {
+            mail_from,
+            key_length,
+        } => Acted::Continue(configure(&ses, target, lifecycle, mail_from, key_length, now).await?),
+        Step::WaitForRetry | Step::Observe => Acted::Continue(lifecycle),
+    };
+    match acted {
+        Acted::Done(action) => Ok(action),
+        Acted::Continue(l) => finish(si, api, ctx, &read, target, l, now).await,
+    }
+}
+
+/// The spec's DKIM key length for a domain identity (SES's default, 2048 bits, when unset).
+fn creation_key_length(si: &SenderIdentity, target: &Target) -> Option<&'static str> {
+    target.id.is_domain().then(|| {
+        si.spec
+            .dkim
+            .as_ref()
+            .map(|d| d.key_length)
+            .unwrap_or_default()
+            .as_str()
+    })
+}
+
+/// The spec's custom MAIL FROM domain (domain identities only).
+fn mail_from<'a>(si: &'a SenderIdentity, target: &Target) -> Option<&'a str> {
+    si.spec
+        .mail_from_domain
+        .as_deref()
+        .filter(|_| target.id.is_domain())
+}
+
+/// No identity in SES: record where it goes, then create it tagged as ours.
+#[allow(clippy::too_many_arguments)]
+async fn create_step<B: Backends>(
+    si: &SenderIdentity,
+    api: &Api<SenderIdentity>,
+    ctx: &Context<B>,
+    ses: &B::Ses,
+    read: &mut Read,
+    target: &Target,
+    mut l: Lifecycle,
+    now: Timestamp,
+) -> Result<Acted, Error> {
+    // Where it is going is recorded first: a deletion then finds it, whatever fails between
+    // here and the status written at the end.
+    if read.prior.ses.as_ref() != Some(&target.location) {
+        let recorded = status::creating(
+            &read.prior,
+            &target.id,
+            &target.location,
+            read.generation,
+            now,
+        );
+        apply_status(api, si, &recorded).await?;
+        ctx.wrote_status(&read.uid, &recorded);
+        read.prior = recorded;
+    }
+    let tags = read.owner.creation_tags();
+    let created = create(
+        ses,
+        &target.name,
+        &tags,
+        creation_key_length(si, target),
+        mail_from(si, target),
+    )
+    .await;
+    l.details = match created {
+        Err(Error::Ses(SesError::QuotaExceeded(detail))) => {
+            return quota_exceeded(si, api, ctx, read, target, &detail, now)
+                .await
+                .map(Acted::Done);
+        }
+        Ok(Created::AlreadyThere) => {
+            return Ok(Acted::Done(already_there(ctx, &target.key, &target.name)));
+        }
+        Ok(Created::New(details)) => details,
+        Err(e) => return Err(e),
+    };
+    l.pending_since = Some(now);
+    l.attempts += 1;
+    ctx.event(
+        si,
+        false,
+        reasons::IDENTITY_CREATED,
+        format!(
+            "created {} in SES ({})",
+            target.name, target.location.region
+        ),
+    )
+    .await;
+    Ok(Acted::Continue(l))
+}
+
+/// SES refused to create it for the account's identity quota: stalled until someone acts.
+async fn quota_exceeded<B: Backends>(
+    si: &SenderIdentity,
+    api: &Api<SenderIdentity>,
+    ctx: &Context<B>,
+    read: &Read,
+    target: &Target,
+    detail: &str,
+    now: Timestamp,
+) -> Result<Action, Error> {
+    let msg = format!(
+        "SES refused to create {} in {}: the account's quota of identities in the region is reached (SES allows 10,000 per region; {detail}). Delete identities the account no longer uses, or ask AWS for a higher quota, then change this SenderIdentity or the annotation {RETRY_ANNOTATION} to try again",
+        target.name, target.location.region
+    );
+    let new = SenderIdentityStatus {
+        observed_retry: read.retry.clone(),
+        ..status::stalled(
+            &read.prior,
+            reasons::SES_QUOTA_EXCEEDED,
+            &msg,
+            read.generation,
+            now,
+        )
+    };
+    write_if_changed(si, api, ctx, &read.prior, &new).await?;
+    Ok(Action::await_change())
+}
+
+/// It exists and is not ours: left untouched, and said so.
+async fn not_owned<B: Backends>(
+    si: &SenderIdentity,
+    api: &Api<SenderIdentity>,
+    ctx: &Context<B>,
+    target: &Target,
+) -> Result<Action, Error> {
+    let msg = format!(
+        "{} already exists in SES {} and is not tagged as managed by email-operator; it is left untouched. Set the annotation {ADOPT_ANNOTATION}: \"true\" to adopt it",
+        target.name, target.location.region
+    );
+    reject(si, api, ctx, reasons::IDENTITY_NOT_OWNED, &msg).await
+}
+
+/// It exists and may be used: add our owner tag (and the managed-by tag when adopting) —
+/// unless that would pass SES's 50 tags.
+#[allow(clippy::too_many_arguments)]
+async fn claim_step<B: Backends>(
+    si: &SenderIdentity,
+    api: &Api<SenderIdentity>,
+    ctx: &Context<B>,
+    ses: &B::Ses,
+    read: &Read,
+    target: &Target,
+    mut l: Lifecycle,
+    adopt: bool,
+    now: Timestamp,
+) -> Result<Acted, Error> {
+    let mut tags = vec![(read.owner.tag_key(), read.owner.tag_value())];
+    if adopt {
+        tags.push((ses::MANAGED_BY_KEY.into(), ses::MANAGED_BY_VALUE.into()));
+    }
+    let existing = l
+        .details
+        .as_ref()
+        .map(|d| d.tags.as_slice())
+        .unwrap_or_default();
+    if ses::tag_count_after(existing, &tags) > ses::MAX_TAGS {
+        let msg = format!(
+            "{} in SES {} carries {} tags, and SES allows {} per identity: one is ours (email.ops.dev/managed-by), one is each SenderIdentity sharing it, the rest were added by hand. Delete a SenderIdentity that shares it, or remove tags added by hand, for this one to claim it",
+            target.name,
+            target.location.region,
+            ses::tag_count_after(existing, &[]),
+            ses::MAX_TAGS
+        );
+        reject(si, api, ctx, reasons::SES_TAG_LIMIT_REACHED, &msg).await?;
+        // A sharer elsewhere may let go of it; nothing here would say so.
+        return Ok(Acted::Done(Action::requeue(Duration::from_secs(600))));
+    }
+    ses.tag_identity(&target.name, &tags).await?;
+    let (reason, note) = if adopt {
+        (
+            reasons::IDENTITY_ADOPTED,
+            format!("adopted the existing SES identity {}", target.name),
+        )
+    } else {
+        (
+            reasons::IDENTITY_SHARED,
+            format!(
+                "{} already exists in SES for another SenderIdentity; this one now shares it",
+                target.name
+            ),
+        )
+    };
+    ctx.event(si, false, reason, note).await;
+    l.pending_since.get_or_insert(now);
+    l.attempts = l.attempts.max(1);
+    l.details = get(ses, &target.name).await?;
+    Ok(Acted::Continue(l))
+}
+
+/// Deletes and creates it again, with its tags (but AWS's own, which a request may not carry).
+async fn recreate<S: SesApi>(
+    ses: &S,
+    read: &Read,
+    target: &Target,
+    si: &SenderIdentity,
+    details: Option<IdentityDetails>,
+) -> Result<Created, Error> {
+    match ses.delete_identity(&target.name).await {
+        Ok(()) | Err(SesError::NotFound) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let tags = details
+        .as_ref()
+        .map(|d| ses::carried_tags(&d.tags))
+        .unwrap_or_else(|| read.owner.creation_tags());
+    create(
+        ses,
+        &target.name,
+        &tags,
+        creation_key_length(si, target),
+        mail_from(si, target),
+    )
+    .await
+}
+
+/// Brings MAIL FROM or the DKIM key length in line with the spec.
+async fn configure<S: SesApi>(
+    ses: &S,
+    target: &Target,
+    mut l: Lifecycle,
+    mail_from: Option<Option<String>>,
+    key_length: Option<String>,
+    now: Timestamp,
+) -> Result<Lifecycle, Error> {
+    if let Some(mf) = mail_from {
+        ses.put_mail_from(&target.name, mf.as_deref()).await?;
+    }
+    if let Some(kl) = key_length {
+        match ses.put_dkim_key_length(&target.name, &kl).await {
+            Ok(()) => l.key_length_changed = Some(now),
+            // Changed in SES within the day by someone else: SES says no until a day has
+            // passed, which is counted from now (SES does not say since when).
+            Err(SesError::Rejected(why)) => {
+                tracing::info!(reason = why, "SES refused the key length change");
+                l.key_length_changed = Some(now);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    l.details = get(ses, &target.name).await?;
+    Ok(l)
+}
+
+/// Status from what SES said: records checked in DNS, what was held before a move let go once
+/// verified here, the DNSEndpoint kept in step, then the write and the next look.
+async fn finish<B: Backends>(
+    si: &SenderIdentity,
+    api: &Api<SenderIdentity>,
+    ctx: &Context<B>,
+    read: &Read,
+    target: &Target,
+    l: Lifecycle,
+    now: Timestamp,
+) -> Result<Action, Error> {
+    let Some(details) = l.details else {
+        // Gone between our write and read: look again soon rather than act on a guess.
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    };
+    let prior = &read.prior;
+    let windows = &ctx.config.recheck.windows;
+    let records = records::records(
+        &target.id,
+        si,
+        &details,
+        &target.location,
+        ctx.backends.dns(),
+    )
+    .await;
+    let mut new = status::observed(
+        prior,
+        status::Observation {
+            identity: &target.id,
+            details: &details,
+            records,
+            location: target.location.clone(),
+            pending_since: l.pending_since.or(Some(now)),
+            attempts: l.attempts.max(1),
+            observed_retry: read.retry.clone(),
+            generation: read.generation,
+            now,
+            mail_from: mail_from(si, target),
+            key_length: target
+                .id
+                .is_domain()
+                .then(|| si.spec.dkim.as_ref().map(|d| d.key_length.as_str()))
+                .flatten(),
+            key_length_changed: l.key_length_changed,
+            windows,
+        },
+    );
+    ctx.memory.checked.set(&read.uid, now);
+    let release_failed = release_former(si, ctx, target, &mut new).await;
+    // The DNSEndpoint follows the records, and the spec (provider switched on or off). A
+    // generation never observed before has no DNSEndpoint of ours to take back.
+    let spec_changed =
+        prior.observed_generation.is_some() && read.generation != prior.observed_generation;
+    let mut endpoint_failing = false;
+    if new.dns_records != prior.dns_records || spec_changed || decide::dns_endpoint_failing(prior) {
+        endpoint_failing = sync_dns_endpoint(si, ctx, &mut new, spec_changed, now).await?;
+    }
+    if decide::needs_write(prior, &new, now) {
+        write(si, api, ctx, prior, &new).await?;
+    }
+    if let Some(e) = release_failed {
+        return Err(e);
+    }
+    let after = decide::after(
+        details.verification_status,
+        &new,
+        now,
+        target.id.is_domain(),
+        endpoint_failing,
+        windows,
+    );
+    Ok(after.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// Verified here: what it held before a move is let go. A failure is kept for the caller to
+/// return (so it is retried, and said) after the status is written.
+async fn release_former<B: Backends>(
+    si: &SenderIdentity,
+    ctx: &Context<B>,
+    target: &Target,
+    new: &mut SenderIdentityStatus,
+) -> Option<Error> {
+    if !decide::release_due(new, target.settings_published) {
+        return None;
+    }
+    let mut failed = None;
+    for former in std::mem::take(&mut new.former_locations) {
+        if let Err(e) = cleanup::release(si, ctx, &target.id, &former).await {
+            new.former_locations.push(former);
+            failed.get_or_insert(e);
+        }
+    }
+    failed
+}
+
+/// An identity found already there when creating it: read again at once (see
+/// [`Created::AlreadyThere`]).
+fn already_there<B: Backends>(ctx: &Context<B>, key: &SesKey, name: &str) -> Action {
+    ctx.mark_dirty(key, name);
+    Action::requeue(Duration::ZERO)
+}
+
+/// What creating an identity came to.
+#[derive(Debug)]
+pub(super) enum Created {
+    /// Created by us, with its MAIL FROM domain: its details (read when the answer lacked
+    /// them; `None` if it vanished meanwhile).
+    New(Option<IdentityDetails>),
+    /// Created since it was read, perhaps by someone else, perhaps for another namespace.
+    /// Nothing is done to it here: the next reconcile reads it, and its tags decide (share it,
+    /// leave it alone, or configure it if it is ours).
+    AlreadyThere,
+}
+
+/// Creates the identity with its MAIL FROM domain.
+pub(super) async fn create(
+    ses: &impl SesApi,
+    name: &str,
+    tags: &[(String, String)],
+    key_length: Option<&str>,
+    mail_from: Option<&str>,
+) -> Result<Created, Error> {
+    let created = match ses.create_identity(name, tags, key_length).await {
+        Ok(created) => created,
+        Err(SesError::AlreadyExists) => return Ok(Created::AlreadyThere),
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(mf) = mail_from {
+        ses.put_mail_from(name, Some(mf)).await?;
+    }
+    let created = created.map(|d| IdentityDetails {
+        mail_from_domain: mail_from.map(str::to_string),
+        ..d
+    });
+    match created {
+        Some(details) => Ok(Created::New(Some(details))),
+        None => get(ses, name).await.map(Created::New),
+    }
+}
+
+/// The identity's details, `None` when SES does not know it.
+pub(super) async fn get(ses: &impl SesApi, name: &str) -> Result<Option<IdentityDetails>, Error> {
+    match ses.get_identity(name).await {
+        Ok(d) => Ok(Some(d)),
+        Err(SesError::NotFound) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}

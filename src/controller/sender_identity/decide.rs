@@ -1,0 +1,242 @@
+//! Step 2 of a SenderIdentity's reconcile (pure): from what was read, the status and the time,
+//! what to do now — and, after acting, when to look again and whether the status must be
+//! written. Every timing decision of the controller is here; the SES state machine (which SES
+//! action, if any) is in [`super::step`].
+
+use super::dereference::{Admission, Read, Target};
+use crate::controller::STATUS_HEARTBEAT;
+use crate::controller::config::Windows;
+use crate::crd::conditions::{reasons, types};
+use crate::crd::sender_identity::SenderIdentityStatus;
+use crate::ses::VerificationStatus;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use std::time::Duration;
+
+/// What to do now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// The policy rejects it: say so (nothing reaches SES).
+    Reject {
+        reason: &'static str,
+        message: String,
+    },
+    /// Nothing to do now; come back after this long (`None`: when something changes).
+    Wait(Option<Duration>),
+    /// Quiet, but its DNSEndpoint could not be written last time: try that alone again.
+    RetryDnsEndpoint,
+    /// A pending identity between bulk listings: look its records up in DNS, no SES call.
+    RefreshDns(Target),
+    /// Read SES and take the next step ([`super::step`]).
+    Converge(Target),
+}
+
+/// Decides what to do now. SES is read only when something could have changed — the spec,
+/// the retry annotation, the location, the bulk listing (`dirty`), a window or a timer —
+/// which keeps steady state frugal.
+pub fn plan(read: &Read, now: Timestamp, w: &Windows) -> Plan {
+    let target = match &read.admission {
+        Admission::Rejected { reason, message } => {
+            return Plan::Reject {
+                reason,
+                message: message.clone(),
+            };
+        }
+        Admission::Undecided => return Plan::Wait(None),
+        Admission::Admitted(t) => t,
+    };
+    let prior = &read.prior;
+    if stalled_on_quota(read, target) {
+        return Plan::Wait(None);
+    }
+    let quiet = quiet(read, target);
+    if quiet && dns_endpoint_failing(prior) {
+        return Plan::RetryDnsEndpoint;
+    }
+    let last_status = prior
+        .verification_status
+        .as_deref()
+        .and_then(VerificationStatus::from_shown);
+    let is_domain = target.id.is_domain();
+    let due_in = match (read.checked_at, last_status) {
+        (Some(checked), Some(st)) if quiet => {
+            let since = now.duration_since(checked).unsigned_abs();
+            let reads = next_read(st, prior, now, is_domain, w).map(|n| n.saturating_sub(since));
+            [reads, key_length_due(prior, now, w)]
+                .into_iter()
+                .flatten()
+                .min()
+        }
+        _ => Some(Duration::ZERO),
+    };
+    match due_in {
+        None => return Plan::Wait(None),
+        Some(d) if !d.is_zero() => return Plan::Wait(Some(d)),
+        _ => {}
+    }
+    // A pending identity's SES status comes from the bulk listing (one call per 1,000
+    // identities), so its own timer looks only at DNS — unless its window has closed and SES
+    // must be asked whether to re-create or re-send.
+    if quiet
+        && last_status.is_some()
+        && !prior.dns_records.is_empty()
+        && !window_closed(prior, now, is_domain, w)
+    {
+        return Plan::RefreshDns(target.clone());
+    }
+    Plan::Converge(target.clone())
+}
+
+/// Refused for the account's quota: nothing is tried again until someone acts (a spec or
+/// retry-annotation change), or every such identity would spend SES's 1 call a second.
+fn stalled_on_quota(read: &Read, target: &Target) -> bool {
+    let prior = &read.prior;
+    let on_quota = prior
+        .conditions
+        .iter()
+        .any(|c| c.type_ == types::READY && c.reason == reasons::SES_QUOTA_EXCEEDED);
+    on_quota
+        && read.generation == prior.observed_generation
+        && read.retry == prior.observed_retry
+        && prior.ses.as_ref() == Some(&target.location)
+}
+
+/// Nothing changed since SES was last read: only time (or the bulk listing, which marks the
+/// identity dirty) brings it back. A status that still says "rejected" is not quiet: it must be
+/// rewritten now that the policy admits it.
+fn quiet(read: &Read, target: &Target) -> bool {
+    let prior = &read.prior;
+    let was_accepted = prior
+        .conditions
+        .iter()
+        .any(|c| c.type_ == types::ACCEPTED && c.status == "True");
+    read.generation == prior.observed_generation
+        && was_accepted
+        && read.retry == prior.observed_retry
+        && !read.dirty
+        && prior.ses.as_ref() == Some(&target.location)
+        && !release_due(prior, target.settings_published)
+}
+
+/// Whether the last attempt to write the DNSEndpoint failed (it is tried again).
+pub fn dns_endpoint_failing(s: &SenderIdentityStatus) -> bool {
+    s.conditions
+        .iter()
+        .any(|c| c.type_ == types::DNS_ENDPOINT_READY && c.status != "True")
+}
+
+/// Whether identities held before a move are to be released now: the one where the
+/// EmailSettings points is verified for sending, and the EmailSettings has published the
+/// configuration of its current spec (until then applications still send from the old one).
+pub fn release_due(status: &SenderIdentityStatus, settings_published: bool) -> bool {
+    !status.former_locations.is_empty()
+        && status.verified_for_sending == Some(true)
+        && settings_published
+}
+
+/// Whether the pending identity's window (72 h for a domain's DKIM, 24 h for an email's link)
+/// has closed, so that SES must be read to decide on re-creating or re-sending.
+fn window_closed(
+    prior: &SenderIdentityStatus,
+    now: Timestamp,
+    is_domain: bool,
+    w: &Windows,
+) -> bool {
+    let window = if is_domain {
+        w.domain_pending
+    } else {
+        w.email_link
+    };
+    prior
+        .pending_since
+        .as_ref()
+        .is_none_or(|since| now.duration_since(since.0).unsigned_abs() >= window)
+}
+
+/// When the identity is next looked at by itself: a pending one has its records re-checked in
+/// DNS (its SES status comes from the bulk listing), a verified one never (only through the
+/// bulk listing). An identity with a custom MAIL FROM domain is also read by itself (the
+/// listing does not carry its MAIL FROM status): every `mail_from_every` once that is
+/// verified, every `pending_max` while it is on its way, not at all once it failed (that waits
+/// for a retry).
+pub fn next_read(
+    verification: VerificationStatus,
+    status: &SenderIdentityStatus,
+    now: Timestamp,
+    is_domain: bool,
+    w: &Windows,
+) -> Option<Duration> {
+    let pending_since = status.pending_since.as_ref().map(|t| t.0);
+    let own = super::step::recheck_after(verification, pending_since, now, is_domain, w);
+    let mail_from = match status
+        .mail_from_status
+        .as_deref()
+        .and_then(VerificationStatus::from_shown)
+    {
+        Some(VerificationStatus::Success) => Some(w.mail_from_every),
+        Some(VerificationStatus::Pending | VerificationStatus::TemporaryFailure) => {
+            Some(w.pending_max)
+        }
+        _ => None,
+    };
+    [own, mail_from].into_iter().flatten().min()
+}
+
+/// How long until a DKIM key length change that waits for SES's once-a-day allowance may be
+/// made, when one waits.
+pub fn key_length_due(
+    status: &SenderIdentityStatus,
+    now: Timestamp,
+    w: &Windows,
+) -> Option<Duration> {
+    let deferred = status.conditions.iter().any(|c| {
+        c.type_ == types::DKIM_KEY_LENGTH_APPLIED && c.reason == reasons::KEY_LENGTH_CHANGE_DEFERRED
+    });
+    let at = super::step::key_length_change_allowed_at(status, now, w).filter(|_| deferred)?;
+    Some(at.duration_since(now).unsigned_abs() + Duration::from_secs(1))
+}
+
+/// How soon a DNSEndpoint that could not be written (CRD missing, not permitted) is tried again.
+pub const DNS_ENDPOINT_RETRY: Duration = Duration::from_secs(300);
+
+/// When to look again after a read of SES: the identity's own timers, a deferred key length
+/// change, a DNSEndpoint to try again.
+pub fn after(
+    verification: VerificationStatus,
+    status: &SenderIdentityStatus,
+    now: Timestamp,
+    is_domain: bool,
+    endpoint_failing: bool,
+    w: &Windows,
+) -> Option<Duration> {
+    [
+        next_read(verification, status, now, is_domain, w),
+        key_length_due(status, now, w),
+        endpoint_failing.then_some(DNS_ENDPOINT_RETRY),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+}
+
+/// Whether the new status says more than a fresher `lastCheckedTime` that is not due yet: a
+/// poll that changes nothing else costs no status write (and no watch event for every
+/// watcher), except once every [`STATUS_HEARTBEAT`].
+pub fn needs_write(
+    prior: &SenderIdentityStatus,
+    new: &SenderIdentityStatus,
+    now: Timestamp,
+) -> bool {
+    let mut same = new.clone();
+    same.last_checked_time = prior.last_checked_time.clone();
+    let heartbeat_due = prior
+        .last_checked_time
+        .as_ref()
+        .is_none_or(|t| now.duration_since(t.0).unsigned_abs() >= STATUS_HEARTBEAT);
+    same != *prior || heartbeat_due
+}
+
+/// `now` plus `d`, saturating.
+pub fn plus(now: Timestamp, d: Duration) -> Timestamp {
+    now.checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX))
+        .unwrap_or(Timestamp::MAX)
+}
