@@ -70,6 +70,9 @@ fn forget_deleted<K: Resource, B: Backends>(ctx: &Context<B>, event: &watcher::E
     }
 }
 
+/// A channel that wakes a controller for one object, besides its own watch.
+type Wake<K> = futures::channel::mpsc::UnboundedSender<ObjectRef<K>>;
+
 /// Runs the controllers until `stop` turns true.
 pub async fn run<B: Backends>(
     client: Client,
@@ -89,48 +92,8 @@ pub async fn run<B: Backends>(
     ));
     let (si_wake, si_wake_rx) = futures::channel::mpsc::unbounded();
     let (es_wake, es_wake_rx) = futures::channel::mpsc::unbounded();
-
-    let mut settings_triggers = SettingsTriggers::new(
-        si_reader.clone(),
-        ctx.caches.identities_index.clone(),
-        si_wake.clone(),
-    );
-    let memory = ctx.clone();
-    let es_stream = cached(
-        watcher(
-            Api::<EmailSettings>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-        ctx.caches.settings_index.clone(),
-        es_writer,
-        ctx.clone(),
-        Cache::Settings,
-        move |event| {
-            settings_triggers.observe(event);
-            forget_deleted(&memory, event);
-        },
-    );
-    let mut triggers = Triggers::new(
-        si_reader.clone(),
-        ctx.caches.identities_index.clone(),
-        si_wake.clone(),
-        es_wake,
-    );
-    let memory = ctx.clone();
-    let si_stream = cached(
-        watcher(
-            Api::<DeserializeGuard<SenderIdentity>>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-        ctx.caches.identities_index.clone(),
-        si_writer,
-        ctx.clone(),
-        Cache::Identities,
-        move |event| {
-            triggers.observe(event);
-            forget_deleted(&memory, event);
-        },
-    );
+    let es_stream = settings_stream(&ctx, es_writer, si_wake.clone());
+    let si_stream = identities_stream(&ctx, si_writer, si_wake.clone(), es_wake);
 
     let gauges = si_reader.clone();
     crate::metrics::on_scrape(move || refresh_gauges(&gauges));
@@ -162,6 +125,65 @@ pub async fn run<B: Backends>(
     )
     .for_each(log_error);
     futures::join!(si_controller, es_controller);
+}
+
+/// The EmailSettings watch: fills its cache, then wakes the SenderIdentities an event concerns.
+fn settings_stream<B: Backends>(
+    ctx: &Arc<Context<B>>,
+    writer: Writer<EmailSettings>,
+    si_wake: Wake<DeserializeGuard<SenderIdentity>>,
+) -> impl Stream<Item = Result<EmailSettings, watcher::Error>> + Send + use<B> {
+    let mut triggers = SettingsTriggers::new(
+        ctx.caches.identities.clone(),
+        ctx.caches.identities_index.clone(),
+        si_wake,
+    );
+    let memory = ctx.clone();
+    cached(
+        watcher(
+            Api::<EmailSettings>::all(ctx.client.clone()),
+            watcher::Config::default(),
+        ),
+        ctx.caches.settings_index.clone(),
+        writer,
+        ctx.clone(),
+        Cache::Settings,
+        move |event| {
+            triggers.observe(event);
+            forget_deleted(&memory, event);
+        },
+    )
+}
+
+/// The SenderIdentity watch: fills its cache, then wakes the siblings and the EmailSettings an
+/// event concerns.
+fn identities_stream<B: Backends>(
+    ctx: &Arc<Context<B>>,
+    writer: Writer<DeserializeGuard<SenderIdentity>>,
+    si_wake: Wake<DeserializeGuard<SenderIdentity>>,
+    es_wake: Wake<EmailSettings>,
+) -> impl Stream<Item = Result<DeserializeGuard<SenderIdentity>, watcher::Error>> + Send + use<B> {
+    let mut triggers = Triggers::new(
+        ctx.caches.identities.clone(),
+        ctx.caches.identities_index.clone(),
+        si_wake,
+        es_wake,
+    );
+    let memory = ctx.clone();
+    cached(
+        watcher(
+            Api::<DeserializeGuard<SenderIdentity>>::all(ctx.client.clone()),
+            watcher::Config::default(),
+        ),
+        ctx.caches.identities_index.clone(),
+        writer,
+        ctx.clone(),
+        Cache::Identities,
+        move |event| {
+            triggers.observe(event);
+            forget_deleted(&memory, event);
+        },
+    )
 }
 
 async fn log_error<T, E: std::fmt::Display>(result: Result<T, E>) {

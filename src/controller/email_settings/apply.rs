@@ -17,7 +17,6 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
-use std::time::Duration;
 
 /// Where the test stands now, running it when it is due. Also whether its inputs were tested
 /// for the first time (their provider hints are then worth an Event).
@@ -105,7 +104,7 @@ pub async fn publish<B: Backends>(
             .await?
             .is_some()
     {
-        return Ok(Err(Action::requeue(Duration::from_secs(1))));
+        return Ok(Err(Action::requeue(super::decide::SECRET_APPEARED_RECHECK)));
     }
     write_secret(es, ctx, &data, generation, at, &fingerprint).await?;
     if read.published.as_ref().is_none_or(|p| p.data != data) {

@@ -10,6 +10,13 @@ use std::time::Duration;
 /// The default of `revalidateEvery`.
 pub const DEFAULT_REVALIDATE: Duration = Duration::from_secs(24 * 3600);
 
+/// How soon a failed reconcile (an API call that failed) is tried again.
+pub const BACKOFF: Duration = Duration::from_secs(15);
+
+/// How soon an EmailSettings whose output Secret appeared under it (by someone else, the watch
+/// lagging) looks again, if that Secret's own watch event has not brought it back first.
+pub const SECRET_APPEARED_RECHECK: Duration = Duration::from_secs(1);
+
 /// The last test this process ran for an EmailSettings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Memo {

@@ -26,7 +26,6 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use std::sync::Arc;
-use std::time::Duration;
 
 pub use dereference::referenced_secrets;
 
@@ -66,7 +65,7 @@ pub fn error_policy<B: Backends>(
     _ctx: Arc<Context<B>>,
 ) -> Action {
     tracing::warn!(name = %es.name_any(), namespace = es.namespace().unwrap_or_default(), reason = err.reason(), error = %err, "reconcile failed");
-    Action::requeue(Duration::from_secs(15))
+    Action::requeue(decide::BACKOFF)
 }
 
 /// dereference → decide → apply (→ status).

@@ -4,7 +4,7 @@
 
 use super::decide::{self, DNS_ENDPOINT_RETRY};
 use super::dereference::{Read, Target};
-use super::step::{Facts, Step, next_step};
+use super::step::{Facts, Recreation, Step, next_step};
 use super::{Error, cleanup, dns_endpoint, records, status};
 use crate::controller::backends::{Backends, SesKey};
 use crate::controller::{ADOPT_ANNOTATION, Context, RETRY_ANNOTATION, apply_status};
@@ -15,7 +15,6 @@ use crate::ses::{self, IdentityDetails, SesApi, SesError, VerificationStatus};
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
-use std::time::Duration;
 
 /// What SES holds, and the verification lifecycle as this reconcile leaves it.
 struct Lifecycle {
@@ -25,221 +24,470 @@ struct Lifecycle {
     key_length_changed: Option<Timestamp>,
 }
 
+impl Lifecycle {
+    /// SES's answer, and the lifecycle as the last status left it.
+    fn from(details: Option<IdentityDetails>, prior: &SenderIdentityStatus) -> Self {
+        Self {
+            details,
+            pending_since: prior.pending_since.as_ref().map(|t| t.0),
+            attempts: prior.verification_attempts.unwrap_or(0),
+            key_length_changed: prior.dkim_key_length_changed_time.as_ref().map(|t| t.0),
+        }
+    }
+}
+
 /// How a step ended: go on to the status, or stop here with this answer.
 enum Acted {
     Continue(Lifecycle),
     Done(Action),
 }
 
-/// The rejected status (Accepted and Ready False), written when it says something new.
-pub async fn reject<B: Backends>(
-    si: &SenderIdentity,
-    api: &Api<SenderIdentity>,
-    ctx: &Context<B>,
-    reason: &str,
-    message: &str,
-) -> Result<Action, Error> {
-    let uid = si.uid().unwrap_or_default();
-    let prior: SenderIdentityStatus = ctx.prior_status(&uid, si.status.as_ref());
-    let new = status::rejected(
-        &prior,
-        reason,
-        message,
-        si.metadata.generation,
-        ctx.clock.now(),
-    );
-    write_if_changed(si, api, ctx, &prior, &new).await?;
-    Ok(Action::await_change())
+/// The SenderIdentity being reconciled, where its status is written, and the operator's
+/// context: what every step here acts on.
+pub struct Apply<'a, B: Backends> {
+    pub si: &'a SenderIdentity,
+    pub api: &'a Api<SenderIdentity>,
+    pub ctx: &'a Context<B>,
+    /// The moment this reconcile acts at.
+    pub now: Timestamp,
 }
 
-/// Writes `new` (and the Events its changes are worth) when it differs from `prior`.
-async fn write_if_changed<B: Backends>(
-    si: &SenderIdentity,
-    api: &Api<SenderIdentity>,
-    ctx: &Context<B>,
-    prior: &SenderIdentityStatus,
-    new: &SenderIdentityStatus,
-) -> Result<(), Error> {
-    if new != prior {
-        write(si, api, ctx, prior, new).await?;
+impl<B: Backends> Apply<'_, B> {
+    /// The rejected status (Accepted and Ready False), written when it says something new.
+    pub async fn reject(&self, reason: &str, message: &str) -> Result<Action, Error> {
+        let Self { si, ctx, now, .. } = *self;
+        let uid = si.uid().unwrap_or_default();
+        let prior: SenderIdentityStatus = ctx.prior_status(&uid, si.status.as_ref());
+        let new = status::rejected(&prior, reason, message, si.metadata.generation, now);
+        self.write_if_changed(&prior, &new).await?;
+        Ok(Action::await_change())
     }
-    Ok(())
-}
 
-async fn write<B: Backends>(
-    si: &SenderIdentity,
-    api: &Api<SenderIdentity>,
-    ctx: &Context<B>,
-    prior: &SenderIdentityStatus,
-    new: &SenderIdentityStatus,
-) -> Result<(), Error> {
-    for t in status::transitions(prior, new) {
-        ctx.event(si, t.warning, &t.reason, t.note).await;
-    }
-    apply_status(api, si, new).await?;
-    ctx.wrote_status(&si.uid().unwrap_or_default(), new);
-    Ok(())
-}
-
-/// Applies (or removes) the DNSEndpoint for the records in `status` and says how it went in
-/// its `DnsEndpointReady` condition; true while it cannot be written. A missing CRD or
-/// permission is not a failed reconcile but a problem to report, so the status — and with it
-/// where the SES identity lives — is still written.
-async fn sync_dns_endpoint<B: Backends>(
-    si: &SenderIdentity,
-    ctx: &Context<B>,
-    status: &mut SenderIdentityStatus,
-    spec_changed: bool,
-    now: Timestamp,
-) -> Result<bool, Error> {
-    let written = dns_endpoint::reconcile(&ctx.client, si, &status.dns_records, spec_changed).await;
-    let problem = match written {
-        Ok(()) => None,
-        Err(e) => match dns_endpoint::unavailable(&e) {
-            Some(problem) => {
-                tracing::warn!(reason = problem.0, error = %e, "cannot write the DNSEndpoint");
-                Some(problem)
-            }
-            None => return Err(e.into()),
-        },
-    };
-    status::dns_endpoint(
-        status,
-        dns_endpoint::wanted(si),
-        problem.as_ref(),
-        si.metadata.generation,
-        now,
-    );
-    Ok(problem.is_some())
-}
-
-/// A quiet identity whose DNSEndpoint could not be written: only that is tried again (no SES
-/// call). Once it is written the status says so, which brings the identity back.
-pub async fn retry_dns_endpoint<B: Backends>(
-    si: &SenderIdentity,
-    api: &Api<SenderIdentity>,
-    ctx: &Context<B>,
-    prior: &SenderIdentityStatus,
-    now: Timestamp,
-) -> Result<Action, Error> {
-    let mut new = prior.clone();
-    let failing = sync_dns_endpoint(si, ctx, &mut new, false, now).await?;
-    write_if_changed(si, api, ctx, prior, &new).await?;
-    Ok(if failing {
-        Action::requeue(DNS_ENDPOINT_RETRY)
-    } else {
-        Action::requeue(Duration::ZERO)
-    })
-}
-
-/// The timer of a pending identity between bulk listings: its records are looked up again in
-/// DNS (no SES call), and the status is written only when what DNS shows changed.
-pub async fn refresh_dns<B: Backends>(
-    si: &SenderIdentity,
-    api: &Api<SenderIdentity>,
-    ctx: &Context<B>,
-    read: &Read,
-    target: &Target,
-    now: Timestamp,
-) -> Result<Action, Error> {
-    let prior = &read.prior;
-    let records = records::check(
-        target.id.domain(),
-        prior.dns_records.clone(),
-        ctx.backends.dns(),
-    )
-    .await;
-    ctx.memory.checked.set(&read.uid, now);
-    if records != prior.dns_records {
-        let mut new = SenderIdentityStatus {
-            dns_records: records,
-            ..prior.clone()
-        };
-        sync_dns_endpoint(si, ctx, &mut new, false, now).await?;
-        apply_status(api, si, &new).await?;
-        ctx.wrote_status(&read.uid, &new);
-    }
-    let verification = prior
-        .verification_status
-        .as_deref()
-        .and_then(VerificationStatus::from_shown)
-        .unwrap_or_default();
-    let after = decide::next_read(
-        verification,
-        prior,
-        now,
-        target.id.is_domain(),
-        &ctx.config.recheck.windows,
-    );
-    Ok(after.map_or_else(Action::await_change, Action::requeue))
-}
-
-/// Reads SES, takes the one step [`next_step`] decides, and writes what SES then says.
-pub async fn converge<B: Backends>(
-    si: &SenderIdentity,
-    api: &Api<SenderIdentity>,
-    ctx: &Context<B>,
-    mut read: Read,
-    target: &Target,
-    now: Timestamp,
-) -> Result<Action, Error> {
-    let ses = ctx.backends.ses(&target.key).await;
-    let details = get(&ses, &target.name).await?;
-    let owner_key = read.owner.tag_key();
-    let facts = Facts {
-        ses: details.as_ref(),
-        owner_key: &owner_key,
-        adopt: read.adopt,
-        is_domain: target.id.is_domain(),
-        spec: &si.spec,
-        prior: &read.prior,
-        retry: read.retry.as_deref(),
-        generation: read.generation,
-        now,
-    };
-    let step = next_step(&facts, &ctx.config.recheck.windows);
-    let lifecycle = Lifecycle {
-        details,
-        pending_since: read.prior.pending_since.as_ref().map(|t| t.0),
-        attempts: read.prior.verification_attempts.unwrap_or(0),
-        key_length_changed: read
-            .prior
-            .dkim_key_length_changed_time
-            .as_ref()
-            .map(|t| t.0),
-    };
-    let acted = match step {
-        Step::Create => create_step(si, api, ctx, &ses, &mut read, target, lifecycle, now).await?,
-        Step::NotOwned => Acted::Done(not_owned(si, api, ctx, target).await?),
-        Step::Claim { adopt } => {
-            claim_step(si, api, ctx, &ses, &read, target, lifecycle, adopt, now).await?
+    /// Writes `new` (and the Events its changes are worth) when it differs from `prior`.
+    async fn write_if_changed(
+        &self,
+        prior: &SenderIdentityStatus,
+        new: &SenderIdentityStatus,
+    ) -> Result<(), Error> {
+        if new != prior {
+            self.write(prior, new).await?;
         }
-        Step::Recreate { cause, message } => {
-            let mut l = lifecycle;
-            match recreate(&ses, &read, target, si, l.details.take()).await? {
-                Created::AlreadyThere => Acted::Done(already_there(ctx, &target.key, &target.name)),
-                Created::New(details) => {
-                    l.details = details;
-                    l.pending_since = Some(now);
-                    l.attempts = if cause == super::step::Recreation::RetryRequested {
-                        1
-                    } else {
-                        l.attempts + 1
-                    };
-                    ctx.event(si, true, cause.reason(), message).await;
-                    Acted::Continue(l)
+        Ok(())
+    }
+
+    async fn write(
+        &self,
+        prior: &SenderIdentityStatus,
+        new: &SenderIdentityStatus,
+    ) -> Result<(), Error> {
+        let Self { si, api, ctx, .. } = *self;
+        for t in status::transitions(prior, new) {
+            ctx.event(si, t.warning, &t.reason, t.note).await;
+        }
+        apply_status(api, si, new).await?;
+        ctx.wrote_status(&si.uid().unwrap_or_default(), new);
+        Ok(())
+    }
+
+    /// Applies (or removes) the DNSEndpoint for the records in `status` and says how it went in
+    /// its `DnsEndpointReady` condition; true while it cannot be written. A missing CRD or
+    /// permission is not a failed reconcile but a problem to report, so the status — and with it
+    /// where the SES identity lives — is still written.
+    async fn sync_dns_endpoint(
+        &self,
+        status: &mut SenderIdentityStatus,
+        spec_changed: bool,
+    ) -> Result<bool, Error> {
+        let Self { si, ctx, now, .. } = *self;
+        let written =
+            dns_endpoint::reconcile(&ctx.client, si, &status.dns_records, spec_changed).await;
+        let problem = match written {
+            Ok(()) => None,
+            Err(e) => match dns_endpoint::unavailable(&e) {
+                Some(problem) => {
+                    tracing::warn!(reason = problem.0, error = %e, "cannot write the DNSEndpoint");
+                    Some(problem)
                 }
+                None => return Err(e.into()),
+            },
+        };
+        status::dns_endpoint(
+            status,
+            dns_endpoint::wanted(si),
+            problem.as_ref(),
+            si.metadata.generation,
+            now,
+        );
+        Ok(problem.is_some())
+    }
+
+    /// A quiet identity whose DNSEndpoint could not be written: only that is tried again (no SES
+    /// call). Once it is written the status says so, which brings the identity back.
+    pub async fn retry_dns_endpoint(&self, prior: &SenderIdentityStatus) -> Result<Action, Error> {
+        let mut new = prior.clone();
+        let failing = self.sync_dns_endpoint(&mut new, false).await?;
+        self.write_if_changed(prior, &new).await?;
+        Ok(if failing {
+            Action::requeue(DNS_ENDPOINT_RETRY)
+        } else {
+            Action::requeue(decide::AT_ONCE)
+        })
+    }
+
+    /// The timer of a pending identity between bulk listings: its records are looked up again in
+    /// DNS (no SES call), and the status is written only when what DNS shows changed.
+    pub async fn refresh_dns(&self, read: &Read, target: &Target) -> Result<Action, Error> {
+        let Self { si, api, ctx, now } = *self;
+        let prior = &read.prior;
+        let records = records::check(
+            target.id.domain(),
+            prior.dns_records.clone(),
+            ctx.backends.dns(),
+        )
+        .await;
+        ctx.memory.checked.set(&read.uid, now);
+        if records != prior.dns_records {
+            let mut new = SenderIdentityStatus {
+                dns_records: records,
+                ..prior.clone()
+            };
+            self.sync_dns_endpoint(&mut new, false).await?;
+            apply_status(api, si, &new).await?;
+            ctx.wrote_status(&read.uid, &new);
+        }
+        let verification = prior
+            .verification_status
+            .as_deref()
+            .and_then(VerificationStatus::from_shown)
+            .unwrap_or_default();
+        let after = decide::next_read(
+            verification,
+            prior,
+            now,
+            target.id.is_domain(),
+            &ctx.config.recheck.windows,
+        );
+        Ok(after.map_or_else(Action::await_change, Action::requeue))
+    }
+
+    /// Reads SES, takes the one step [`next_step`] decides, and writes what SES then says.
+    pub async fn converge(&self, mut read: Read, target: &Target) -> Result<Action, Error> {
+        let Self { si, ctx, now, .. } = *self;
+        let ses = ctx.backends.ses(&target.key).await;
+        let details = get(&ses, &target.name).await?;
+        let owner_key = read.owner.tag_key();
+        let facts = Facts {
+            ses: details.as_ref(),
+            owner_key: &owner_key,
+            adopt: read.adopt,
+            is_domain: target.id.is_domain(),
+            spec: &si.spec,
+            prior: &read.prior,
+            retry: read.retry.as_deref(),
+            generation: read.generation,
+            now,
+        };
+        let step = next_step(&facts, &ctx.config.recheck.windows);
+        let lifecycle = Lifecycle::from(details, &read.prior);
+        let acted = match step {
+            Step::Create => self.create_step(&ses, &mut read, target, lifecycle).await?,
+            Step::NotOwned => Acted::Done(self.not_owned(target).await?),
+            Step::Claim { adopt } => {
+                self.claim_step(&ses, &read, target, lifecycle, adopt)
+                    .await?
+            }
+            Step::Recreate { cause, message } => {
+                self.recreate_step(&ses, &read, target, lifecycle, cause, message)
+                    .await?
+            }
+            Step::Configure {
+                mail_from,
+                key_length,
+            } => Acted::Continue(
+                configure(&ses, target, lifecycle, mail_from, key_length, now).await?,
+            ),
+            Step::WaitForRetry | Step::Observe => Acted::Continue(lifecycle),
+        };
+        match acted {
+            Acted::Done(action) => Ok(action),
+            Acted::Continue(l) => self.finish(&read, target, l).await,
+        }
+    }
+
+    /// Deleted and created again (its 72 hours ran out, or a retry was asked for).
+    async fn recreate_step(
+        &self,
+        ses: &B::Ses,
+        read: &Read,
+        target: &Target,
+        mut l: Lifecycle,
+        cause: Recreation,
+        message: String,
+    ) -> Result<Acted, Error> {
+        let Self { si, ctx, now, .. } = *self;
+        match recreate(ses, read, target, si, l.details.take()).await? {
+            Created::AlreadyThere => Ok(Acted::Done(already_there(ctx, &target.key, &target.name))),
+            Created::New(details) => {
+                l.details = details;
+                l.pending_since = Some(now);
+                l.attempts = if cause == Recreation::RetryRequested {
+                    1
+                } else {
+                    l.attempts + 1
+                };
+                ctx.event(si, true, cause.reason(), message).await;
+                Ok(Acted::Continue(l))
             }
         }
-        Step::Configure {
-            mail_from,
-            key_length,
-        } => Acted::Continue(configure(&ses, target, lifecycle, mail_from, key_length, now).await?),
-        Step::WaitForRetry | Step::Observe => Acted::Continue(lifecycle),
-    };
-    match acted {
-        Acted::Done(action) => Ok(action),
-        Acted::Continue(l) => finish(si, api, ctx, &read, target, l, now).await,
+    }
+
+    /// No identity in SES: record where it goes, then create it tagged as ours.
+    async fn create_step(
+        &self,
+        ses: &B::Ses,
+        read: &mut Read,
+        target: &Target,
+        mut l: Lifecycle,
+    ) -> Result<Acted, Error> {
+        let Self { si, api, ctx, now } = *self;
+        // Where it is going is recorded first: a deletion then finds it, whatever fails between
+        // here and the status written at the end.
+        if read.prior.ses.as_ref() != Some(&target.location) {
+            let recorded = status::creating(
+                &read.prior,
+                &target.id,
+                &target.location,
+                read.generation,
+                now,
+            );
+            apply_status(api, si, &recorded).await?;
+            ctx.wrote_status(&read.uid, &recorded);
+            read.prior = recorded;
+        }
+        let tags = read.owner.creation_tags();
+        let created = create(
+            ses,
+            &target.name,
+            &tags,
+            creation_key_length(si, target),
+            mail_from(si, target),
+        )
+        .await;
+        l.details = match created {
+            Err(Error::Ses(SesError::QuotaExceeded(detail))) => {
+                return self
+                    .quota_exceeded(read, target, &detail)
+                    .await
+                    .map(Acted::Done);
+            }
+            Ok(Created::AlreadyThere) => {
+                return Ok(Acted::Done(already_there(ctx, &target.key, &target.name)));
+            }
+            Ok(Created::New(details)) => details,
+            Err(e) => return Err(e),
+        };
+        l.pending_since = Some(now);
+        l.attempts += 1;
+        ctx.event(
+            si,
+            false,
+            reasons::IDENTITY_CREATED,
+            format!(
+                "created {} in SES ({})",
+                target.name, target.location.region
+            ),
+        )
+        .await;
+        Ok(Acted::Continue(l))
+    }
+
+    /// SES refused to create it for the account's identity quota: stalled until someone acts.
+    async fn quota_exceeded(
+        &self,
+        read: &Read,
+        target: &Target,
+        detail: &str,
+    ) -> Result<Action, Error> {
+        let now = self.now;
+        let msg = format!(
+            "SES refused to create {} in {}: the account's quota of identities in the region is reached (SES allows 10,000 per region; {detail}). Delete identities the account no longer uses, or ask AWS for a higher quota, then change this SenderIdentity or the annotation {RETRY_ANNOTATION} to try again",
+            target.name, target.location.region
+        );
+        let new = SenderIdentityStatus {
+            observed_retry: read.retry.clone(),
+            ..status::stalled(
+                &read.prior,
+                reasons::SES_QUOTA_EXCEEDED,
+                &msg,
+                read.generation,
+                now,
+            )
+        };
+        self.write_if_changed(&read.prior, &new).await?;
+        Ok(Action::await_change())
+    }
+
+    /// It exists and is not ours: left untouched, and said so.
+    async fn not_owned(&self, target: &Target) -> Result<Action, Error> {
+        let msg = format!(
+            "{} already exists in SES {} and is not tagged as managed by email-operator; it is left untouched. Set the annotation {ADOPT_ANNOTATION}: \"true\" to adopt it",
+            target.name, target.location.region
+        );
+        self.reject(reasons::IDENTITY_NOT_OWNED, &msg).await
+    }
+
+    /// It exists and may be used: add our owner tag (and the managed-by tag when adopting) —
+    /// unless that would pass SES's 50 tags.
+    async fn claim_step(
+        &self,
+        ses: &B::Ses,
+        read: &Read,
+        target: &Target,
+        mut l: Lifecycle,
+        adopt: bool,
+    ) -> Result<Acted, Error> {
+        let Self { si, ctx, now, .. } = *self;
+        let mut tags = vec![(read.owner.tag_key(), read.owner.tag_value())];
+        if adopt {
+            tags.push((ses::MANAGED_BY_KEY.into(), ses::MANAGED_BY_VALUE.into()));
+        }
+        let existing = l
+            .details
+            .as_ref()
+            .map(|d| d.tags.as_slice())
+            .unwrap_or_default();
+        if ses::tag_count_after(existing, &tags) > ses::MAX_TAGS {
+            let msg = format!(
+                "{} in SES {} carries {} tags, and SES allows {} per identity: one is ours (email.ops.dev/managed-by), one is each SenderIdentity sharing it, the rest were added by hand. Delete a SenderIdentity that shares it, or remove tags added by hand, for this one to claim it",
+                target.name,
+                target.location.region,
+                ses::tag_count_after(existing, &[]),
+                ses::MAX_TAGS
+            );
+            self.reject(reasons::SES_TAG_LIMIT_REACHED, &msg).await?;
+            return Ok(Acted::Done(Action::requeue(decide::TAG_LIMIT_RECHECK)));
+        }
+        ses.tag_identity(&target.name, &tags).await?;
+        let (reason, note) = if adopt {
+            (
+                reasons::IDENTITY_ADOPTED,
+                format!("adopted the existing SES identity {}", target.name),
+            )
+        } else {
+            (
+                reasons::IDENTITY_SHARED,
+                format!(
+                    "{} already exists in SES for another SenderIdentity; this one now shares it",
+                    target.name
+                ),
+            )
+        };
+        ctx.event(si, false, reason, note).await;
+        l.pending_since.get_or_insert(now);
+        l.attempts = l.attempts.max(1);
+        l.details = get(ses, &target.name).await?;
+        Ok(Acted::Continue(l))
+    }
+
+    /// Status from what SES said: records checked in DNS, what was held before a move let go once
+    /// verified here, the DNSEndpoint kept in step, then the write and the next look.
+    async fn finish(&self, read: &Read, target: &Target, l: Lifecycle) -> Result<Action, Error> {
+        let Self { ctx, now, .. } = *self;
+        let Some(details) = &l.details else {
+            return Ok(Action::requeue(decide::VANISHED_RECHECK));
+        };
+        let prior = &read.prior;
+        let windows = &ctx.config.recheck.windows;
+        let mut new = self.observed(read, target, details, &l).await;
+        ctx.memory.checked.set(&read.uid, now);
+        let release_failed = self.release_former(target, &mut new).await;
+        // The DNSEndpoint follows the records, and the spec (provider switched on or off). A
+        // generation never observed before has no DNSEndpoint of ours to take back.
+        let spec_changed =
+            prior.observed_generation.is_some() && read.generation != prior.observed_generation;
+        let mut endpoint_failing = false;
+        if new.dns_records != prior.dns_records
+            || spec_changed
+            || decide::dns_endpoint_failing(prior)
+        {
+            endpoint_failing = self.sync_dns_endpoint(&mut new, spec_changed).await?;
+        }
+        if decide::needs_write(prior, &new, now) {
+            self.write(prior, &new).await?;
+        }
+        if let Some(e) = release_failed {
+            return Err(e);
+        }
+        let after = decide::after(
+            details.verification_status,
+            &new,
+            now,
+            target.id.is_domain(),
+            endpoint_failing,
+            windows,
+        );
+        Ok(after.map_or_else(Action::await_change, Action::requeue))
+    }
+
+    /// The status SES's answer, and DNS, now give.
+    async fn observed(
+        &self,
+        read: &Read,
+        target: &Target,
+        details: &IdentityDetails,
+        l: &Lifecycle,
+    ) -> SenderIdentityStatus {
+        let Self { si, ctx, now, .. } = *self;
+        let records = records::records(
+            &target.id,
+            si,
+            details,
+            &target.location,
+            ctx.backends.dns(),
+        )
+        .await;
+        status::observed(
+            &read.prior,
+            status::Observation {
+                identity: &target.id,
+                details,
+                records,
+                location: target.location.clone(),
+                pending_since: l.pending_since.or(Some(now)),
+                attempts: l.attempts.max(1),
+                observed_retry: read.retry.clone(),
+                generation: read.generation,
+                now,
+                mail_from: mail_from(si, target),
+                key_length: target
+                    .id
+                    .is_domain()
+                    .then(|| si.spec.dkim.as_ref().map(|d| d.key_length.as_str()))
+                    .flatten(),
+                key_length_changed: l.key_length_changed,
+                windows: &ctx.config.recheck.windows,
+            },
+        )
+    }
+
+    /// Verified here: what it held before a move is let go. A failure is kept for the caller to
+    /// return (so it is retried, and said) after the status is written.
+    async fn release_former(
+        &self,
+        target: &Target,
+        new: &mut SenderIdentityStatus,
+    ) -> Option<Error> {
+        if !decide::release_due(new, target.settings_published) {
+            return None;
+        }
+        let mut failed = None;
+        for former in std::mem::take(&mut new.former_locations) {
+            if let Err(e) = cleanup::release(self.si, self.ctx, &target.id, &former).await {
+                new.former_locations.push(former);
+                failed.get_or_insert(e);
+            }
+        }
+        failed
     }
 }
 
@@ -261,167 +509,6 @@ fn mail_from<'a>(si: &'a SenderIdentity, target: &Target) -> Option<&'a str> {
         .mail_from_domain
         .as_deref()
         .filter(|_| target.id.is_domain())
-}
-
-/// No identity in SES: record where it goes, then create it tagged as ours.
-#[allow(clippy::too_many_arguments)]
-async fn create_step<B: Backends>(
-    si: &SenderIdentity,
-    api: &Api<SenderIdentity>,
-    ctx: &Context<B>,
-    ses: &B::Ses,
-    read: &mut Read,
-    target: &Target,
-    mut l: Lifecycle,
-    now: Timestamp,
-) -> Result<Acted, Error> {
-    // Where it is going is recorded first: a deletion then finds it, whatever fails between
-    // here and the status written at the end.
-    if read.prior.ses.as_ref() != Some(&target.location) {
-        let recorded = status::creating(
-            &read.prior,
-            &target.id,
-            &target.location,
-            read.generation,
-            now,
-        );
-        apply_status(api, si, &recorded).await?;
-        ctx.wrote_status(&read.uid, &recorded);
-        read.prior = recorded;
-    }
-    let tags = read.owner.creation_tags();
-    let created = create(
-        ses,
-        &target.name,
-        &tags,
-        creation_key_length(si, target),
-        mail_from(si, target),
-    )
-    .await;
-    l.details = match created {
-        Err(Error::Ses(SesError::QuotaExceeded(detail))) => {
-            return quota_exceeded(si, api, ctx, read, target, &detail, now)
-                .await
-                .map(Acted::Done);
-        }
-        Ok(Created::AlreadyThere) => {
-            return Ok(Acted::Done(already_there(ctx, &target.key, &target.name)));
-        }
-        Ok(Created::New(details)) => details,
-        Err(e) => return Err(e),
-    };
-    l.pending_since = Some(now);
-    l.attempts += 1;
-    ctx.event(
-        si,
-        false,
-        reasons::IDENTITY_CREATED,
-        format!(
-            "created {} in SES ({})",
-            target.name, target.location.region
-        ),
-    )
-    .await;
-    Ok(Acted::Continue(l))
-}
-
-/// SES refused to create it for the account's identity quota: stalled until someone acts.
-async fn quota_exceeded<B: Backends>(
-    si: &SenderIdentity,
-    api: &Api<SenderIdentity>,
-    ctx: &Context<B>,
-    read: &Read,
-    target: &Target,
-    detail: &str,
-    now: Timestamp,
-) -> Result<Action, Error> {
-    let msg = format!(
-        "SES refused to create {} in {}: the account's quota of identities in the region is reached (SES allows 10,000 per region; {detail}). Delete identities the account no longer uses, or ask AWS for a higher quota, then change this SenderIdentity or the annotation {RETRY_ANNOTATION} to try again",
-        target.name, target.location.region
-    );
-    let new = SenderIdentityStatus {
-        observed_retry: read.retry.clone(),
-        ..status::stalled(
-            &read.prior,
-            reasons::SES_QUOTA_EXCEEDED,
-            &msg,
-            read.generation,
-            now,
-        )
-    };
-    write_if_changed(si, api, ctx, &read.prior, &new).await?;
-    Ok(Action::await_change())
-}
-
-/// It exists and is not ours: left untouched, and said so.
-async fn not_owned<B: Backends>(
-    si: &SenderIdentity,
-    api: &Api<SenderIdentity>,
-    ctx: &Context<B>,
-    target: &Target,
-) -> Result<Action, Error> {
-    let msg = format!(
-        "{} already exists in SES {} and is not tagged as managed by email-operator; it is left untouched. Set the annotation {ADOPT_ANNOTATION}: \"true\" to adopt it",
-        target.name, target.location.region
-    );
-    reject(si, api, ctx, reasons::IDENTITY_NOT_OWNED, &msg).await
-}
-
-/// It exists and may be used: add our owner tag (and the managed-by tag when adopting) —
-/// unless that would pass SES's 50 tags.
-#[allow(clippy::too_many_arguments)]
-async fn claim_step<B: Backends>(
-    si: &SenderIdentity,
-    api: &Api<SenderIdentity>,
-    ctx: &Context<B>,
-    ses: &B::Ses,
-    read: &Read,
-    target: &Target,
-    mut l: Lifecycle,
-    adopt: bool,
-    now: Timestamp,
-) -> Result<Acted, Error> {
-    let mut tags = vec![(read.owner.tag_key(), read.owner.tag_value())];
-    if adopt {
-        tags.push((ses::MANAGED_BY_KEY.into(), ses::MANAGED_BY_VALUE.into()));
-    }
-    let existing = l
-        .details
-        .as_ref()
-        .map(|d| d.tags.as_slice())
-        .unwrap_or_default();
-    if ses::tag_count_after(existing, &tags) > ses::MAX_TAGS {
-        let msg = format!(
-            "{} in SES {} carries {} tags, and SES allows {} per identity: one is ours (email.ops.dev/managed-by), one is each SenderIdentity sharing it, the rest were added by hand. Delete a SenderIdentity that shares it, or remove tags added by hand, for this one to claim it",
-            target.name,
-            target.location.region,
-            ses::tag_count_after(existing, &[]),
-            ses::MAX_TAGS
-        );
-        reject(si, api, ctx, reasons::SES_TAG_LIMIT_REACHED, &msg).await?;
-        // A sharer elsewhere may let go of it; nothing here would say so.
-        return Ok(Acted::Done(Action::requeue(Duration::from_secs(600))));
-    }
-    ses.tag_identity(&target.name, &tags).await?;
-    let (reason, note) = if adopt {
-        (
-            reasons::IDENTITY_ADOPTED,
-            format!("adopted the existing SES identity {}", target.name),
-        )
-    } else {
-        (
-            reasons::IDENTITY_SHARED,
-            format!(
-                "{} already exists in SES for another SenderIdentity; this one now shares it",
-                target.name
-            ),
-        )
-    };
-    ctx.event(si, false, reason, note).await;
-    l.pending_since.get_or_insert(now);
-    l.attempts = l.attempts.max(1);
-    l.details = get(ses, &target.name).await?;
-    Ok(Acted::Continue(l))
 }
 
 /// Deletes and creates it again, with its tags (but AWS's own, which a request may not carry).
@@ -478,106 +565,11 @@ async fn configure<S: SesApi>(
     Ok(l)
 }
 
-/// Status from what SES said: records checked in DNS, what was held before a move let go once
-/// verified here, the DNSEndpoint kept in step, then the write and the next look.
-async fn finish<B: Backends>(
-    si: &SenderIdentity,
-    api: &Api<SenderIdentity>,
-    ctx: &Context<B>,
-    read: &Read,
-    target: &Target,
-    l: Lifecycle,
-    now: Timestamp,
-) -> Result<Action, Error> {
-    let Some(details) = l.details else {
-        // Gone between our write and read: look again soon rather than act on a guess.
-        return Ok(Action::requeue(Duration::from_secs(5)));
-    };
-    let prior = &read.prior;
-    let windows = &ctx.config.recheck.windows;
-    let records = records::records(
-        &target.id,
-        si,
-        &details,
-        &target.location,
-        ctx.backends.dns(),
-    )
-    .await;
-    let mut new = status::observed(
-        prior,
-        status::Observation {
-            identity: &target.id,
-            details: &details,
-            records,
-            location: target.location.clone(),
-            pending_since: l.pending_since.or(Some(now)),
-            attempts: l.attempts.max(1),
-            observed_retry: read.retry.clone(),
-            generation: read.generation,
-            now,
-            mail_from: mail_from(si, target),
-            key_length: target
-                .id
-                .is_domain()
-                .then(|| si.spec.dkim.as_ref().map(|d| d.key_length.as_str()))
-                .flatten(),
-            key_length_changed: l.key_length_changed,
-            windows,
-        },
-    );
-    ctx.memory.checked.set(&read.uid, now);
-    let release_failed = release_former(si, ctx, target, &mut new).await;
-    // The DNSEndpoint follows the records, and the spec (provider switched on or off). A
-    // generation never observed before has no DNSEndpoint of ours to take back.
-    let spec_changed =
-        prior.observed_generation.is_some() && read.generation != prior.observed_generation;
-    let mut endpoint_failing = false;
-    if new.dns_records != prior.dns_records || spec_changed || decide::dns_endpoint_failing(prior) {
-        endpoint_failing = sync_dns_endpoint(si, ctx, &mut new, spec_changed, now).await?;
-    }
-    if decide::needs_write(prior, &new, now) {
-        write(si, api, ctx, prior, &new).await?;
-    }
-    if let Some(e) = release_failed {
-        return Err(e);
-    }
-    let after = decide::after(
-        details.verification_status,
-        &new,
-        now,
-        target.id.is_domain(),
-        endpoint_failing,
-        windows,
-    );
-    Ok(after.map_or_else(Action::await_change, Action::requeue))
-}
-
-/// Verified here: what it held before a move is let go. A failure is kept for the caller to
-/// return (so it is retried, and said) after the status is written.
-async fn release_former<B: Backends>(
-    si: &SenderIdentity,
-    ctx: &Context<B>,
-    target: &Target,
-    new: &mut SenderIdentityStatus,
-) -> Option<Error> {
-    if !decide::release_due(new, target.settings_published) {
-        return None;
-    }
-    let mut failed = None;
-    for former in std::mem::take(&mut new.former_locations) {
-        if let Err(e) = cleanup::release(si, ctx, &target.id, &former).await {
-            new.former_locations.push(former);
-            failed.get_or_insert(e);
-        }
-    }
-    failed
-}
-
 /// An identity found already there when creating it: read again at once (see
 /// [`Created::AlreadyThere`]).
 fn already_there<B: Backends>(ctx: &Context<B>, key: &SesKey, name: &str) -> Action {
     ctx.mark_dirty(key, name);
-    Action::requeue(Duration::ZERO)
+    Action::requeue(decide::AT_ONCE)
 }
 
 /// What creating an identity came to.

@@ -198,6 +198,27 @@ pub fn key_length_due(
 /// How soon a DNSEndpoint that could not be written (CRD missing, not permitted) is tried again.
 pub const DNS_ENDPOINT_RETRY: Duration = Duration::from_secs(300);
 
+/// Again at once: what changed is read in the next reconcile.
+pub const AT_ONCE: Duration = Duration::ZERO;
+
+/// How soon an identity that could not claim an SES identity for its 50 tags looks again: a
+/// sharer elsewhere may let go of it, and nothing here would say so.
+pub const TAG_LIMIT_RECHECK: Duration = Duration::from_secs(600);
+
+/// How soon an identity gone between our write and our read is read again (rather than acting
+/// on a guess).
+pub const VANISHED_RECHECK: Duration = Duration::from_secs(5);
+
+/// How soon a failed reconcile is tried again: SES refusing for good (a bad request, denied
+/// access) waits longer than a failure that passes by itself.
+pub fn backoff(transient: bool) -> Duration {
+    if transient {
+        Duration::from_secs(15)
+    } else {
+        Duration::from_secs(300)
+    }
+}
+
 /// When to look again after a read of SES: the identity's own timers, a deferred key length
 /// change, a DNSEndpoint to try again.
 pub fn after(

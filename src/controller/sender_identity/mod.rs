@@ -27,7 +27,6 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Api, ResourceExt};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// A failed reconcile.
 #[derive(Debug, thiserror::Error)]
@@ -106,12 +105,13 @@ async fn pipeline<B: Backends>(
 ) -> Result<Action, Error> {
     let now = ctx.clock.now();
     let read = dereference::read(si, ctx);
+    let apply = apply::Apply { si, api, ctx, now };
     match decide::plan(&read, now, &ctx.config.recheck.windows) {
-        Plan::Reject { reason, message } => apply::reject(si, api, ctx, reason, &message).await,
+        Plan::Reject { reason, message } => apply.reject(reason, &message).await,
         Plan::Wait(after) => Ok(after.map_or_else(Action::await_change, Action::requeue)),
-        Plan::RetryDnsEndpoint => apply::retry_dns_endpoint(si, api, ctx, &read.prior, now).await,
-        Plan::RefreshDns(target) => apply::refresh_dns(si, api, ctx, &read, &target, now).await,
-        Plan::Converge(target) => apply::converge(si, api, ctx, read, &target, now).await,
+        Plan::RetryDnsEndpoint => apply.retry_dns_endpoint(&read.prior).await,
+        Plan::RefreshDns(target) => apply.refresh_dns(&read, &target).await,
+        Plan::Converge(target) => apply.converge(read, &target).await,
     }
 }
 
@@ -123,10 +123,8 @@ pub fn error_policy<B: Backends>(
 ) -> Action {
     let si = guard.as_ref();
     tracing::warn!(name = %si.name_any(), namespace = si.namespace().unwrap_or_default(), reason = err.reason(), error = %err, "reconcile failed");
-    match err {
-        Error::Ses(e) if !e.is_transient() => Action::requeue(Duration::from_secs(300)),
-        _ => Action::requeue(Duration::from_secs(15)),
-    }
+    let transient = !matches!(err, Error::Ses(e) if !e.is_transient());
+    Action::requeue(decide::backoff(transient))
 }
 
 #[cfg(test)]
