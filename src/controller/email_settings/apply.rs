@@ -1,15 +1,15 @@
 //! Step 3 of an EmailSettings' reconcile: the only step that tests connections or writes to
-//! Kubernetes — the connection test when [`super::decide`] says it is due, the output Secret
-//! when [`super::decide::publication`] says so, the status and its Events.
+//! Kubernetes — the connection test when [`super::decide::test_step`] says it is due, the
+//! output Secret when [`super::decide::publication_of`] says so, the status and its Events.
 
 use super::Error;
-use super::decide::{self, Memo, Next, Publication};
+use super::decide::{self, Memo, Publication, TestStep};
 use super::dereference::Read;
 use super::publish;
-use super::status::Test;
+use super::status::{self, Test};
 use crate::controller::backends::Backends;
 use crate::controller::{Context, FIELD_MANAGER, apply_status};
-use crate::crd::conditions::{reasons, types};
+use crate::crd::conditions::reasons;
 use crate::crd::{EmailSettings, EmailSettingsStatus};
 use crate::smtp::ConnectionTest;
 use k8s_openapi::api::core::v1::Secret;
@@ -18,25 +18,26 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
-/// Where the test stands now, running it when it is due. Also whether its inputs were tested
-/// for the first time (their provider hints are then worth an Event).
+/// Runs the connection test when [`decide::test_step`] says it is due, and records it. Also
+/// whether its inputs were tested for the first time (their provider hints are then worth an
+/// Event).
 pub async fn test<B: Backends>(
-    es: &EmailSettings,
     ctx: &Context<B>,
     read: &Read,
+    step: TestStep,
     now: Timestamp,
 ) -> (Test, bool) {
-    let s = match &read.subject {
-        Err(problem) => return (Test::Unavailable(problem.clone()), false),
-        Ok(s) => s,
+    let (s, fingerprint, revalidate) = match (step, &read.subject) {
+        (TestStep::Known(test), _) => return (test, false),
+        (_, Err(problem)) => return (Test::Unavailable(problem.clone()), false),
+        (
+            TestStep::Run {
+                fingerprint,
+                revalidate,
+            },
+            Ok(s),
+        ) => (s, fingerprint, revalidate),
     };
-    let fingerprint = publish::fingerprint(&s.prepared, &s.extra);
-    let revalidate = decide::revalidate_every(es.spec.revalidate_every.as_deref());
-    let memo = read.memo.as_ref();
-    let next = decide::next(now, &fingerprint, memo, read.published.as_ref(), revalidate);
-    if next != Next::Test {
-        return (Test::Known(next), false);
-    }
     let started = std::time::Instant::now();
     let result = ctx.backends.tester().test(&s.prepared).await;
     let duration = started.elapsed();
@@ -49,6 +50,7 @@ pub async fn test<B: Backends>(
         duration_ms = duration.as_millis() as u64,
         "connection test"
     );
+    let memo = read.memo.as_ref();
     let fresh = memo.is_none_or(|m| m.fingerprint != fingerprint);
     let m = Memo::record(memo, &fingerprint, now, duration, result);
     let next = decide::next(now, &fingerprint, Some(&m), None, revalidate);
@@ -56,43 +58,24 @@ pub async fn test<B: Backends>(
     (Test::Known(next), fresh)
 }
 
-/// Publishes the validated configuration when [`decide::publication`] says so. Returns the
-/// generation the Secret now holds, or `Err(action)` to come back before deciding anything.
+/// Writes the output Secret when [`decide::publication_of`] decided to. Returns the generation
+/// the Secret now holds, or `Err(action)` to come back before deciding anything.
 pub async fn publish<B: Backends>(
     es: &EmailSettings,
     ctx: &Context<B>,
     read: &Read,
-    test: &Test,
+    publication: Publication,
 ) -> Result<Result<Option<i64>, Action>, Error> {
     let published_generation = read.published.as_ref().and_then(|p| p.generation);
-    let Ok(s) = &read.subject else {
+    let Publication::Write {
+        data,
+        at,
+        fingerprint,
+    } = publication
+    else {
         return Ok(Ok(published_generation));
     };
     let generation = es.metadata.generation.unwrap_or_default();
-    let fingerprint = publish::fingerprint(&s.prepared, &s.extra);
-    let passed = match test {
-        Test::Known(Next::Passed { at, outcome, .. }) => Some((
-            *at,
-            outcome
-                .as_ref()
-                .map(|o| publish::data(&s.prepared, o, &s.extra)),
-        )),
-        _ => None,
-    };
-    let sender_covered = read
-        .senders
-        .as_ref()
-        .is_none_or(|s| s.sender_verified.is_some());
-    let Publication::Write { data, at } = decide::publication(
-        passed,
-        read.publish_problem.is_none(),
-        sender_covered,
-        read.published.as_ref(),
-        generation,
-        &fingerprint,
-    ) else {
-        return Ok(Ok(published_generation));
-    };
     let out_name = es.output_secret_name();
     // Absent by the watch: make sure before writing. A Secret someone created a moment ago (the
     // watch lagging) is not ours to overwrite; its watch event brings this EmailSettings back
@@ -104,7 +87,7 @@ pub async fn publish<B: Backends>(
             .await?
             .is_some()
     {
-        return Ok(Err(Action::requeue(super::decide::SECRET_APPEARED_RECHECK)));
+        return Ok(Err(Action::requeue(decide::SECRET_APPEARED_RECHECK)));
     }
     write_secret(es, ctx, &data, generation, at, &fingerprint).await?;
     if read.published.as_ref().is_none_or(|p| p.data != data) {
@@ -138,8 +121,7 @@ async fn write_secret<B: Backends>(
     Ok(())
 }
 
-/// Writes the new status when it changed, and one Event per transition of the conditions users
-/// act on (Ready repeats a reason just reported by the other two, so it is not said twice).
+/// Writes the new status when it changed, and the Events its transitions are worth.
 pub async fn write_status<B: Backends>(
     es: &EmailSettings,
     ctx: &Context<B>,
@@ -152,29 +134,8 @@ pub async fn write_status<B: Backends>(
         apply_status(&api, es, new).await?;
         ctx.wrote_status(&read.uid, new);
     }
-    let mut reported = vec![];
-    for t in [
-        types::CONNECTION_VERIFIED,
-        types::SENDER_VERIFIED,
-        types::READY,
-    ] {
-        let (before, after) = (state(prior, t), state(new, t));
-        if let Some((status, reason, message)) = after
-            && before.as_ref().map(|b| (&b.0, &b.1)) != Some((&status, &reason))
-            && !reported.contains(&reason)
-        {
-            ctx.event(es, status != "True", &reason, message).await;
-            reported.push(reason);
-        }
+    for t in status::transitions(prior, new) {
+        ctx.event(es, t.warning, &t.reason, t.message).await;
     }
     Ok(())
-}
-
-/// The condition of a type in a status, as (status, reason, message).
-fn state(status: &EmailSettingsStatus, t: &str) -> Option<(String, String, String)> {
-    status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == t)
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
 }

@@ -1,7 +1,11 @@
-//! When to run the connection test (pure): once per change of the inputs, again after
-//! `revalidateEvery`, and after a failure with backoff — never on every watch event.
+//! Step 2 of an EmailSettings' reconcile (pure): when to run the connection test — once per
+//! change of the inputs, again after `revalidateEvery`, and after a failure with backoff, never
+//! on every watch event — what to publish, and when to come back.
 
-use super::publish::Published;
+use super::dereference::Read;
+use super::publish::{self, Published};
+use super::status::Test;
+use crate::crd::EmailSettings;
 use crate::smtp::{Failure, Outcome};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use std::collections::BTreeMap;
@@ -175,6 +179,70 @@ pub fn revalidate_every(spec: Option<&str>) -> Duration {
     Duration::from_secs(total)
 }
 
+/// The connection test step, decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TestStep {
+    /// Nothing to run: the test cannot run, or the outcome for the current inputs is known.
+    Known(Test),
+    /// Test the current inputs (whose fingerprint this is) now.
+    Run {
+        fingerprint: String,
+        revalidate: Duration,
+    },
+}
+
+/// Whether the connection test is due now, from what was read.
+pub fn test_step(es: &EmailSettings, read: &Read, now: Timestamp) -> TestStep {
+    let s = match &read.subject {
+        Err(problem) => return TestStep::Known(Test::Unavailable(problem.clone())),
+        Ok(s) => s,
+    };
+    let fingerprint = publish::fingerprint(&s.prepared, &s.extra);
+    let revalidate = revalidate_every(es.spec.revalidate_every.as_deref());
+    match next(
+        now,
+        &fingerprint,
+        read.memo.as_ref(),
+        read.published.as_ref(),
+        revalidate,
+    ) {
+        Next::Test => TestStep::Run {
+            fingerprint,
+            revalidate,
+        },
+        known => TestStep::Known(Test::Known(known)),
+    }
+}
+
+/// What to do with the output Secret, from what was read and where the test stands.
+pub fn publication_of(es: &EmailSettings, read: &Read, test: &Test) -> Publication {
+    let Ok(s) = &read.subject else {
+        return Publication::Nothing;
+    };
+    let fingerprint = publish::fingerprint(&s.prepared, &s.extra);
+    let passed = match test {
+        Test::Known(Next::Passed { at, outcome, .. }) => Some((
+            *at,
+            outcome
+                .as_ref()
+                .map(|o| publish::data(&s.prepared, o, &s.extra)),
+        )),
+        _ => None,
+    };
+    let sender_covered = read
+        .senders
+        .as_ref()
+        .is_none_or(|s| s.sender_verified.is_some());
+    publication(
+        passed,
+        read.publish_problem.is_none(),
+        sender_covered,
+        read.published.as_ref(),
+        es.metadata.generation.unwrap_or_default(),
+        &fingerprint,
+    )
+}
+
 /// What to do with the output Secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Publication {
@@ -183,10 +251,11 @@ pub enum Publication {
     Nothing,
     /// The Secret already holds exactly this.
     Current,
-    /// Write this data (validated at `at`).
+    /// Write this data (validated at `at`, from inputs with this fingerprint).
     Write {
         data: BTreeMap<String, String>,
         at: Timestamp,
+        fingerprint: String,
     },
 }
 
@@ -216,7 +285,11 @@ pub fn publication(
     if current {
         Publication::Current
     } else {
-        Publication::Write { data, at }
+        Publication::Write {
+            data,
+            at,
+            fingerprint: fingerprint.to_string(),
+        }
     }
 }
 

@@ -79,7 +79,8 @@ async fn pipeline<B: Backends>(es: &EmailSettings, ctx: &Context<B>) -> Result<A
     // Whole seconds: the time is written to annotations and compared with them.
     let now = Timestamp::from_second(ctx.clock.now().as_second()).unwrap_or(Timestamp::UNIX_EPOCH);
     let read = dereference::read(es, ctx).await?;
-    let (test, fresh) = apply::test(es, ctx, &read, now).await;
+    let step = decide::test_step(es, &read, now);
+    let (test, fresh) = apply::test(ctx, &read, step, now).await;
     let hints: &[String] = match &read.subject {
         Ok(s) => &s.hints,
         Err(_) => &[],
@@ -88,7 +89,8 @@ async fn pipeline<B: Backends>(es: &EmailSettings, ctx: &Context<B>) -> Result<A
         ctx.event(es, true, reasons::PROVIDER_LIMITS, hints.join("; "))
             .await;
     }
-    let published_generation = match apply::publish(es, ctx, &read, &test).await? {
+    let publication = decide::publication_of(es, &read, &test);
+    let published_generation = match apply::publish(es, ctx, &read, publication).await? {
         Ok(generation) => generation,
         Err(action) => return Ok(action),
     };

@@ -323,3 +323,45 @@ fn ready(i: &Inputs, blocked: Option<(String, String, Progress)>) -> (Condition,
         Progress::Reconciling,
     )
 }
+
+/// A condition change worth an Event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub warning: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+/// One Event per transition of the conditions users act on — `ConnectionVerified`,
+/// `SenderVerified`, `Ready` — where the status or reason changed; Ready repeats a reason just
+/// reported by the other two, so it is not said twice.
+pub fn transitions(prior: &EmailSettingsStatus, new: &EmailSettingsStatus) -> Vec<Transition> {
+    let mut out: Vec<Transition> = vec![];
+    for t in [
+        types::CONNECTION_VERIFIED,
+        types::SENDER_VERIFIED,
+        types::READY,
+    ] {
+        let (before, after) = (state(prior, t), state(new, t));
+        if let Some((status, reason, message)) = after
+            && before.as_ref().map(|b| (&b.0, &b.1)) != Some((&status, &reason))
+            && !out.iter().any(|o| o.reason == reason)
+        {
+            out.push(Transition {
+                warning: status != "True",
+                reason,
+                message,
+            });
+        }
+    }
+    out
+}
+
+/// The condition of a type in a status, as (status, reason, message).
+fn state(status: &EmailSettingsStatus, t: &str) -> Option<(String, String, String)> {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == t)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
