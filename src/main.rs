@@ -49,6 +49,12 @@ enum Command {
         smtp_timeout: std::time::Duration,
         #[command(flatten)]
         ses_smtp: SesSmtpArgs,
+        /// The namespace whose SenderPolicies the operator honours (its own).
+        #[arg(long, default_value = "email-system")]
+        policy_namespace: String,
+        /// As the operator's --default-relay-namespaces.
+        #[arg(long, value_delimiter = ',')]
+        default_relay_namespaces: Vec<String>,
         /// Manifest files or directories (searched recursively for *.yaml, *.yml, *.json).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
@@ -79,6 +85,8 @@ fn main() -> ExitCode {
             check_smtp,
             smtp_timeout,
             ses_smtp,
+            policy_namespace,
+            default_relay_namespaces,
         } => {
             let docs = match plan::load(&paths) {
                 Ok(docs) => docs,
@@ -87,7 +95,11 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let mut report = plan::evaluate(&docs);
+            let tenancy = email_operator::controller::config::Tenancy {
+                policy_namespace,
+                default_relay_namespaces,
+            };
+            let mut report = plan::evaluate(&docs, &tenancy);
             if check_smtp {
                 let _ = rustls::crypto::ring::default_provider().install_default();
                 let timeouts = email_operator::smtp::Timeouts {

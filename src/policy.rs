@@ -273,5 +273,7 @@ pub fn output_secret_conflicts(settings: &[EmailSettings]) -> BTreeMap<String, V
     rejected
 }
 
+pub mod tenancy;
+
 #[cfg(test)]
 mod tests;

@@ -134,6 +134,13 @@ fn the<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
     find(docs, kind).unwrap_or_else(|| panic!("no {kind} rendered"))
 }
 
+/// The `kind` named `name` (in any namespace).
+fn named<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} rendered"))
+}
+
 fn container(docs: &[Value]) -> &Value {
     &the(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
 }
@@ -147,7 +154,9 @@ fn args(docs: &[Value]) -> Vec<&str> {
         .collect()
 }
 
-fn cluster_role_rules(external_dns: bool) -> Value {
+/// What the operator may do where it watches (the ClusterRole's rules, or each watched
+/// namespace's Role's).
+fn watch_rules(external_dns: bool) -> Vec<Value> {
     let mut rules = vec![
         json!({"apiGroups": ["email.ops.dev"], "resources": ["emailsettings"],
                "verbs": ["list", "watch"]}),
@@ -159,7 +168,7 @@ fn cluster_role_rules(external_dns: bool) -> Value {
         json!({"apiGroups": [""], "resources": ["secrets"],
                "verbs": ["get", "list", "watch", "create", "patch"]}),
         json!({"apiGroups": ["events.k8s.io"], "resources": ["events"],
-               "verbs": ["create", "patch"]}),
+               "verbs": ["create"]}),
     ];
     if external_dns {
         rules.push(
@@ -167,6 +176,13 @@ fn cluster_role_rules(external_dns: bool) -> Value {
                           "verbs": ["get", "list", "watch", "create", "patch", "delete"]}),
         );
     }
+    rules
+}
+
+/// The cluster-wide install's ClusterRole: the watch rules, and namespaces' labels.
+fn cluster_role_rules(external_dns: bool) -> Value {
+    let mut rules = watch_rules(external_dns);
+    rules.push(json!({"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]}));
     Value::Array(rules)
 }
 
@@ -240,10 +256,14 @@ fn default_values_render_a_hardened_operator_with_least_privilege_rbac() {
         kinds,
         [
             "ClusterRole",
+            "ClusterRole",
+            "ClusterRole",
             "ClusterRoleBinding",
             "Deployment",
             "PodDisruptionBudget",
             "Role",
+            "Role",
+            "RoleBinding",
             "RoleBinding",
             "Service",
             "ServiceAccount"
@@ -320,7 +340,7 @@ fn default_values_render_a_hardened_operator_with_least_privilege_rbac() {
     assert_eq!(env[2], json!({"name": "RUST_LOG", "value": "info"}));
 
     assert_eq!(
-        the(&docs, "ClusterRole")["rules"],
+        named(&docs, "ClusterRole", FULLNAME)["rules"],
         cluster_role_rules(false)
     );
     let binding = the(&docs, "ClusterRoleBinding");
@@ -330,7 +350,7 @@ fn default_values_render_a_hardened_operator_with_least_privilege_rbac() {
         json!([{"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}])
     );
 
-    let role = the(&docs, "Role");
+    let role = named(&docs, "Role", &format!("{FULLNAME}-leader-election"));
     assert_eq!(role["metadata"]["namespace"], NAMESPACE);
     assert_eq!(
         role["rules"],
@@ -340,10 +360,46 @@ fn default_values_render_a_hardened_operator_with_least_privilege_rbac() {
              "resourceNames": ["email-operator"], "verbs": ["get", "update"]},
         ])
     );
-    let role_binding = the(&docs, "RoleBinding");
-    assert_eq!(role_binding["roleRef"]["kind"], "Role");
-    assert_eq!(role_binding["roleRef"]["name"], role["metadata"]["name"]);
-    assert_eq!(role_binding["subjects"][0]["name"], FULLNAME);
+    let policies = named(&docs, "Role", &format!("{FULLNAME}-policies"));
+    assert_eq!(policies["metadata"]["namespace"], NAMESPACE);
+    assert_eq!(
+        policies["rules"],
+        json!([{"apiGroups": ["email.ops.dev"], "resources": ["senderpolicies"], "verbs": ["list", "watch"]}])
+    );
+    for role in [role, policies] {
+        let name = role["metadata"]["name"].as_str().expect("name");
+        let role_binding = named(&docs, "RoleBinding", name);
+        assert_eq!(role_binding["metadata"]["namespace"], NAMESPACE);
+        assert_eq!(role_binding["roleRef"]["kind"], "Role");
+        assert_eq!(role_binding["subjects"][0]["name"], FULLNAME);
+    }
+
+    // Tenants' roles, aggregated into admin/edit and view; SenderPolicies in neither.
+    let edit = named(&docs, "ClusterRole", &format!("{FULLNAME}-edit"));
+    let labels = &edit["metadata"]["labels"];
+    assert_eq!(
+        labels["rbac.authorization.k8s.io/aggregate-to-admin"],
+        "true"
+    );
+    assert_eq!(
+        labels["rbac.authorization.k8s.io/aggregate-to-edit"],
+        "true"
+    );
+    assert_eq!(
+        edit["rules"],
+        json!([{"apiGroups": ["email.ops.dev"], "resources": ["emailsettings", "senderidentities"],
+                "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]}])
+    );
+    let view = named(&docs, "ClusterRole", &format!("{FULLNAME}-view"));
+    assert_eq!(
+        view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"],
+        "true"
+    );
+    assert!(
+        !serde_json::to_string(&view["rules"])
+            .expect("json")
+            .contains("senderpolicies")
+    );
 
     let service = the(&docs, "Service");
     assert_eq!(
@@ -400,7 +456,10 @@ fn every_optional_feature_renders() {
     assert!(pod_annotations["checksum/default-relay"].is_string());
     assert_eq!(pod_annotations["example.com/team"], "platform");
 
-    assert_eq!(the(&docs, "ClusterRole")["rules"], cluster_role_rules(true));
+    assert_eq!(
+        named(&docs, "ClusterRole", FULLNAME)["rules"],
+        cluster_role_rules(true)
+    );
     assert_eq!(
         the(&docs, "ServiceAccount")["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
         "arn:aws:iam::111122223333:role/email-operator"
@@ -424,6 +483,66 @@ fn every_optional_feature_renders() {
         }])
     );
     assert_eq!(policy["egress"], json!([{}]), "all egress allowed");
+}
+
+#[test]
+fn a_namespaced_install_renders_roles_in_each_watched_namespace_and_nothing_cluster_wide() {
+    let Some(helm) = helm() else { return };
+    let docs = template(
+        &helm,
+        &[
+            "--set=watchNamespaces={billing,shop}",
+            "--set=defaultRelay.existingSecret=relay",
+            "--set=defaultRelay.existingSecretNamespace=mail-relays",
+            "--set=defaultRelay.namespaces={billing}",
+            "--set=tenantRoles.create=false",
+        ],
+    );
+    assert!(
+        find(&docs, "ClusterRole").is_none() && find(&docs, "ClusterRoleBinding").is_none(),
+        "nothing cluster-wide"
+    );
+    let args = args(&docs);
+    assert!(args.contains(&"--watch-namespace=billing,shop"), "{args:?}");
+    assert!(
+        args.contains(&"--default-relay-namespaces=billing"),
+        "{args:?}"
+    );
+    for ns in ["billing", "shop"] {
+        let role = docs
+            .iter()
+            .find(|d| d["kind"] == "Role" && d["metadata"]["namespace"] == ns)
+            .unwrap_or_else(|| panic!("no Role in {ns}"));
+        assert_eq!(role["rules"], Value::Array(watch_rules(false)), "{ns}");
+        let binding = docs
+            .iter()
+            .find(|d| d["kind"] == "RoleBinding" && d["metadata"]["namespace"] == ns)
+            .unwrap_or_else(|| panic!("no RoleBinding in {ns}"));
+        assert_eq!(
+            binding["subjects"],
+            json!([{"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}])
+        );
+    }
+    // The relay's Secret, outside the watched namespaces, by name only.
+    let relay = named(&docs, "Role", &format!("{FULLNAME}-default-relay"));
+    assert_eq!(relay["metadata"]["namespace"], "mail-relays");
+    assert_eq!(
+        relay["rules"],
+        json!([{"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["relay"],
+                "verbs": ["get", "list", "watch"]}])
+    );
+    // A relay inside a watched namespace needs no Role of its own.
+    let docs = template(
+        &helm,
+        &[
+            "--set=watchNamespaces={billing}",
+            "--set=defaultRelay.existingSecret=relay",
+            "--set=defaultRelay.existingSecretNamespace=billing",
+        ],
+    );
+    assert!(!docs.iter().any(|d| d["metadata"]["name"]
+        == format!("{FULLNAME}-default-relay").as_str()
+        && d["kind"] == "Role"));
 }
 
 #[test]

@@ -37,7 +37,7 @@ fn the_crds_command_prints_both_files() {
 fn the_crds_carry_names_columns_and_status_subresource() {
     let yaml = crd::crds_yaml().expect("render");
     let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&yaml).expect("parse");
-    assert_eq!(docs.len(), 2);
+    assert_eq!(docs.len(), 3);
     let es = &docs[0]["spec"];
     assert_eq!(es["names"]["plural"], "emailsettings");
     assert_eq!(es["names"]["shortNames"][0], "es");
@@ -62,7 +62,22 @@ fn the_crds_carry_names_columns_and_status_subresource() {
         cols,
         ["Identity", "Type", "Verification", "DKIM", "Ready", "Age"]
     );
-    for d in &docs {
+    let spol = &docs[2]["spec"];
+    assert_eq!(spol["names"]["shortNames"][0], "spol");
+    assert_eq!(spol["scope"], "Namespaced");
+    let cols: Vec<&str> = spol["versions"][0]["additionalPrinterColumns"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(
+        cols,
+        ["Domains", "Namespaces", "Share", "Default-Relay", "Age"]
+    );
+    // The policy has no status: nothing writes one.
+    assert!(spol["versions"][0]["subresources"].is_null());
+    for d in &docs[..2] {
         let v = &d["spec"]["versions"][0];
         assert!(v["subresources"]["status"].is_object());
         let conditions =

@@ -120,9 +120,11 @@ fn advanced_smtp_is_tested_with_the_derived_ses_password() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
+    // Each namespace sends as its own domain (a domain no SenderPolicy names belongs to the
+    // first namespace that claims it).
     let settings = |ns: &str, credentials: &str| {
         format!(
-            "apiVersion: email.ops.dev/v1alpha1\nkind: EmailSettings\nmetadata: {{name: notifications, namespace: {ns}}}\nspec:\n  from: billing@yourcompany.com\n  delivery: AdvancedSmtp\n  advancedSmtp: {{region: us-east-1{credentials}}}\n"
+            "apiVersion: email.ops.dev/v1alpha1\nkind: EmailSettings\nmetadata: {{name: notifications, namespace: {ns}}}\nspec:\n  from: billing@{ns}.yourcompany.com\n  delivery: AdvancedSmtp\n  advancedSmtp: {{region: us-east-1{credentials}}}\n"
         )
     };
     std::fs::write(

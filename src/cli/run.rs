@@ -23,6 +23,8 @@ pub struct RunArgs {
     /// instead of holding memory for thousands of reconciles waiting on SES and the API server.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     max_concurrent_reconciles: u16,
+    #[command(flatten, next_help_heading = "Tenancy")]
+    tenancy: TenancyArgs,
     #[command(flatten, next_help_heading = "SES")]
     ses: SesArgs,
     #[command(flatten, next_help_heading = "Re-checks")]
@@ -33,6 +35,32 @@ pub struct RunArgs {
     leader: LeaderArgs,
     #[command(flatten, next_help_heading = "Metrics and health")]
     metrics: MetricsArgs,
+}
+
+#[derive(clap::Args)]
+struct TenancyArgs {
+    /// Watch only these namespaces (repeat the flag, or separate with commas): every watch
+    /// and read is namespaced, and nothing is listed or watched at the cluster scope. Default:
+    /// the whole cluster.
+    #[arg(
+        long = "watch-namespace",
+        value_delimiter = ',',
+        env = "EMAIL_OPERATOR_WATCH_NAMESPACES"
+    )]
+    watch_namespaces: Vec<String>,
+    /// The namespace whose SenderPolicies are honoured (default: the operator's own,
+    /// --leader-election-namespace). Tenants must not be able to write there.
+    #[arg(long)]
+    policy_namespace: Option<String>,
+    /// Namespaces that may use the default relay (`delivery: Default`) with any from domain
+    /// they may claim (repeat, or separate with commas; `*`: every namespace). Others need a
+    /// SenderPolicy with defaultRelay for their from domain.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        env = "EMAIL_OPERATOR_DEFAULT_RELAY_NAMESPACES"
+    )]
+    default_relay_namespaces: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -188,6 +216,15 @@ impl RunArgs {
                     conversation: self.smtp.smtp_timeout * 3,
                 },
             },
+            tenancy: config::Tenancy {
+                policy_namespace: self
+                    .tenancy
+                    .policy_namespace
+                    .clone()
+                    .unwrap_or_else(|| self.leader.leader_election_namespace.clone()),
+                default_relay_namespaces: self.tenancy.default_relay_namespaces.clone(),
+            },
+            watch_namespaces: self.tenancy.watch_namespaces.clone(),
         })
     }
 

@@ -15,6 +15,18 @@ pub struct Config {
     pub ses: Ses,
     pub recheck: Recheck,
     pub smtp: Smtp,
+    pub tenancy: Tenancy,
+    /// The namespaces watched; empty: the whole cluster.
+    pub watch_namespaces: Vec<String>,
+}
+
+/// Who may send as which domain.
+#[derive(Debug, Clone, Default)]
+pub struct Tenancy {
+    /// The namespace whose SenderPolicies are honoured (the operator's own).
+    pub policy_namespace: String,
+    /// Namespaces that may use the default relay whatever the policies say (`*`: all).
+    pub default_relay_namespaces: Vec<String>,
 }
 
 /// How SES is called.

@@ -8,33 +8,43 @@ use super::events::{self, Reporter};
 use super::index::NamespaceIndex;
 use super::memory::PerObject;
 use super::secrets::SecretCache;
+use super::tenancy::ClaimIndex;
 use crate::clock::Clock;
-use crate::crd::{EmailSettings, SenderIdentity};
+use crate::crd::{EmailSettings, SenderIdentity, SenderPolicy};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Patch, PatchParams};
-use kube::core::DeserializeGuard;
-use kube::runtime::reflector::Store;
+use kube::core::{DeserializeGuard, PartialObjectMeta};
+use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 /// The field manager of every status write.
 pub const FIELD_MANAGER: &str = "email-operator";
 
-/// The two caches the controllers read, and their namespace indexes.
+/// The caches the controllers read, and their indexes.
 pub struct Caches {
     pub settings: Store<EmailSettings>,
     /// Every SenderIdentity, malformed ones included (as errors), so one bad object cannot
     /// stall the rest.
     pub identities: Store<DeserializeGuard<SenderIdentity>>,
+    /// The SenderPolicies of the policy namespace.
+    pub policies: Store<SenderPolicy>,
+    /// Namespaces (metadata: their labels, for policies' selectors), when the operator watches
+    /// the whole cluster; `None` in a namespaced install, which cannot read them.
+    pub namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
     pub settings_index: NamespaceIndex,
     pub identities_index: NamespaceIndex,
+    /// Who claims which domain (tenancy).
+    pub claims: ClaimIndex,
     pub sync: CacheSync,
 }
 
 impl Caches {
-    /// Caches over these stores, not yet synced.
+    /// Caches over these stores, not yet synced, without policies (see
+    /// [`Caches::with_policies`]) or namespaces.
     pub fn new(
         settings: Store<EmailSettings>,
         identities: Store<DeserializeGuard<SenderIdentity>>,
@@ -42,63 +52,99 @@ impl Caches {
         Self {
             settings,
             identities,
+            policies: reflector::store().0,
+            namespaces: None,
             settings_index: NamespaceIndex::default(),
             identities_index: NamespaceIndex::default(),
-            sync: CacheSync::default(),
+            claims: ClaimIndex::default(),
+            sync: CacheSync::new(&[Cache::Settings, Cache::Identities]),
         }
+    }
+
+    /// Also reads SenderPolicies from `policies` (and waits for its listing).
+    pub fn with_policies(mut self, policies: Store<SenderPolicy>) -> Self {
+        self.policies = policies;
+        self.sync.expect(Cache::Policies);
+        self
+    }
+
+    /// Also reads namespaces' labels from `namespaces` (and waits for its listing).
+    pub fn with_namespaces(mut self, namespaces: Store<PartialObjectMeta<Namespace>>) -> Self {
+        self.namespaces = Some(namespaces);
+        self.sync.expect(Cache::Namespaces);
+        self
     }
 }
 
 /// Which cache a watch fills.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Cache {
     Settings,
     Identities,
+    Policies,
+    Namespaces,
 }
 
-/// Whether each cache holds a complete first listing. Until both do, no reconcile decides
+/// Whether each cache holds a complete first listing. Until all do, no reconcile decides
 /// anything: a SenderIdentity whose EmailSettings is not cached yet would be rejected as
 /// `EmailSettingsNotFound` (and nothing would wake it again), a sibling not cached yet would be
-/// missed by the conflict rules, and an EmailSettings would count too few users. Reconciles
-/// wait for it ([`CacheSync::wait`]) rather than poll.
+/// missed by the conflict rules, a policy not cached yet would refuse a granted domain, and an
+/// EmailSettings would count too few users. Reconciles wait for it ([`CacheSync::wait`])
+/// rather than poll.
 #[derive(Debug)]
 pub struct CacheSync {
-    settings: tokio::sync::watch::Sender<bool>,
-    identities: tokio::sync::watch::Sender<bool>,
-}
-
-impl Default for CacheSync {
-    fn default() -> Self {
-        Self {
-            settings: tokio::sync::watch::Sender::new(false),
-            identities: tokio::sync::watch::Sender::new(false),
-        }
-    }
+    flags: Mutex<HashMap<Cache, tokio::sync::watch::Sender<bool>>>,
 }
 
 impl CacheSync {
-    pub fn synced(&self) -> bool {
-        *self.settings.borrow() && *self.identities.borrow()
+    /// Waits for these caches.
+    pub fn new(caches: &[Cache]) -> Self {
+        let sync = Self {
+            flags: Mutex::default(),
+        };
+        for c in caches {
+            sync.expect(*c);
+        }
+        sync
     }
 
-    /// Resolves once both caches hold a complete listing (at once after that).
+    /// Waits for `cache` too.
+    pub fn expect(&self, cache: Cache) {
+        if let Ok(mut flags) = self.flags.lock() {
+            flags
+                .entry(cache)
+                .or_insert_with(|| tokio::sync::watch::Sender::new(false));
+        }
+    }
+
+    fn senders(&self) -> Vec<tokio::sync::watch::Sender<bool>> {
+        self.flags
+            .lock()
+            .map(|f| f.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn synced(&self) -> bool {
+        self.senders().iter().all(|f| *f.borrow())
+    }
+
+    /// Resolves once every cache holds a complete listing (at once after that).
     pub async fn wait(&self) {
-        for flag in [&self.settings, &self.identities] {
+        for flag in self.senders() {
             let mut rx = flag.subscribe();
             let _ = rx.wait_for(|s| *s).await;
         }
     }
 
     /// Marks `cache` synced at its watch's first InitDone — seen after the cache applied it —
-    /// and the operator ready once both are. A later re-list changes nothing: the cache keeps
+    /// and the operator ready once all are. A later re-list changes nothing: the cache keeps
     /// serving the old listing until the new one is complete.
     pub fn observe<K>(&self, cache: Cache, event: &watcher::Event<K>) {
         if !matches!(event, watcher::Event::InitDone) {
             return;
         }
-        let flag = match cache {
-            Cache::Settings => &self.settings,
-            Cache::Identities => &self.identities,
+        let Some(flag) = self.flags.lock().ok().and_then(|f| f.get(&cache).cloned()) else {
+            return;
         };
         if !flag.send_replace(true) && self.synced() {
             crate::metrics::READY.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -275,7 +321,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn reconciles_wait_until_both_caches_hold_a_complete_listing() {
-        let sync = Arc::new(CacheSync::default());
+        let sync = Arc::new(CacheSync::new(&[Cache::Settings, Cache::Identities]));
         let waiting = tokio::spawn({
             let sync = sync.clone();
             async move { sync.wait().await }

@@ -22,8 +22,10 @@ pub mod index;
 pub mod leader;
 pub mod memory;
 pub mod recheck;
+pub mod scope;
 pub mod secrets;
 pub mod sender_identity;
+pub mod tenancy;
 pub mod triggers;
 pub mod watches;
 

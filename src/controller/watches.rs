@@ -4,13 +4,17 @@
 //! |---|---|---|
 //! | EmailSettings | the EmailSettings cache | the EmailSettings; its SenderIdentities when its spec, existence or published generation changed ([`SettingsTriggers`]) |
 //! | SenderIdentity | the SenderIdentity cache | the SenderIdentity; its siblings when the policy's view of it changed, its EmailSettings when what that reads changed ([`Triggers`]) |
-//! | Secret (metadata) | the [`SecretCache`] versions | the EmailSettings that read, own, or (default relay) use the Secret |
+//! | EmailSettings, SenderIdentity | the claim index (who claims which domain) | other namespaces' objects claiming an overlapping domain, when a claim may have changed ([`ClaimTriggers`]) |
+//! | SenderPolicy (policy namespace) | the policy cache | everyone, on any change after the first listing |
+//! | Namespace (metadata; cluster-wide installs) | the namespace cache (labels) | everyone, when labels change and a policy selects by label |
+//! | Secret (metadata) | the [`SecretCache`](super::secrets::SecretCache) versions | the EmailSettings that read, own, or (default relay) use the Secret |
 //! | DNSEndpoint (owned) | — | its SenderIdentity (an edit or deletion is put right) |
 //! | the bulk re-check ([`recheck`]) | — | SenderIdentities whose listed SES status changed |
 //!
-//! The order of what each cache-filling event reaches is fixed by [`cached`], not by the order
-//! of calls at the call site: the namespace index, then the cache, then its sync flag, then the
-//! triggers and the per-object memory — so a woken object always reads a cache that already
+//! Every watch covers the whole cluster, or one watch per `--watch-namespace` merged into one
+//! stream ([`scope`]). The order of what each cache-filling event reaches is fixed by
+//! [`cached`], not by the order of calls at the call site: the indexes (namespace, claims), then
+//! the cache, then its sync flag, then the triggers and the per-object memory — so a woken object always reads a cache that already
 //! holds the event that woke it (a second watch of the same objects could deliver first, and a
 //! SenderIdentity reading a cache without its new EmailSettings would be rejected with nothing
 //! to wake it again).
@@ -18,26 +22,26 @@
 use super::backends::Backends;
 use super::config::Config;
 use super::context::{Cache, Caches, Context};
-use super::index::NamespaceIndex;
 use super::recheck;
+use super::scope::{self, Scope};
+use super::tenancy::{ClaimTriggers, wake_everyone};
 use super::triggers::{SettingsTriggers, Triggers};
 use super::{email_settings, sender_identity};
 use crate::clock::Clock;
-use crate::crd::{EmailSettings, SenderIdentity};
+use crate::crd::{EmailSettings, SenderIdentity, SenderPolicy};
 use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::reflector::{self, ObjectRef, store::Writer};
 use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use std::sync::Arc;
 
-/// A watch that fills a cache, each event reaching, in this order: the namespace index, the
-/// cache, its sync flag, then `then` (triggers, memory). Objects drop their `managedFields`
-/// first: nothing reads them, and they are a large part of every object (one entry per field
-/// manager).
+/// A watch that fills a cache, each event reaching, in this order: the indexes (`index`), the
+/// cache, its sync flag, then `then` (triggers, memory).
 fn cached<K, B>(
     watch: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
-    index: NamespaceIndex,
+    mut index: impl FnMut(&watcher::Event<K>) + Send + 'static,
     writer: Writer<K>,
     ctx: Arc<Context<B>>,
     cache: Cache,
@@ -48,9 +52,11 @@ where
     B: Backends,
 {
     watch
-        .default_backoff()
-        .modify(|obj: &mut K| obj.meta_mut().managed_fields = None)
-        .inspect(index.feed())
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                index(event);
+            }
+        })
         .reflect(writer)
         .inspect(move |event| {
             if let Ok(event) = event {
@@ -81,19 +87,42 @@ pub async fn run<B: Backends>(
     clock: Arc<dyn Clock>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let scope = Scope::of(&config.watch_namespaces);
     let (es_reader, es_writer) = reflector::store();
     let (si_reader, si_writer) = reflector::store();
+    let (policy_reader, policy_writer) = reflector::store();
+    let mut caches = Caches::new(es_reader.clone(), si_reader.clone()).with_policies(policy_reader);
+    // Namespaces' labels (for policies' selectors) are read only by a cluster-wide install.
+    let namespaces =
+        (scope == Scope::Cluster).then(reflector::store::<PartialObjectMeta<Namespace>>);
+    if let Some((reader, _)) = &namespaces {
+        caches = caches.with_namespaces(reader.clone());
+    }
     let ctx = Arc::new(Context::new(
         client.clone(),
-        Caches::new(es_reader.clone(), si_reader.clone()),
+        caches,
         backends,
         clock,
         config,
     ));
     let (si_wake, si_wake_rx) = futures::channel::mpsc::unbounded();
     let (es_wake, es_wake_rx) = futures::channel::mpsc::unbounded();
-    let es_stream = settings_stream(&ctx, es_writer, si_wake.clone());
-    let si_stream = identities_stream(&ctx, si_writer, si_wake.clone(), es_wake);
+    let es_stream = settings_stream(&ctx, &scope, es_writer, si_wake.clone(), es_wake.clone());
+    let si_stream = identities_stream(&ctx, &scope, si_writer, si_wake.clone(), es_wake.clone());
+    tokio::spawn(policies(
+        ctx.clone(),
+        policy_writer,
+        si_wake.clone(),
+        es_wake.clone(),
+    ));
+    if let Some((_, writer)) = namespaces {
+        tokio::spawn(namespace_labels(
+            ctx.clone(),
+            writer,
+            si_wake.clone(),
+            es_wake.clone(),
+        ));
+    }
 
     let gauges = si_reader.clone();
     crate::metrics::on_scrape(move || refresh_gauges(&gauges));
@@ -101,7 +130,7 @@ pub async fn run<B: Backends>(
 
     let es_controller = Controller::for_stream(es_stream, es_reader)
         .with_config(controller::Config::default().concurrency(ctx.config.concurrency))
-        .watches_stream(secret_events(&ctx), secret_mapper(ctx.clone()))
+        .watches_stream(secret_events(&ctx, &scope), secret_mapper(ctx.clone()))
         .reconcile_on(es_wake_rx)
         .graceful_shutdown_on(stopped(stop.clone()))
         .run(
@@ -114,6 +143,7 @@ pub async fn run<B: Backends>(
         Controller::for_stream(si_stream, si_reader)
             .with_config(controller::Config::default().concurrency(ctx.config.concurrency)),
         &client,
+        &scope,
     )
     .await
     .reconcile_on(si_wake_rx)
@@ -127,63 +157,188 @@ pub async fn run<B: Backends>(
     futures::join!(si_controller, es_controller);
 }
 
-/// The EmailSettings watch: fills its cache, then wakes the SenderIdentities an event concerns.
+/// The EmailSettings watch: fills its cache, then wakes the SenderIdentities an event
+/// concerns, and other namespaces' claimers of the domains it claims.
 fn settings_stream<B: Backends>(
     ctx: &Arc<Context<B>>,
+    scope: &Scope,
     writer: Writer<EmailSettings>,
     si_wake: Wake<DeserializeGuard<SenderIdentity>>,
+    es_wake: Wake<EmailSettings>,
 ) -> impl Stream<Item = Result<EmailSettings, watcher::Error>> + Send + use<B> {
+    let caches = &ctx.caches;
     let mut triggers = SettingsTriggers::new(
-        ctx.caches.identities.clone(),
-        ctx.caches.identities_index.clone(),
-        si_wake,
+        caches.identities.clone(),
+        caches.identities_index.clone(),
+        si_wake.clone(),
     );
+    let mut claims = claim_triggers(ctx, si_wake, es_wake);
+    let (index, claim_index) = (caches.settings_index.clone(), caches.claims.clone());
     let memory = ctx.clone();
     cached(
-        watcher(
-            Api::<EmailSettings>::all(ctx.client.clone()),
-            watcher::Config::default(),
-        ),
-        ctx.caches.settings_index.clone(),
+        scope::watch(scope.apis(&ctx.client), watcher::Config::default()),
+        move |event| {
+            index.observe(event);
+            claim_index.observe_settings(event);
+        },
         writer,
         ctx.clone(),
         Cache::Settings,
         move |event| {
             triggers.observe(event);
+            claims.observe_settings(event);
             forget_deleted(&memory, event);
         },
     )
 }
 
 /// The SenderIdentity watch: fills its cache, then wakes the siblings and the EmailSettings an
-/// event concerns.
+/// event concerns, and other namespaces' claimers of the domains it claims.
 fn identities_stream<B: Backends>(
     ctx: &Arc<Context<B>>,
+    scope: &Scope,
     writer: Writer<DeserializeGuard<SenderIdentity>>,
     si_wake: Wake<DeserializeGuard<SenderIdentity>>,
     es_wake: Wake<EmailSettings>,
 ) -> impl Stream<Item = Result<DeserializeGuard<SenderIdentity>, watcher::Error>> + Send + use<B> {
+    let caches = &ctx.caches;
     let mut triggers = Triggers::new(
-        ctx.caches.identities.clone(),
-        ctx.caches.identities_index.clone(),
-        si_wake,
-        es_wake,
+        caches.identities.clone(),
+        caches.identities_index.clone(),
+        si_wake.clone(),
+        es_wake.clone(),
     );
+    let mut claims = claim_triggers(ctx, si_wake, es_wake);
+    let (index, claim_index) = (caches.identities_index.clone(), caches.claims.clone());
     let memory = ctx.clone();
     cached(
-        watcher(
-            Api::<DeserializeGuard<SenderIdentity>>::all(ctx.client.clone()),
-            watcher::Config::default(),
-        ),
-        ctx.caches.identities_index.clone(),
+        scope::watch(scope.apis(&ctx.client), watcher::Config::default()),
+        move |event| {
+            index.observe(event);
+            claim_index.observe_identities(event);
+        },
         writer,
         ctx.clone(),
         Cache::Identities,
         move |event| {
             triggers.observe(event);
+            claims.observe_identity(event);
             forget_deleted(&memory, event);
         },
     )
+}
+
+fn claim_triggers<B: Backends>(
+    ctx: &Context<B>,
+    si_wake: Wake<DeserializeGuard<SenderIdentity>>,
+    es_wake: Wake<EmailSettings>,
+) -> ClaimTriggers {
+    ClaimTriggers::new(
+        ctx.caches.identities.clone(),
+        ctx.caches.identities_index.clone(),
+        ctx.caches.claims.clone(),
+        si_wake,
+        es_wake,
+    )
+}
+
+/// The SenderPolicies of the policy namespace: any change may change any claim's verdict, so
+/// everyone is woken (after the first listing, when everyone is reconciled anyway).
+async fn policies<B: Backends>(
+    ctx: Arc<Context<B>>,
+    writer: Writer<SenderPolicy>,
+    si_wake: Wake<DeserializeGuard<SenderIdentity>>,
+    es_wake: Wake<EmailSettings>,
+) {
+    let api: Api<SenderPolicy> =
+        Api::namespaced(ctx.client.clone(), &ctx.config.tenancy.policy_namespace);
+    follow(
+        ctx,
+        scope::watch(vec![api], watcher::Config::default()),
+        writer,
+        Cache::Policies,
+        si_wake,
+        es_wake,
+        |_| true,
+    )
+    .await;
+}
+
+/// Namespaces' labels (a cluster-wide install): a change wakes everyone when a policy selects
+/// namespaces by label.
+async fn namespace_labels<B: Backends>(
+    ctx: Arc<Context<B>>,
+    writer: Writer<PartialObjectMeta<Namespace>>,
+    si_wake: Wake<DeserializeGuard<SenderIdentity>>,
+    es_wake: Wake<EmailSettings>,
+) {
+    let api: Api<PartialObjectMeta<Namespace>> = Api::all(ctx.client.clone());
+    let selecting = ctx.clone();
+    let mut labels: std::collections::HashMap<
+        String,
+        Option<std::collections::BTreeMap<String, String>>,
+    > = std::collections::HashMap::new();
+    let changed = move |event: &watcher::Event<PartialObjectMeta<Namespace>>| {
+        let (watcher::Event::Apply(ns) | watcher::Event::InitApply(ns)) = event else {
+            return false;
+        };
+        let before = labels.insert(ns.name_any(), ns.metadata.labels.clone());
+        matches!(event, watcher::Event::Apply(_))
+            && before.as_ref() != Some(&ns.metadata.labels)
+            && selecting
+                .caches
+                .policies
+                .state()
+                .iter()
+                .any(|p| p.spec.namespace_selector.is_some())
+    };
+    follow(
+        ctx,
+        scope::watch(vec![api], watcher::Config::default()),
+        writer,
+        Cache::Namespaces,
+        si_wake,
+        es_wake,
+        changed,
+    )
+    .await;
+}
+
+/// Fills a cache from `events` and wakes everyone after an event `wakes` (past the first
+/// listing).
+async fn follow<B, K>(
+    ctx: Arc<Context<B>>,
+    events: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
+    writer: Writer<K>,
+    cache: Cache,
+    si_wake: Wake<DeserializeGuard<SenderIdentity>>,
+    es_wake: Wake<EmailSettings>,
+    mut wakes: impl FnMut(&watcher::Event<K>) -> bool,
+) where
+    B: Backends,
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + std::fmt::Debug + 'static,
+{
+    let synced = |ctx: &Context<B>| ctx.caches.sync.synced();
+    events
+        .reflect(writer)
+        .for_each(|event| {
+            if let Ok(event) = &event {
+                let was_synced = synced(&ctx);
+                ctx.caches.sync.observe(cache, event);
+                let change = matches!(event, watcher::Event::Apply(_) | watcher::Event::Delete(_))
+                    || (was_synced && matches!(event, watcher::Event::InitDone));
+                if wakes(event) && change && was_synced {
+                    wake_everyone(
+                        &ctx.caches.identities,
+                        &ctx.caches.settings,
+                        &si_wake,
+                        &es_wake,
+                    );
+                }
+            }
+            futures::future::ready(())
+        })
+        .await;
 }
 
 async fn log_error<T, E: std::fmt::Display>(result: Result<T, E>) {
@@ -193,19 +348,28 @@ async fn log_error<T, E: std::fmt::Display>(result: Result<T, E>) {
 }
 
 /// Secrets are watched by metadata only (enough to notice a change) and feed the Secret cache's
-/// versions.
+/// versions. A namespaced install also watches the default relay's Secret, by name, when its
+/// namespace is not among the watched ones.
 fn secret_events<B: Backends>(
     ctx: &Arc<Context<B>>,
-) -> impl Stream<Item = Result<PartialObjectMeta<k8s_openapi::api::core::v1::Secret>, watcher::Error>>
-+ Send
-+ 'static {
-    watcher(
-        Api::<PartialObjectMeta<k8s_openapi::api::core::v1::Secret>>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .inspect(ctx.secrets.feed())
-    .touched_objects()
+    scope: &Scope,
+) -> impl Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + 'static {
+    let mut apis: Vec<(Api<PartialObjectMeta<Secret>>, watcher::Config)> = scope
+        .apis(&ctx.client)
+        .into_iter()
+        .map(|api| (api, watcher::Config::default()))
+        .collect();
+    if let (Scope::Namespaces(watched), Some((ns, name))) = (scope, &ctx.config.smtp.default_relay)
+        && !watched.contains(ns)
+    {
+        apis.push((
+            Api::namespaced(ctx.client.clone(), ns),
+            watcher::Config::default().fields(&format!("metadata.name={name}")),
+        ));
+    }
+    scope::watch_each(apis)
+        .inspect(ctx.secrets.feed())
+        .touched_objects()
 }
 
 /// A Secret concerns the EmailSettings that read, publish or (the default relay) use it; only
@@ -241,11 +405,29 @@ fn secret_mapper<B: Backends>(
 async fn with_dns_endpoints(
     controller: Controller<DeserializeGuard<SenderIdentity>>,
     client: &Client,
+    scope: &Scope,
 ) -> Controller<DeserializeGuard<SenderIdentity>> {
     let endpoints = sender_identity::dns_endpoint::api_resource();
-    let api: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &endpoints);
-    match api.list(&kube::api::ListParams::default().limit(1)).await {
-        Ok(_) => controller.owns_with(api, endpoints, watcher::Config::default()),
+    let apis: Vec<Api<kube::api::DynamicObject>> = match scope {
+        Scope::Cluster => vec![Api::all_with(client.clone(), &endpoints)],
+        Scope::Namespaces(ns) => ns
+            .iter()
+            .map(|n| Api::namespaced_with(client.clone(), n, &endpoints))
+            .collect(),
+    };
+    let probe = match apis.first() {
+        Some(api) => api.list(&kube::api::ListParams::default().limit(1)).await,
+        None => return controller,
+    };
+    match probe {
+        Ok(_) => {
+            let events = scope::watch_each(
+                apis.into_iter()
+                    .map(|a| (a, watcher::Config::default()))
+                    .collect(),
+            );
+            controller.owns_stream_with(events.touched_objects(), endpoints)
+        }
         Err(kube::Error::Api(s)) if s.code == 404 => {
             tracing::info!(
                 "the DNSEndpoint CRD (external-dns) is not installed: dns.provider ExternalDNS cannot be served"

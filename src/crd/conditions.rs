@@ -53,6 +53,17 @@ pub mod reasons {
     pub const EMAIL_SETTINGS_NOT_FOUND: &str = "EmailSettingsNotFound";
     /// The referenced EmailSettings has no `advancedSmtp` block, so there is no SES region.
     pub const SES_NOT_CONFIGURED: &str = "SesNotConfigured";
+    // Tenancy: which namespace may claim which domain (SenderPolicy).
+    /// A SenderPolicy names the domain, and none grants it to this namespace.
+    pub const DOMAIN_NOT_GRANTED: &str = "DomainNotGranted";
+    /// No SenderPolicy names the domain, and another namespace claimed it first.
+    pub const DOMAIN_HELD_BY_ANOTHER_NAMESPACE: &str = "DomainHeldByAnotherNamespace";
+    /// Another namespace claimed the same SES identity first, and no SenderPolicy lets the
+    /// two share it.
+    pub const IDENTITY_SHARING_NOT_ALLOWED: &str = "IdentitySharingNotAllowed";
+    /// Neither `--default-relay-namespaces` nor a SenderPolicy lets the namespace use the
+    /// default relay with this `from` domain.
+    pub const DEFAULT_RELAY_NOT_ALLOWED: &str = "DefaultRelayNotAllowed";
     /// Another EmailSettings in the namespace publishes to the same Secret.
     pub const OUTPUT_SECRET_CONFLICT: &str = "OutputSecretConflict";
     /// The SES identity exists and is not tagged as ours.

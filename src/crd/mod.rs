@@ -1,4 +1,5 @@
-//! The API: `EmailSettings` and `SenderIdentity` (group `email.ops.dev`, version `v1alpha1`).
+//! The API: `EmailSettings`, `SenderIdentity` and `SenderPolicy` (group `email.ops.dev`,
+//! version `v1alpha1`).
 //!
 //! Per-object rules live in the schema as CEL (`x-kubernetes-validations`) so the API server
 //! rejects bad input at admission; cross-object rules live in [`crate::policy`].
@@ -6,28 +7,31 @@
 pub mod conditions;
 pub mod email_settings;
 pub mod sender_identity;
+pub mod sender_policy;
 
 pub use email_settings::{EmailSettings, EmailSettingsSpec, EmailSettingsStatus};
 pub use sender_identity::{SenderIdentity, SenderIdentitySpec, SenderIdentityStatus};
+pub use sender_policy::{SenderPolicy, SenderPolicySpec};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// API group of both kinds.
+/// API group of every kind.
 pub const GROUP: &str = "email.ops.dev";
-/// API version of both kinds.
+/// API version of every kind.
 pub const VERSION: &str = "v1alpha1";
 /// `apiVersion` as written in manifests.
 pub const API_VERSION: &str = "email.ops.dev/v1alpha1";
 
-/// Both CRDs with the file each is kept in under `crds/`, in the order `email-operator crds`
+/// Every CRD with the file each is kept in under `crds/`, in the order `email-operator crds`
 /// prints them.
 pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
     vec![
         ("emailsettings.yaml", definition::<EmailSettings>()),
         ("senderidentities.yaml", definition::<SenderIdentity>()),
+        ("senderpolicies.yaml", definition::<SenderPolicy>()),
     ]
 }
 
@@ -64,7 +68,7 @@ pub fn crd_yaml(crd: &CustomResourceDefinition) -> Result<String, serde_saphyr::
     Ok(format!("---\n{}", serde_saphyr::to_string(crd)?))
 }
 
-/// What `email-operator crds` prints: both CRDs as one multi-document stream.
+/// What `email-operator crds` prints: every CRD as one multi-document stream.
 pub fn crds_yaml() -> Result<String, serde_saphyr::SerializeError> {
     all().iter().map(|(_, crd)| crd_yaml(crd)).collect()
 }

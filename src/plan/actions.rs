@@ -4,10 +4,35 @@
 use super::ObjectReport;
 use crate::crd::email_settings::{Authentication, Delivery, ExternalSmtp};
 use crate::crd::sender_identity::{DeletionPolicy, DnsProvider};
-use crate::crd::{EmailSettings, SenderIdentity};
+use crate::crd::{EmailSettings, SenderIdentity, SenderPolicy};
 use crate::dns;
 use crate::names::{DomainName, EmailAddress, IdentityName};
 use crate::policy::{self, Verdict};
+
+/// What a SenderPolicy in the policy namespace grants.
+pub fn for_policy(policy: &SenderPolicy, report: &mut ObjectReport) {
+    let spec = &policy.spec;
+    let mut who: Vec<String> = spec.namespaces.clone();
+    if let Some(selector) = &spec.namespace_selector {
+        let described = serde_json::to_string(selector).unwrap_or_default();
+        who.push(format!("the namespaces selected by {described}"));
+    }
+    let domains = spec.domains.join(", ");
+    report.actions.push(format!(
+        "grant {domains} (and their subdomains) to {}: only granted namespaces may verify them or send from them",
+        who.join(", ")
+    ));
+    if spec.share_identities {
+        report.actions.push(format!(
+            "let those namespaces share one SES identity of {domains}"
+        ));
+    }
+    if spec.default_relay {
+        report.actions.push(format!(
+            "let those namespaces use the default relay with a from address in {domains}"
+        ));
+    }
+}
 
 /// Actions for an EmailSettings; `admitted` are the namespace's admitted SenderIdentities.
 pub fn for_settings(

@@ -2,9 +2,13 @@
 //! policy per namespace, then actions and knowable DNS records for what is accepted.
 
 use super::{Document, Ignored, ObjectReport, Report, actions};
+use crate::controller::config::Tenancy;
+use crate::controller::tenancy as tenancy_claims;
 use crate::crd::conditions::reasons;
-use crate::crd::{API_VERSION, EmailSettings, GROUP, SenderIdentity};
+use crate::crd::{API_VERSION, EmailSettings, GROUP, SenderIdentity, SenderPolicy};
+use crate::names::DomainName;
 use crate::openapi;
+use crate::policy::tenancy::{Claim, Grant, Judge, World};
 use crate::policy::{self, Verdict};
 use kube::CustomResourceExt;
 use serde_json::Value;
@@ -12,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 const ES: &str = "EmailSettings";
 const SID: &str = "SenderIdentity";
+const SPOL: &str = "SenderPolicy";
 
 /// One of our objects on its way through the plan.
 struct Entry {
@@ -22,6 +27,7 @@ struct Entry {
 enum Typed {
     Settings(Box<EmailSettings>),
     Identity(Box<SenderIdentity>),
+    Policy(Box<SenderPolicy>),
 }
 
 fn schema_of<K: CustomResourceExt>() -> Value {
@@ -39,12 +45,21 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     path.iter().try_fold(v, |v, k| v.get(k))?.as_str()
 }
 
-/// Plans the documents: every EmailSettings and SenderIdentity gets a report, in input order.
-pub fn evaluate(docs: &[Document]) -> Report {
+/// Plans the documents: every EmailSettings, SenderIdentity and SenderPolicy gets a report, in
+/// input order. SenderPolicies in `tenancy.policy_namespace` are honoured as the operator
+/// would; Namespace manifests among the inputs give the labels their selectors match.
+pub fn evaluate(docs: &[Document], tenancy: &Tenancy) -> Report {
     let schemas = [
         (ES, schema_of::<EmailSettings>()),
         (SID, schema_of::<SenderIdentity>()),
+        (SPOL, schema_of::<SenderPolicy>()),
     ];
+    let mut world = PlanWorld {
+        tenancy: tenancy.clone(),
+        grants: vec![],
+        labels: namespace_labels(docs),
+        claims: vec![],
+    };
     let mut entries: Vec<Entry> = vec![];
     let mut ignored = vec![];
     let mut seen: BTreeMap<(String, String, String), String> = BTreeMap::new();
@@ -64,7 +79,7 @@ pub fn evaluate(docs: &[Document]) -> Report {
             .unwrap_or("default")
             .to_string();
         let group = api_version.split_once('/').map_or("", |(g, _)| g);
-        let ours = group == GROUP && (kind == ES || kind == SID);
+        let ours = group == GROUP && (kind == ES || kind == SID || kind == SPOL);
         if !ours {
             ignored.push(Ignored {
                 note: "not a kind email-operator manages".into(),
@@ -131,11 +146,41 @@ pub fn evaluate(docs: &[Document]) -> Report {
         entries.push(Entry { report, typed });
     }
 
-    cross_object(&mut entries);
+    for e in &mut entries {
+        if let Some(Typed::Policy(p)) = &e.typed {
+            if e.report.namespace == tenancy.policy_namespace {
+                world.grants.push(Grant::of(p));
+                actions::for_policy(p, &mut e.report);
+            } else {
+                e.report.actions.push(format!(
+                    "none: the operator honours SenderPolicies only in namespace {} (--policy-namespace)",
+                    tenancy.policy_namespace
+                ));
+            }
+            accept(&mut e.report);
+        }
+    }
+    cross_object(&mut entries, &mut world);
     Report {
         objects: entries.into_iter().map(|e| e.report).collect(),
         ignored,
     }
+}
+
+/// The labels of the Namespace manifests among the inputs.
+fn namespace_labels(docs: &[Document]) -> BTreeMap<String, BTreeMap<String, String>> {
+    docs.iter()
+        .filter(|d| str_at(&d.object, &["kind"]) == Some("Namespace"))
+        .filter_map(|d| {
+            let name = str_at(&d.object, &["metadata", "name"])?.to_string();
+            let labels = d
+                .object
+                .pointer("/metadata/labels")
+                .and_then(|l| serde_json::from_value(l.clone()).ok())
+                .unwrap_or_default();
+            Some((name, labels))
+        })
+        .collect()
 }
 
 fn check_name(raw: Option<&Value>, name: &str) -> Result<(), String> {
@@ -189,10 +234,10 @@ fn admit(object: &Value, namespace: &str, schema: &Value, kind: &str) -> Result<
         .cloned()
         .unwrap_or_else(|| serde_json::json!({}));
     full["metadata"]["namespace"] = Value::String(namespace.to_string());
-    let typed = if kind == ES {
-        serde_json::from_value(full).map(|o| Typed::Settings(Box::new(o)))
-    } else {
-        serde_json::from_value(full).map(|o| Typed::Identity(Box::new(o)))
+    let typed = match kind {
+        ES => serde_json::from_value(full).map(|o| Typed::Settings(Box::new(o))),
+        SID => serde_json::from_value(full).map(|o| Typed::Identity(Box::new(o))),
+        _ => serde_json::from_value(full).map(|o| Typed::Policy(Box::new(o))),
     };
     typed.map_err(|e| format!("cannot read the object: {e}"))
 }
@@ -222,82 +267,201 @@ fn pruned_paths(input: &Value, output: &Value, prefix: &str, out: &mut Vec<Strin
     }
 }
 
-/// The policy across objects of each namespace, then actions for what is accepted.
-fn cross_object(entries: &mut [Entry]) {
+/// The policy across objects of each namespace, then tenancy across namespaces, then actions
+/// for what is accepted.
+fn cross_object(entries: &mut [Entry], world: &mut PlanWorld) {
     let namespaces: BTreeSet<String> = entries.iter().map(|e| e.report.namespace.clone()).collect();
-    for ns in namespaces {
-        let settings: Vec<EmailSettings> = entries
-            .iter()
-            .filter(|e| e.report.namespace == ns)
-            .filter_map(|e| match &e.typed {
-                Some(Typed::Settings(s)) => Some((**s).clone()),
-                _ => None,
-            })
-            .collect();
-        let identities: Vec<SenderIdentity> = entries
-            .iter()
-            .filter(|e| e.report.namespace == ns)
-            .filter_map(|e| match &e.typed {
-                Some(Typed::Identity(s)) => Some((**s).clone()),
-                _ => None,
-            })
-            .collect();
-        let conflicts = policy::output_secret_conflicts(&settings);
+    // Per namespace: the EmailSettings' output Secret conflicts and their identities' verdicts.
+    let mut conflicts: BTreeMap<(String, String), Verdict> = BTreeMap::new();
+    let mut verdicts: BTreeMap<(String, String), Verdict> = BTreeMap::new();
+    for ns in &namespaces {
+        let settings = settings_in(entries, ns);
+        let identities = identities_in(entries, ns);
+        for (name, v) in policy::output_secret_conflicts(&settings) {
+            conflicts.insert((ns.clone(), name), v);
+        }
         let refs: BTreeSet<&str> = identities
             .iter()
             .map(|si| si.spec.email_settings_ref.name.as_str())
             .collect();
-        let mut verdicts: BTreeMap<String, Verdict> = BTreeMap::new();
         for r in refs {
             let es = settings
                 .iter()
                 .find(|s| s.metadata.name.as_deref() == Some(r));
-            verdicts.extend(policy::decide(r, es, &identities));
-        }
-        let admitted: Vec<(&SenderIdentity, &Verdict)> = identities
-            .iter()
-            .filter_map(|si| {
-                let v = verdicts.get(si.metadata.name.as_deref()?)?;
-                v.is_admitted().then_some((si, v))
-            })
-            .collect();
-
-        for entry in entries.iter_mut().filter(|e| e.report.namespace == ns) {
-            let report = &mut entry.report;
-            let verdict = match &entry.typed {
-                None => continue,
-                Some(Typed::Settings(es)) => match conflicts.get(&report.name) {
-                    Some(v) => v.clone(),
-                    None => {
-                        actions::for_settings(es, &admitted, report);
-                        accept(report);
-                        continue;
-                    }
-                },
-                Some(Typed::Identity(si)) => {
-                    let v = verdicts.get(&report.name).cloned();
-                    if let Some(Verdict::Admitted(id)) = &v {
-                        let es = settings.iter().find(|s| {
-                            s.metadata.name.as_ref() == Some(&si.spec.email_settings_ref.name)
-                        });
-                        if let Some(es) = es {
-                            actions::for_identity(si, id, es, report);
-                        }
-                    }
-                    match v {
-                        Some(v) => v,
-                        None => continue,
-                    }
-                }
-            };
-            match verdict {
-                Verdict::Admitted(_) => accept(report),
-                Verdict::Rejected { reason, message } => {
-                    report.reason = reason.to_string();
-                    report.message = message;
-                }
+            for (name, v) in policy::decide(r, es, &identities) {
+                verdicts.insert((ns.clone(), name), v);
             }
         }
+    }
+    // Across namespaces: every claim, then each judged against the others.
+    for e in entries.iter() {
+        match &e.typed {
+            Some(Typed::Settings(es)) => world.claims.extend(tenancy_claims::settings_claim(es)),
+            Some(Typed::Identity(si)) => {
+                let key = (e.report.namespace.clone(), e.report.name.clone());
+                if let Some(Verdict::Admitted(id)) = verdicts.get(&key)
+                    && let Some(es) = settings_of(entries, si)
+                {
+                    world
+                        .claims
+                        .extend(tenancy_claims::identity_claim(si, id, &es));
+                }
+            }
+            _ => {}
+        }
+    }
+    let judge = Judge::new(&*world);
+    let claims = world.claims.clone();
+    let refused = |ns: &str, name: &str, kind: &str| -> Option<Verdict> {
+        let claim = claims
+            .iter()
+            .find(|c| c.namespace == ns && c.name == name && c.kind == kind)?;
+        let v = judge.judge(claim);
+        (!v.is_admitted()).then_some(v)
+    };
+    for (key, v) in verdicts.iter_mut() {
+        if v.is_admitted()
+            && let Some(r) = refused(&key.0, &key.1, SID)
+        {
+            *v = r;
+        }
+    }
+    for entry in entries
+        .iter()
+        .filter(|e| matches!(e.typed, Some(Typed::Settings(_))))
+    {
+        let key = (entry.report.namespace.clone(), entry.report.name.clone());
+        if let Some(r) = refused(&key.0, &key.1, ES) {
+            conflicts.entry(key).or_insert(r);
+        }
+    }
+    for ns in &namespaces {
+        report_namespace(entries, ns, &conflicts, &verdicts);
+    }
+}
+
+fn settings_in(entries: &[Entry], ns: &str) -> Vec<EmailSettings> {
+    entries
+        .iter()
+        .filter(|e| e.report.namespace == ns)
+        .filter_map(|e| match &e.typed {
+            Some(Typed::Settings(s)) => Some((**s).clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn identities_in(entries: &[Entry], ns: &str) -> Vec<SenderIdentity> {
+    entries
+        .iter()
+        .filter(|e| e.report.namespace == ns)
+        .filter_map(|e| match &e.typed {
+            Some(Typed::Identity(s)) => Some((**s).clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The EmailSettings a SenderIdentity names, among the inputs.
+fn settings_of(entries: &[Entry], si: &SenderIdentity) -> Option<EmailSettings> {
+    let ns = si.metadata.namespace.as_deref()?;
+    settings_in(entries, ns)
+        .into_iter()
+        .find(|s| s.metadata.name.as_ref() == Some(&si.spec.email_settings_ref.name))
+}
+
+/// The reports of one namespace: rejections, or acceptance and actions.
+fn report_namespace(
+    entries: &mut [Entry],
+    ns: &str,
+    conflicts: &BTreeMap<(String, String), Verdict>,
+    verdicts: &BTreeMap<(String, String), Verdict>,
+) {
+    let settings = settings_in(entries, ns);
+    let identities = identities_in(entries, ns);
+    let admitted: Vec<(&SenderIdentity, &Verdict)> = identities
+        .iter()
+        .filter_map(|si| {
+            let v = verdicts.get(&(ns.to_string(), si.metadata.name.clone()?))?;
+            v.is_admitted().then_some((si, v))
+        })
+        .collect();
+    for entry in entries.iter_mut().filter(|e| e.report.namespace == ns) {
+        let report = &mut entry.report;
+        let key = (ns.to_string(), report.name.clone());
+        let verdict = match &entry.typed {
+            None | Some(Typed::Policy(_)) => continue,
+            Some(Typed::Settings(es)) => match conflicts.get(&key) {
+                Some(v) => v.clone(),
+                None => {
+                    actions::for_settings(es, &admitted, report);
+                    accept(report);
+                    continue;
+                }
+            },
+            Some(Typed::Identity(si)) => {
+                let v = verdicts.get(&key).cloned();
+                if let Some(Verdict::Admitted(id)) = &v {
+                    let es = settings.iter().find(|s| {
+                        s.metadata.name.as_ref() == Some(&si.spec.email_settings_ref.name)
+                    });
+                    if let Some(es) = es {
+                        actions::for_identity(si, id, es, report);
+                    }
+                }
+                match v {
+                    Some(v) => v,
+                    None => continue,
+                }
+            }
+        };
+        match verdict {
+            Verdict::Admitted(_) => accept(report),
+            Verdict::Rejected { reason, message } => {
+                report.reason = reason.to_string();
+                report.message = message;
+            }
+        }
+    }
+}
+
+/// The cluster as the inputs describe it, for the tenancy judge.
+struct PlanWorld {
+    tenancy: Tenancy,
+    grants: Vec<Grant>,
+    labels: BTreeMap<String, BTreeMap<String, String>>,
+    claims: Vec<Claim>,
+}
+
+impl World for PlanWorld {
+    fn grants(&self) -> &[Grant] {
+        &self.grants
+    }
+
+    fn policy_namespace(&self) -> &str {
+        &self.tenancy.policy_namespace
+    }
+
+    /// Labels of the namespaces among the inputs; others' are unknown (a selector does not
+    /// select them).
+    fn labels(&self, namespace: &str) -> Option<BTreeMap<String, String>> {
+        self.labels.get(namespace).cloned()
+    }
+
+    fn relay_allowed(&self, namespace: &str) -> bool {
+        self.tenancy
+            .default_relay_namespaces
+            .iter()
+            .any(|n| n == "*" || n == namespace)
+    }
+
+    fn overlapping(&self, domain: &DomainName, other_than: &str) -> Vec<Claim> {
+        self.claims
+            .iter()
+            .filter(|c| c.namespace != other_than)
+            .filter(|c| c.domain().is_within(domain) || domain.is_within(c.domain()))
+            .cloned()
+            .collect()
     }
 }
 

@@ -243,6 +243,8 @@ async fn run_operator(
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .args(["--metrics-addr", "127.0.0.1:0"])
+        // The examples' SenderPolicies live where the Helm chart installs the operator.
+        .args(["--policy-namespace", "email-system"])
         .env("KUBECONFIG", kubeconfig);
     for (name, value) in [
         ("AWS_ENDPOINT_URL_SESV2", aws.ses.endpoint_url()),

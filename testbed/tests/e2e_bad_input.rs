@@ -357,6 +357,8 @@ async fn working_bed() -> Option<(Bed, Vec<Value>, [support::Server; 2])> {
     args.extend([
         "--default-relay-secret",
         "email-system/relay",
+        "--default-relay-namespaces",
+        NS,
         "--ses-smtp-endpoint",
         &endpoint,
         "--ses-smtp-ca-file",

@@ -571,7 +571,12 @@ async fn default_delivery_uses_the_operator_relay() {
         return;
     };
     let mut bed = Bed::up().await;
-    let log = bed.start_operator(&["--default-relay-secret", "email-system/relay"]);
+    let log = bed.start_operator(&[
+        "--default-relay-secret",
+        "email-system/relay",
+        "--default-relay-namespaces",
+        "billing",
+    ]);
     bed.namespace("email-system").await;
     bed.namespace("billing").await;
     bed.apply::<EmailSettings>("billing", default_delivery("billing"))

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use e2e::*;
-use email_operator::crd::{EmailSettings, SenderIdentity};
+use email_operator::crd::{EmailSettings, SenderIdentity, SenderPolicy};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event as K8sEvent;
 use kube::ResourceExt;
@@ -101,7 +101,8 @@ async fn as_shipped_with_only_the_env_file_everything_becomes_ready() {
         bed.get("/ses/limits").await["requestsPerSecond"],
         json!(1.0)
     );
-    let log = bed.start_operator_plain(&[]);
+    // The examples' SenderPolicies are in email-system, where the chart installs the operator.
+    let log = bed.start_operator_plain(&["--policy-namespace", "email-system"]);
 
     let applied = testbed::demo::apply_examples(&kube_url(&bed), &workspace().join("examples"))
         .await
@@ -118,6 +119,15 @@ async fn as_shipped_with_only_the_env_file_everything_becomes_ready() {
         "r".repeat(61)
     );
     assert_eq!(long_identity.len(), 253);
+    // The platform team lets the two teams share it (and send as yourcompany.com).
+    bed.apply::<SenderPolicy>(
+        "email-system",
+        json!({"apiVersion": "email.ops.dev/v1alpha1", "kind": "SenderPolicy",
+               "metadata": {"name": "teams", "namespace": "email-system"},
+               "spec": {"namespaces": ["team-a", "team-b"], "domains": ["sharedcorp.com", "yourcompany.com"],
+                        "shareIdentities": true}}),
+    )
+    .await;
     for (ns, name) in [("team-a", "shared"), ("team-b", long_identity.as_str())] {
         tenant(&bed, ns, &["employee@sharedcorp.com"]).await;
         bed.apply::<SenderIdentity>(ns, identity(ns, name, "sharedcorp.com"))

@@ -11,8 +11,7 @@
 //!   listed in [`UNUSED_GRANTS`], which the test shows no request of the operator needs (every
 //!   request still succeeds without each of them).
 //!
-//! helm comes from `.ci/setup-kubectl.sh` (`.tools/bin/helm`); outside CI (`CI` unset) a
-//! missing helm skips these tests with the reason printed, in CI it fails.
+//! The chart is rendered by helm ([`chart`]).
 
 mod e2e;
 #[path = "../../tests/support/mod.rs"]
@@ -20,25 +19,23 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 
+use e2e::chart::{self, put};
 use e2e::*;
 use email_operator::controller::sender_identity::dns_endpoint;
-use email_operator::controller::{FIELD_MANAGER, FINALIZER, apply_status};
+use email_operator::controller::{FIELD_MANAGER, FINALIZER, apply_status, events};
 use email_operator::crd::{
-    EmailSettings, EmailSettingsStatus, SenderIdentity, SenderIdentityStatus,
+    EmailSettings, EmailSettingsStatus, SenderIdentity, SenderIdentityStatus, SenderPolicy,
 };
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::events::v1::Event as K8sEvent;
 use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
-    PatchParams, PostParams, WatchParams,
+    Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, WatchParams,
 };
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 use testbed::kube::{AdmissionPlugin, KubeOptions, KubeServer};
@@ -51,28 +48,6 @@ const ORPE: &str = "OwnerReferencesPermissionEnforcement";
 
 // --- The chart's RBAC --------------------------------------------------------------------------
 
-fn helm() -> Option<PathBuf> {
-    let mut candidates: Vec<PathBuf> = std::env::var_os("HELM")
-        .map(PathBuf::from)
-        .into_iter()
-        .collect();
-    candidates.extend([workspace().join(".tools/bin/helm"), PathBuf::from("helm")]);
-    let found = candidates.into_iter().find(|h| {
-        Command::new(h)
-            .arg("version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "helm is not installed (CI must install it: .ci/setup-kubectl.sh)"
-        );
-        eprintln!("SKIPPED: helm is not installed; run .ci/setup-kubectl.sh");
-    }
-    found
-}
-
 /// The ServiceAccount, ClusterRole, ClusterRoleBinding, Role and RoleBinding of
 /// `helm template email-operator charts/email-operator -n email-system
 /// --set externalDns.enabled=true`; None when helm is missing (outside CI).
@@ -82,40 +57,11 @@ fn chart_rbac() -> Option<Vec<Value>> {
 
 /// Like [`chart_rbac`], with `externalDns.enabled` as given (the chart's default is false).
 fn chart_rbac_with(external_dns: bool) -> Option<Vec<Value>> {
-    let out = Command::new(helm()?)
-        .args(["template", "email-operator"])
-        .arg(workspace().join("charts/email-operator"))
-        .args([
-            "-n",
-            NS,
-            "--set",
-            &format!("externalDns.enabled={external_dns}"),
-        ])
-        .output()
-        .expect("helm runs");
-    assert!(
-        out.status.success(),
-        "helm template: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let docs: Vec<Value> =
-        serde_saphyr::from_multiple(&String::from_utf8_lossy(&out.stdout)).expect("YAML");
-    let rbac: Vec<Value> = docs
-        .into_iter()
-        .filter(|d| {
-            matches!(
-                d["kind"].as_str(),
-                Some(
-                    "ServiceAccount"
-                        | "ClusterRole"
-                        | "ClusterRoleBinding"
-                        | "Role"
-                        | "RoleBinding"
-                )
-            )
-        })
-        .collect();
-    assert_eq!(rbac.len(), 5, "{rbac:#?}");
+    let docs = chart::render(&["--set", &format!("externalDns.enabled={external_dns}")])?;
+    let rbac = chart::rbac(docs);
+    // The ServiceAccount; the operator's ClusterRole and binding; in the release namespace its
+    // leader-election and policy Roles and bindings; the tenant roles.
+    assert_eq!(rbac.len(), 9, "{rbac:#?}");
     let sa = kind(&rbac, "ServiceAccount");
     assert_eq!(
         (
@@ -134,33 +80,18 @@ fn kind<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {kind} rendered"))
 }
 
-fn resource_of(kind: &str) -> ApiResource {
-    let (group, version, plural) = match kind {
-        "ServiceAccount" => ("", "v1", "serviceaccounts"),
-        "ClusterRole" => ("rbac.authorization.k8s.io", "v1", "clusterroles"),
-        "ClusterRoleBinding" => ("rbac.authorization.k8s.io", "v1", "clusterrolebindings"),
-        "Role" => ("rbac.authorization.k8s.io", "v1", "roles"),
-        "RoleBinding" => ("rbac.authorization.k8s.io", "v1", "rolebindings"),
-        other => panic!("not an RBAC kind: {other}"),
-    };
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
-}
-
-/// Server-side apply of a rendered document (or a changed copy) by the admin.
-async fn put(admin: &Client, doc: &Value) {
-    let ar = resource_of(doc["kind"].as_str().expect("kind"));
-    let name = doc["metadata"]["name"].as_str().expect("name");
-    let api: Api<DynamicObject> = match doc["metadata"]["namespace"].as_str() {
-        Some(ns) => Api::namespaced_with(admin.clone(), ns, &ar),
-        None => Api::all_with(admin.clone(), &ar),
-    };
-    api.patch(
-        name,
-        &PatchParams::apply("helm").force(),
-        &Patch::Apply(doc),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("apply {} {name}: {e}", doc["kind"]));
+/// The roles the chart grants the operator (not the tenant roles it aggregates into
+/// admin/edit/view): its ClusterRole and its Roles in the release namespace.
+fn operator_roles(docs: &[Value]) -> Vec<&Value> {
+    docs.iter()
+        .filter(|d| matches!(d["kind"].as_str(), Some("ClusterRole" | "Role")))
+        .filter(|d| {
+            d["metadata"]["labels"].as_object().is_none_or(|l| {
+                !l.keys()
+                    .any(|k| k.starts_with("rbac.authorization.k8s.io/aggregate-to"))
+            })
+        })
+        .collect()
 }
 
 async fn namespace(admin: &Client, ns: &str) {
@@ -254,9 +185,14 @@ const OPERATIONS: &[(&str, &str, &str)] = &[
     ("", "secrets", "watch"),
     ("", "secrets", "create"),
     ("", "secrets", "patch"),
-    // kube-runtime's Recorder: create, and patch for a repeated Event (a series).
+    // Events, each transition its own (never patched into a series).
     ("events.k8s.io", "events", "create"),
-    ("events.k8s.io", "events", "patch"),
+    // The SenderPolicies of the operator's namespace (list, then watch).
+    ("email.ops.dev", "senderpolicies", "list"),
+    ("email.ops.dev", "senderpolicies", "watch"),
+    // Namespaces' labels, for policies' selectors (a cluster-wide install).
+    ("", "namespaces", "list"),
+    ("", "namespaces", "watch"),
     // The owned DNSEndpoint: probe (list limit=1) and watch, apply, and get + delete when
     // ExternalDNS is no longer asked for.
     ("externaldns.k8s.io", "dnsendpoints", "get"),
@@ -358,16 +294,6 @@ fn lease() -> Lease {
     serde_json::from_value(json!({"metadata": {"name": "email-operator", "namespace": NS},
                                   "spec": {"holderIdentity": "email-operator-0", "leaseDurationSeconds": 15}}))
     .expect("lease")
-}
-
-fn event(n: usize) -> Event {
-    Event {
-        type_: EventType::Normal,
-        reason: "Published".into(),
-        note: Some(format!("attempt {n}")),
-        action: "Reconcile".into(),
-        secondary: None,
-    }
 }
 
 async fn fixture(server: &KubeServer, docs: &[Value]) -> Fixture {
@@ -553,22 +479,37 @@ async fn perform(fx: &Fixture, resource: &str, verb: &str, n: usize) -> Result<(
             .watch_metadata(&wp, "0")
             .await
             .map(drop),
-        ("events", "create" | "patch") => {
-            let recorder = Recorder::new(
-                op.clone(),
-                Reporter {
-                    controller: "email-operator".into(),
-                    instance: Some("email-operator-0".into()),
-                },
+        ("events", "create") => {
+            let reporter = events::Reporter {
+                controller: "email-operator".into(),
+                instance: Some("email-operator-0".into()),
+            };
+            let event = events::build(
+                &reporter,
+                &fx.es.object_ref(&()),
+                false,
+                "Published",
+                &format!("attempt {n}"),
+                k8s_openapi::jiff::Timestamp::now(),
             );
-            let reference = fx.es.object_ref(&());
-            recorder.publish(&event(n), &reference).await?;
-            if verb == "patch" {
-                // The same Event again: kube's Recorder patches it into a series.
-                recorder.publish(&event(n), &reference).await?;
-            }
-            Ok(())
+            events::publish(op, &event).await
         }
+        ("senderpolicies", "list") => Api::<SenderPolicy>::namespaced(op.clone(), NS)
+            .list(&lp)
+            .await
+            .map(drop),
+        ("senderpolicies", "watch") => Api::<SenderPolicy>::namespaced(op.clone(), NS)
+            .watch(&wp, "0")
+            .await
+            .map(drop),
+        ("namespaces", "list") => Api::<Namespace>::all(op.clone())
+            .list_metadata(&lp)
+            .await
+            .map(drop),
+        ("namespaces", "watch") => Api::<Namespace>::all(op.clone())
+            .watch_metadata(&wp, "0")
+            .await
+            .map(drop),
         ("dnsendpoints", "list") => dns_endpoints(op, None)
             .list(&ListParams::default().limit(1))
             .await
@@ -597,7 +538,7 @@ async fn perform(fx: &Fixture, resource: &str, verb: &str, n: usize) -> Result<(
 }
 
 /// The exact refusal of [`perform`] when (`resource`, `verb`) is all that is missing.
-async fn expected(fx: &Fixture, group: &str, resource: &str, verb: &str, n: usize) -> String {
+async fn expected(fx: &Fixture, group: &str, resource: &str, verb: &str) -> String {
     let published = fx.es.output_secret_name();
     match (resource, verb) {
         ("emailsettings" | "senderidentities" | "secrets" | "dnsendpoints", "list" | "watch") => {
@@ -613,21 +554,8 @@ async fn expected(fx: &Fixture, group: &str, resource: &str, verb: &str, n: usiz
         ("secrets", "create") => create_on_apply_refusal("secrets", &published),
         ("secrets", "patch") => refusal(group, resource, verb, Some(TENANT), Some(&published)),
         ("events", "create") => refusal(group, resource, verb, Some(TENANT), None),
-        ("events", "patch") => {
-            // The Recorder names the Event; find the one of this attempt.
-            let note = format!("attempt {n}");
-            let events: Api<K8sEvent> = Api::namespaced(fx.admin.clone(), TENANT);
-            let name = events
-                .list(&ListParams::default())
-                .await
-                .expect("events")
-                .items
-                .into_iter()
-                .find(|e| e.note.as_deref() == Some(note.as_str()))
-                .map(|e| e.name_any())
-                .expect("the created Event");
-            refusal(group, resource, verb, Some(TENANT), Some(&name))
-        }
+        ("senderpolicies", "list" | "watch") => refusal(group, resource, verb, Some(NS), None),
+        ("namespaces", "list" | "watch") => refusal(group, resource, verb, None, None),
         ("dnsendpoints", "create") => {
             create_on_apply_refusal("dnsendpoints.externaldns.k8s.io", "yourcompany-com")
         }
@@ -688,7 +616,7 @@ async fn every_grant_of_the_charts_rbac_is_needed_by_a_request_of_the_operator_o
     all_operations_succeed(&fx, &mut n, "under the chart's RBAC").await;
 
     let mut unused = BTreeSet::new();
-    for role in [kind(&docs, "ClusterRole"), kind(&docs, "Role")] {
+    for role in operator_roles(&docs) {
         let rule_count = role["rules"].as_array().expect("rules").len();
         let granted = grants(role);
         for (index, group, resource, verb) in &granted {
@@ -699,7 +627,7 @@ async fn every_grant_of_the_charts_rbac_is_needed_by_a_request_of_the_operator_o
                 n += 1;
                 prepare(&fx, resource, verb).await;
                 let result = perform(&fx, resource, verb, n).await;
-                let message = expected(&fx, group, resource, verb, n).await;
+                let message = expected(&fx, group, resource, verb).await;
                 assert_refused(result, &message, &format!("without {resource} {verb}"));
             } else {
                 // Nothing the operator does needs it.
@@ -777,7 +705,12 @@ async fn with_default_relay(docs: &[Value]) -> Option<(Bed, PathBuf, support::Se
     )
     .await;
     let mut args = FAST.to_vec();
-    args.extend(["--default-relay-secret", "email-system/relay"]);
+    args.extend([
+        "--default-relay-secret",
+        "email-system/relay",
+        "--default-relay-namespaces",
+        "support",
+    ]);
     let log = bed.start_operator_as(&kubeconfig, NS, &args);
     Some((bed, log, relay))
 }
@@ -1005,11 +938,7 @@ async fn the_operator_works_under_the_charts_rbac() {
         unknown.is_empty(),
         "requests not in OPERATIONS: {unknown:?}"
     );
-    // An Event is patched only when the same Event repeats (the minimality test makes one).
-    let unseen: Vec<_> = known
-        .difference(&used)
-        .filter(|(_, r, v)| !(r == "events" && v == "patch"))
-        .collect();
+    let unseen: Vec<_> = known.difference(&used).collect();
     assert!(
         unseen.is_empty(),
         "OPERATIONS the operator did not make: {unseen:?}"
@@ -1022,7 +951,10 @@ async fn without_status_patch_an_email_settings_never_gets_a_status() {
     let Some(mut docs) = chart_rbac() else {
         return;
     };
-    for doc in docs.iter_mut().filter(|d| d["kind"] == "ClusterRole") {
+    for doc in docs
+        .iter_mut()
+        .filter(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == SA)
+    {
         // emailsettings/status: patch taken away.
         let index = doc["rules"]
             .as_array()
@@ -1083,7 +1015,11 @@ async fn without_the_lease_role_the_operator_never_leads_and_never_reconciles() 
     };
     let docs: Vec<Value> = docs
         .into_iter()
-        .filter(|d| d["kind"] != "Role" && d["kind"] != "RoleBinding")
+        .filter(|d| {
+            !d["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("-leader-election"))
+        })
         .collect();
     let (mut bed, kubeconfig) = bed_with(&docs).await;
     let log = bed.start_operator_as(&kubeconfig, NS, &[]);

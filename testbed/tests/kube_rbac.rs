@@ -1155,3 +1155,98 @@ async fn testbed_up_writes_service_account_kubeconfigs_and_an_audit_log() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A RoleBinding to `edit` in `ns` for robot.
+async fn bind_edit(bed: &Bed, ns: &str) {
+    put(
+        bed,
+        "RoleBinding",
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": "robot-edit", "namespace": ns},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+               "subjects": robot_subject()}),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn aggregated_roles_gather_the_cluster_roles_their_selectors_select() {
+    let bed = start().await;
+    seed_widget(&bed, "default", "w1", json!({})).await;
+    let client = robot(&bed).await;
+    let widgets: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), "default", &widget_resource());
+    bind_edit(&bed, "default").await;
+
+    // The built-in edit role grants what system:aggregate-to-edit does (Secrets, ConfigMaps …),
+    // and view's rules (edit aggregates view), but no widgets yet.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    secrets
+        .list(&ListParams::default())
+        .await
+        .expect("edit lists Secrets");
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    config_maps
+        .list(&ListParams::default())
+        .await
+        .expect("edit lists ConfigMaps (through view)");
+    assert_forbidden(
+        widgets.get("w1").await,
+        &refused("get", "widgets", Some("w1"), Some("default")),
+    );
+
+    // A ClusterRole labelled to aggregate into edit: its rules count at once.
+    put(
+        &bed,
+        "ClusterRole",
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+               "metadata": {"name": "widgets-edit",
+                            "labels": {"rbac.authorization.k8s.io/aggregate-to-edit": "true"}},
+               "rules": widget_rule(&["get", "list"])}),
+    )
+    .await;
+    widgets.get("w1").await.expect("get through edit");
+    // Labelled for view only: edit aggregates view, so it counts for edit too …
+    put(
+        &bed,
+        "ClusterRole",
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+               "metadata": {"name": "widgets-patch",
+                            "labels": {"rbac.authorization.k8s.io/aggregate-to-view": "true"}},
+               "rules": widget_rule(&["patch"])}),
+    )
+    .await;
+    let merge = Patch::Merge(json!({"spec": {"size": 3}}));
+    widgets
+        .patch("w1", &PatchParams::default(), &merge)
+        .await
+        .expect("patch through view, aggregated into edit");
+    // … while a label for admin only does not reach edit.
+    put(
+        &bed,
+        "ClusterRole",
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+               "metadata": {"name": "widgets-delete",
+                            "labels": {"rbac.authorization.k8s.io/aggregate-to-admin": "true"}},
+               "rules": widget_rule(&["delete"])}),
+    )
+    .await;
+    assert_forbidden(
+        widgets.delete("w1", &DeleteParams::default()).await,
+        &refused("delete", "widgets", Some("w1"), Some("default")),
+    );
+    // Relabelled away from edit: the grant goes.
+    let roles: Api<DynamicObject> = Api::all_with(bed.client.clone(), &rbac("ClusterRole"));
+    roles
+        .patch(
+            "widgets-edit",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"rbac.authorization.k8s.io/aggregate-to-edit": null}}})),
+        )
+        .await
+        .expect("relabel");
+    assert_forbidden(
+        widgets.list(&ListParams::default()).await,
+        &refused("list", "widgets", None, Some("default")),
+    );
+}

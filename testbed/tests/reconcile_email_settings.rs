@@ -342,3 +342,73 @@ async fn ses_settings_wait_for_a_verified_sender_then_publish_and_wake_nothing_i
         "the EmailSettings controller never calls SES itself"
     );
 }
+
+#[tokio::test]
+async fn a_from_domain_another_namespace_holds_is_refused_and_nothing_is_tested() {
+    let h = Harness::start().await;
+    // The shop verifies yourcompany.com first.
+    ses_settings(&h, "shop", "eu-west-1").await;
+    h.apply(sender("shop", "yourcompany-com", "yourcompany.com"))
+        .await;
+    h.reconcile_new_si("shop", "yourcompany-com").await;
+    // Another namespace sends as yourcompany.com through the same SES account.
+    ses_settings(&h, "tenant-b", "eu-west-1").await;
+    h.reconcile_es("tenant-b", "notifications")
+        .await
+        .expect("ok");
+
+    assert!(
+        h.fakes.tester.tested().is_empty(),
+        "refused before any test"
+    );
+    assert!(h.secret("tenant-b", "notifications-smtp").await.is_none());
+    let st = h.es_status("tenant-b", "notifications").await;
+    assert_eq!(
+        condition(&st.conditions, types::READY),
+        Some((
+            "False".into(),
+            reasons::DOMAIN_HELD_BY_ANOTHER_NAMESPACE.into()
+        ))
+    );
+}
+
+#[tokio::test]
+async fn the_default_relay_is_refused_outside_the_relay_rule_and_granted_by_a_policy() {
+    let h = Harness::start().await;
+    relay(&h).await;
+    h.apply(json!({
+        "apiVersion": "email.ops.dev/v1alpha1", "kind": "EmailSettings",
+        "metadata": {"name": "notifications", "namespace": "billing"},
+        "spec": {"from": "billing@billing.example"}
+    }))
+    .await;
+    h.reconcile_es("billing", "notifications")
+        .await
+        .expect("ok");
+    assert!(h.fakes.tester.tested().is_empty());
+    let st = h.es_status("billing", "notifications").await;
+    let ready = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == types::READY)
+        .expect("Ready");
+    assert_eq!(ready.reason, reasons::DEFAULT_RELAY_NOT_ALLOWED);
+    assert!(
+        ready.message.contains("--default-relay-namespaces"),
+        "{}",
+        ready.message
+    );
+
+    let mut grant = policy("billing", &["billing"], &["billing.example"], false);
+    grant["spec"]["defaultRelay"] = json!(true);
+    h.apply(grant).await;
+    h.reconcile_es("billing", "notifications")
+        .await
+        .expect("ok");
+    assert_eq!(h.fakes.tester.tested().len(), 1);
+    assert!(
+        published(&h, "billing", "notifications-smtp")
+            .await
+            .is_some()
+    );
+}

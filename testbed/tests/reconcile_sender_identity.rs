@@ -244,6 +244,13 @@ async fn a_failed_identity_waits_for_the_retry_annotation_then_starts_over() {
 #[tokio::test]
 async fn a_second_namespace_shares_the_identity_and_only_the_last_owner_deletes_it() {
     let h = shop_with_domain().await;
+    h.apply(policy(
+        "shop-and-other",
+        &["shop", "other"],
+        &["yourcompany.com"],
+        true,
+    ))
+    .await;
     ses_settings(&h, "other", REGION).await;
     h.apply(sender("other", "yourcompany-com", "yourcompany.com"))
         .await;
@@ -597,4 +604,112 @@ async fn an_email_identity_is_created_and_read_for_its_details() {
         st.dns_records.iter().all(|r| r.type_ != "CNAME"),
         "no DKIM records for an address"
     );
+}
+
+#[tokio::test]
+async fn a_domain_held_by_another_namespace_is_refused_before_ses_and_promoted_when_freed() {
+    let h = shop_with_domain().await;
+    ses_settings(&h, "tenant-b", REGION).await;
+    h.apply(sender("tenant-b", "yourcompany-com", "yourcompany.com"))
+        .await;
+    h.reconcile_new_si("shop", "yourcompany-com").await;
+    let held = h
+        .ses()
+        .get(REGION, "yourcompany.com")
+        .expect("created for shop");
+    h.ses().clear_calls();
+
+    h.reconcile_new_si("tenant-b", "yourcompany-com").await;
+    assert_eq!(h.ses().ops(), Vec::<&str>::new(), "refused before SES");
+    assert_eq!(
+        h.ses().get(REGION, "yourcompany.com"),
+        Some(held),
+        "shop's identity and tags unchanged"
+    );
+    let st = h.si_status("tenant-b", "yourcompany-com").await;
+    let (status, reason) = condition(&st.conditions, types::ACCEPTED).expect("Accepted");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", reasons::DOMAIN_HELD_BY_ANOTHER_NAMESPACE)
+    );
+    let message = &st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == types::ACCEPTED)
+        .unwrap()
+        .message;
+    assert!(message.contains("held by namespace shop"), "{message}");
+    assert!(
+        message.contains(&format!("SenderPolicy in namespace {POLICIES}")),
+        "{message}"
+    );
+
+    // The holder's claims go (its identity, and its EmailSettings sending as the domain):
+    // the other namespace's claim is admitted and creates the identity anew (it went with its
+    // last owner).
+    h.delete_si("shop", "yourcompany-com").await;
+    h.reconcile_si("shop", "yourcompany-com")
+        .await
+        .expect("cleaned up");
+    h.delete_es("shop", "notifications").await;
+    h.ses().clear_calls();
+    h.reconcile_si("tenant-b", "yourcompany-com")
+        .await
+        .expect("ok");
+    assert_eq!(h.ses().ops(), ["GetEmailIdentity", "CreateEmailIdentity"]);
+    let st = h.si_status("tenant-b", "yourcompany-com").await;
+    assert_eq!(
+        condition(&st.conditions, types::ACCEPTED).map(|c| c.0),
+        Some("True".into())
+    );
+}
+
+#[tokio::test]
+async fn a_governed_domain_is_refused_to_a_namespace_the_policy_does_not_grant() {
+    let h = shop_with_domain().await;
+    h.apply(policy("billing", &["billing"], &["yourcompany.com"], false))
+        .await;
+    h.reconcile_new_si("shop", "yourcompany-com").await;
+    assert_eq!(h.ses().ops(), Vec::<&str>::new());
+    let st = h.si_status("shop", "yourcompany-com").await;
+    assert_eq!(
+        condition(&st.conditions, types::ACCEPTED),
+        Some(("False".into(), reasons::DOMAIN_NOT_GRANTED.into()))
+    );
+
+    // Granted: admitted at the next reconcile (a policy change wakes everyone).
+    h.apply(policy(
+        "billing",
+        &["billing", "shop"],
+        &["yourcompany.com"],
+        false,
+    ))
+    .await;
+    h.reconcile_si("shop", "yourcompany-com").await.expect("ok");
+    assert_eq!(h.ses().ops(), ["GetEmailIdentity", "CreateEmailIdentity"]);
+}
+
+#[tokio::test]
+async fn granted_namespaces_share_an_identity_only_with_share_identities() {
+    let h = shop_with_domain().await;
+    h.apply(policy(
+        "both",
+        &["shop", "tenant-b"],
+        &["yourcompany.com"],
+        false,
+    ))
+    .await;
+    ses_settings(&h, "tenant-b", REGION).await;
+    h.apply(sender("tenant-b", "yourcompany-com", "yourcompany.com"))
+        .await;
+    h.reconcile_new_si("shop", "yourcompany-com").await;
+    h.ses().clear_calls();
+    h.reconcile_new_si("tenant-b", "yourcompany-com").await;
+    assert_eq!(h.ses().ops(), Vec::<&str>::new(), "not shared");
+    let st = h.si_status("tenant-b", "yourcompany-com").await;
+    assert_eq!(
+        condition(&st.conditions, types::ACCEPTED),
+        Some(("False".into(), reasons::IDENTITY_SHARING_NOT_ALLOWED.into()))
+    );
+    assert_eq!(owner_tags(&h, REGION, "yourcompany.com").len(), 1);
 }

@@ -9,6 +9,7 @@ use super::publish::{self, Ownership, Published};
 use super::status::{Problem, PublishProblem, Senders};
 use crate::controller::Context;
 use crate::controller::backends::Backends;
+use crate::controller::tenancy;
 use crate::crd::EmailSettings;
 use crate::crd::conditions::{Progress, reasons};
 use crate::crd::email_settings::Delivery;
@@ -169,6 +170,15 @@ async fn subject<B: Backends>(
     ctx: &Context<B>,
     namespace: &str,
 ) -> Result<Result<Subject, Problem>, kube::Error> {
+    if es.spec.delivery == Delivery::Default && ctx.config.smtp.default_relay.is_none() {
+        return Ok(Err(relay_not_configured()));
+    }
+    // Who may send as the from domain comes next: a refused claim reads no Secret.
+    if let Some(claim) = tenancy::settings_claim(es)
+        && let Verdict::Rejected { reason, message } = tenancy::judge(ctx, &claim)
+    {
+        return Ok(Err(Problem { reason, message }));
+    }
     let secrets = fetch(ctx, namespace, &referenced_secrets(es)).await?;
     let prepared = match target::for_settings(es, &secrets, &ctx.config.smtp.ses_endpoint) {
         Ok(Some(p)) => p,
@@ -197,16 +207,20 @@ async fn subject<B: Backends>(
     }))
 }
 
+fn relay_not_configured() -> Problem {
+    Problem {
+        reason: reasons::DEFAULT_RELAY_NOT_CONFIGURED,
+        message: "the operator was started without a default relay (--default-relay-secret); ask the platform team to configure one, or use delivery ExternalSmtp or AdvancedSmtp".into(),
+    }
+}
+
 /// The operator's default relay, for `delivery: Default`.
 async fn default_relay<B: Backends>(
     es: &EmailSettings,
     ctx: &Context<B>,
 ) -> Result<Result<Prepared, Problem>, kube::Error> {
     let Some((rns, rname)) = &ctx.config.smtp.default_relay else {
-        return Ok(Err(Problem {
-            reason: reasons::DEFAULT_RELAY_NOT_CONFIGURED,
-            message: "the operator was started without a default relay (--default-relay-secret); ask the platform team to configure one, or use delivery ExternalSmtp or AdvancedSmtp".into(),
-        }));
+        return Ok(Err(relay_not_configured()));
     };
     Ok(match ctx.secrets.get(&ctx.client, rns, rname).await? {
         None => Err(Problem {

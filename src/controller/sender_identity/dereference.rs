@@ -2,6 +2,7 @@
 //! siblings, from the caches — and what this process remembers of it. No I/O.
 
 use crate::controller::backends::{Backends, SesKey};
+use crate::controller::tenancy;
 use crate::controller::{ADOPT_ANNOTATION, Context, RETRY_ANNOTATION};
 use crate::crd::sender_identity::{SenderIdentityStatus, SesLocation};
 use crate::crd::{EmailSettings, SenderIdentity};
@@ -71,7 +72,7 @@ pub fn read<B: Backends>(si: &SenderIdentity, ctx: &Context<B>) -> Read {
         .settings
         .get(&ObjectRef::new(settings_name).within(&ns));
     let siblings = ctx.identities_in(&ns);
-    let admission = admission(si, settings, &siblings);
+    let admission = admission(si, settings, &siblings, ctx);
     let mut dirty = false;
     if let Admission::Admitted(t) = &admission {
         // A move (the EmailSettings' region or role changed) is not quiet: `prior.ses` still
@@ -102,12 +103,14 @@ pub fn read<B: Backends>(si: &SenderIdentity, ctx: &Context<B>) -> Read {
     }
 }
 
-/// The policy's verdict on the SenderIdentity among its siblings (a rejected identity never
-/// reaches SES), and where its EmailSettings puts it.
-fn admission(
+/// The policy's verdict on the SenderIdentity among its siblings, then the tenancy verdict on
+/// its claim among other namespaces' (a rejected identity never reaches SES), and where its
+/// EmailSettings puts it.
+fn admission<B: Backends>(
     si: &SenderIdentity,
     settings: Option<Arc<EmailSettings>>,
     siblings: &[SenderIdentity],
+    ctx: &Context<B>,
 ) -> Admission {
     let settings_name = &si.spec.email_settings_ref.name;
     let verdicts = policy::decide(settings_name, settings.as_deref(), siblings);
@@ -121,16 +124,22 @@ fn admission(
         }
         None => return Admission::Undecided,
     };
-    let Some((location, published)) = settings.as_deref().and_then(|es| {
-        let a = es.spec.advanced_smtp.as_ref()?;
-        let location = SesLocation {
-            region: a.region.clone(),
-            role_arn: a.role_arn.clone(),
-        };
-        Some((location, es.publishes_current_spec()))
-    }) else {
+    let Some(es) = settings.as_deref() else {
         return Admission::Undecided;
     };
+    let Some(a) = es.spec.advanced_smtp.as_ref() else {
+        return Admission::Undecided;
+    };
+    let location = SesLocation {
+        region: a.region.clone(),
+        role_arn: a.role_arn.clone(),
+    };
+    if let Some(claim) = tenancy::identity_claim(si, &id, es)
+        && let Verdict::Rejected { reason, message } = tenancy::judge(ctx, &claim)
+    {
+        return Admission::Rejected { reason, message };
+    }
+    let published = es.publishes_current_spec();
     Admission::Admitted(Target {
         name: id.to_string(),
         key: SesKey::from(&location),

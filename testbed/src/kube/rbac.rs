@@ -9,8 +9,14 @@
 //!   `*/subresource`), resourceNames (any name when empty) and, for non-resource requests,
 //!   nonResourceURLs (exact, or a prefix ending in `*`). `*` matches any verb or group.
 //! * `system:masters` is never refused. The default policy — `cluster-admin`,
-//!   `system:discovery` (discovery and OpenAPI for every authenticated user) and
-//!   `system:public-info-viewer` (`/version`, `/healthz` … for everyone) — is stored at start.
+//!   `system:discovery` (discovery and OpenAPI for every authenticated user),
+//!   `system:public-info-viewer` (`/version`, `/healthz` … for everyone), and the user-facing
+//!   `admin`, `edit` and `view` with the `system:aggregate-to-*` roles they aggregate — is
+//!   stored at start.
+//! * A ClusterRole with an `aggregationRule` has the rules of every ClusterRole its
+//!   `clusterRoleSelectors` select (labels), as kube-controller-manager's ClusterRole
+//!   aggregation controller writes them; here they are gathered at each check, so a new or
+//!   relabelled ClusterRole counts at once (the controller takes a moment).
 //! * A refusal is `403 Forbidden` worded like the real server, with
 //!   `RBAC: clusterrole.rbac.authorization.k8s.io "x" not found` appended when a binding that
 //!   applied names a missing role.
@@ -224,10 +230,13 @@ fn role_rules(
         .and_then(Value::as_str)
         .unwrap_or("");
     let role = match kind {
-        "ClusterRole" => inner
-            .store
-            .get(&key("clusterroles"), "", name)
-            .ok_or_else(|| format!("clusterrole.{GROUP} {name:?} not found"))?,
+        "ClusterRole" => {
+            let role = inner
+                .store
+                .get(&key("clusterroles"), "", name)
+                .ok_or_else(|| format!("clusterrole.{GROUP} {name:?} not found"))?;
+            return Ok(cluster_role_rules(inner, role, 0));
+        }
         "Role" => inner
             .store
             .get(&key("roles"), binding_namespace, name)
@@ -239,6 +248,64 @@ fn role_rules(
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default())
+}
+
+/// A ClusterRole's rules: its own, or for an aggregated one, those of the ClusterRoles it
+/// selects (themselves aggregated in turn, as the controller converges to).
+fn cluster_role_rules(inner: &Inner, role: &Value, depth: usize) -> Vec<Value> {
+    let Some(selectors) = role
+        .pointer("/aggregationRule/clusterRoleSelectors")
+        .and_then(Value::as_array)
+    else {
+        return role
+            .get("rules")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+    };
+    if depth > 8 {
+        return vec![];
+    }
+    let name = role.pointer("/metadata/name").and_then(Value::as_str);
+    inner
+        .store
+        .list(&key("clusterroles"), None)
+        .filter(|other| other.pointer("/metadata/name").and_then(Value::as_str) != name)
+        .filter(|other| {
+            let labels = other.pointer("/metadata/labels");
+            selectors.iter().any(|s| selects(s, labels))
+        })
+        .flat_map(|other| cluster_role_rules(inner, other, depth + 1))
+        .collect()
+}
+
+/// Whether a `metav1.LabelSelector` selects these labels: every `matchLabels` pair and every
+/// `matchExpressions` requirement (In, NotIn, Exists, DoesNotExist) holds; an empty selector
+/// selects everything.
+fn selects(selector: &Value, labels: Option<&Value>) -> bool {
+    let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+    let pairs = selector
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .is_none_or(|m| m.iter().all(|(k, v)| label(k) == v.as_str()));
+    let expressions = selector
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .is_none_or(|es| {
+            es.iter().all(|e| {
+                let key = e.get("key").and_then(Value::as_str).unwrap_or("");
+                let values = strings(e.get("values"));
+                let value = label(key);
+                match e.get("operator").and_then(Value::as_str).unwrap_or("") {
+                    "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
+                    "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
+                    "Exists" => value.is_some(),
+                    "DoesNotExist" => value.is_none(),
+                    _ => false,
+                }
+            })
+        });
+    pairs && expressions
 }
 
 /// RBAC's `RuleAllows`.
@@ -288,6 +355,23 @@ pub fn bootstrap_policy() -> Vec<(&'static str, Value)> {
         })
     };
     let role = |name: &str, rules: Value| json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": meta(name), "rules": rules});
+    let aggregate = |label: &str| format!("rbac.authorization.k8s.io/aggregate-to-{label}");
+    // An aggregated role (its rules gathered from the roles labelled `aggregate-to-<to>`),
+    // itself labelled to join `joins`.
+    let aggregated = |name: &str, to: &str, joins: Option<&str>| {
+        let mut m = meta(name);
+        if let Some(j) = joins {
+            m["labels"][aggregate(j)] = json!("true");
+        }
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": m,
+               "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {aggregate(to): "true"}}]},
+               "rules": []})
+    };
+    let part = |name: &str, to: &str, rules: Value| {
+        let mut r = role(name, rules);
+        r["metadata"]["labels"][aggregate(to)] = json!("true");
+        r
+    };
     let binding = |name: &str, groups: &[&str]| {
         let subjects: Vec<Value> = groups
             .iter()
@@ -320,6 +404,55 @@ pub fn bootstrap_policy() -> Vec<(&'static str, Value)> {
                 "system:public-info-viewer",
                 json!([{"nonResourceURLs": ["/healthz", "/livez", "/readyz", "/version", "/version/"],
                         "verbs": ["get"]}]),
+            ),
+        ),
+        // The user-facing roles: admin ⊇ edit ⊇ view, each gathering the roles labelled to
+        // join it (bootstrappolicy's ClusterRoles, with the core of their rules).
+        ("clusterroles", aggregated("admin", "admin", None)),
+        ("clusterroles", aggregated("edit", "edit", Some("admin"))),
+        ("clusterroles", aggregated("view", "view", Some("edit"))),
+        (
+            "clusterroles",
+            part(
+                "system:aggregate-to-admin",
+                "admin",
+                json!([{"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["rolebindings", "roles"],
+                        "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]},
+                       {"apiGroups": ["authorization.k8s.io"], "resources": ["localsubjectaccessreviews"], "verbs": ["create"]}]),
+            ),
+        ),
+        (
+            "clusterroles",
+            part(
+                "system:aggregate-to-edit",
+                "edit",
+                json!([{"apiGroups": [""], "resources": ["pods", "pods/attach", "pods/exec", "pods/portforward", "pods/proxy"],
+                        "verbs": ["create", "delete", "deletecollection", "patch", "update"]},
+                       {"apiGroups": [""], "resources": ["configmaps", "events", "persistentvolumeclaims", "replicationcontrollers",
+                                                         "replicationcontrollers/scale", "secrets", "serviceaccounts", "services",
+                                                         "services/proxy", "endpoints"],
+                        "verbs": ["create", "delete", "deletecollection", "patch", "update"]},
+                       {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]},
+                       {"apiGroups": ["apps"], "resources": ["daemonsets", "deployments", "deployments/rollback", "deployments/scale",
+                                                             "replicasets", "replicasets/scale", "statefulsets", "statefulsets/scale"],
+                        "verbs": ["create", "delete", "deletecollection", "patch", "update"]},
+                       {"apiGroups": ["batch"], "resources": ["cronjobs", "jobs"],
+                        "verbs": ["create", "delete", "deletecollection", "patch", "update"]}]),
+            ),
+        ),
+        (
+            "clusterroles",
+            part(
+                "system:aggregate-to-view",
+                "view",
+                json!([{"apiGroups": [""], "resources": ["configmaps", "endpoints", "persistentvolumeclaims", "pods",
+                                                         "replicationcontrollers", "serviceaccounts", "services",
+                                                         "bindings", "events", "limitranges", "namespaces", "pods/log",
+                                                         "pods/status", "resourcequotas"],
+                        "verbs": ["get", "list", "watch"]},
+                       {"apiGroups": ["apps"], "resources": ["daemonsets", "deployments", "replicasets", "statefulsets"],
+                        "verbs": ["get", "list", "watch"]},
+                       {"apiGroups": ["batch"], "resources": ["cronjobs", "jobs"], "verbs": ["get", "list", "watch"]}]),
             ),
         ),
         (

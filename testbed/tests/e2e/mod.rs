@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each e2e test file uses a different part of the harness
 
+pub mod chart;
+
 use email_operator::crd::SenderIdentity;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, Resource};
@@ -58,6 +60,23 @@ impl Drop for Bed {
 /// themselves, and `Bed::up_as_shipped` keeps every default).
 pub const E2E_SES_RPS: &str = "5";
 
+/// Where the operators the harness starts read SenderPolicies (`--policy-namespace`, or the
+/// namespace they run in as a ServiceAccount).
+pub const POLICY_NAMESPACE: &str = "email-system";
+
+/// The suites' platform: every namespace may send as the domains the suites use, share their
+/// SES identities and use the default relay — so a suite about something else can put tenants
+/// of one company in several namespaces. The tenancy suite starts without it
+/// ([`Bed::up_without_policy`]).
+pub fn company_wide_policy() -> Value {
+    json!({
+        "apiVersion": "email.ops.dev/v1alpha1", "kind": "SenderPolicy",
+        "metadata": {"name": "company-wide", "namespace": POLICY_NAMESPACE},
+        "spec": {"namespaceSelector": {}, "domains": ["yourcompany.com", "yourcompany.co", "sharedcorp.com", "othercompany.com"],
+                 "shareIdentities": true, "defaultRelay": true}
+    })
+}
+
 impl Bed {
     pub async fn up() -> Bed {
         Self::up_with(&[]).await
@@ -65,8 +84,18 @@ impl Bed {
 
     /// Like [`Bed::up`], with more `testbed up` flags, e.g. `--audit-log audit.log` (a relative
     /// path is inside the bed's directory; read it with [`Bed::audit`]). The SES stand-in's
-    /// rate limit is raised (see [`E2E_SES_RPS`]).
+    /// rate limit is raised (see [`E2E_SES_RPS`]), and [`company_wide_policy`] applied.
     pub async fn up_with(extra: &[&str]) -> Bed {
+        let bed = Self::up_without_policy(extra).await;
+        bed.namespace(POLICY_NAMESPACE).await;
+        bed.apply::<email_operator::crd::SenderPolicy>(POLICY_NAMESPACE, company_wide_policy())
+            .await;
+        bed
+    }
+
+    /// Like [`Bed::up_with`], without the company-wide SenderPolicy: tenancy as it is by
+    /// default (a domain belongs to the first namespace that claims it).
+    pub async fn up_without_policy(extra: &[&str]) -> Bed {
         let bed = Self::start(extra).await;
         bed.put(
             "/ses/limits",
@@ -163,6 +192,9 @@ impl Bed {
         ];
         if !extra.contains(&"--ses-max-rps") {
             args.extend(["--ses-max-rps", E2E_SES_RPS]);
+        }
+        if !extra.contains(&"--policy-namespace") {
+            args.extend(["--policy-namespace", POLICY_NAMESPACE]);
         }
         args.extend(extra);
         let args: Vec<String> = args.into_iter().map(str::to_string).collect();

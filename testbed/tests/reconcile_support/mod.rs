@@ -7,25 +7,25 @@
 #![allow(dead_code)]
 
 use email_operator::clock::Clock;
-use email_operator::controller::config::{Recheck, Ses, Smtp, Windows};
+use email_operator::controller::config::{Recheck, Ses, Smtp, Tenancy, Windows};
 use email_operator::controller::context::Cache;
 use email_operator::controller::{
     Backends, Caches, Config, Context, SesKey, email_settings, sender_identity,
 };
 use email_operator::crd::sender_identity::SenderIdentityStatus;
-use email_operator::crd::{EmailSettings, EmailSettingsStatus, SenderIdentity};
+use email_operator::crd::{EmailSettings, EmailSettingsStatus, SenderIdentity, SenderPolicy};
 use email_operator::dns::lookup::{Answer, DnsLookup};
 use email_operator::ses::{
     IdentityDetails, ListedIdentity, SesApi, SesError, VerificationStatus, identity_key,
 };
 use email_operator::smtp::target::Prepared;
 use email_operator::smtp::{ConnectionPath, ConnectionTest, Failure, Outcome};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::core::DeserializeGuard;
+use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
@@ -40,8 +40,10 @@ use testbed::kube::{KubeOptions, KubeServer};
 pub const ACCOUNT: &str = "123456789012";
 /// The cluster id in owner tags.
 pub const CLUSTER: &str = "test-cluster";
+/// Where SenderPolicies are honoured.
+pub const POLICIES: &str = "email-system";
 /// Where the default relay Secret lives.
-pub const RELAY: (&str, &str) = ("email-operator", "default-relay");
+pub const RELAY: (&str, &str) = ("email-system", "default-relay");
 
 /// One call the fake SES answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -406,6 +408,8 @@ pub struct Harness {
     pub clock: Arc<ManualClock>,
     settings: Mutex<Writer<EmailSettings>>,
     identities: Mutex<Writer<DeserializeGuard<SenderIdentity>>>,
+    policies: Mutex<Writer<SenderPolicy>>,
+    namespaces: Mutex<Writer<PartialObjectMeta<Namespace>>>,
 }
 
 /// The operator's settings in these tests: the defaults, a cluster id, the default relay.
@@ -425,6 +429,11 @@ pub fn config() -> Config {
             default_relay: Some((RELAY.0.into(), RELAY.1.into())),
             ..Smtp::default()
         },
+        tenancy: Tenancy {
+            policy_namespace: POLICIES.into(),
+            default_relay_namespaces: vec!["shop".into()],
+        },
+        watch_namespaces: vec![],
     }
 }
 
@@ -443,13 +452,17 @@ impl Harness {
         let client = Client::try_from(kube_config).expect("client");
         let (es_reader, es_writer) = reflector::store();
         let (si_reader, si_writer) = reflector::store();
+        let (policy_reader, policy_writer) = reflector::store();
+        let (ns_reader, ns_writer) = reflector::store();
         let fakes = Fakes::default();
         let clock = Arc::new(ManualClock(Mutex::new(
             Timestamp::from_second(Timestamp::now().as_second()).expect("now"),
         )));
         let ctx = Arc::new(Context::new(
             client.clone(),
-            Caches::new(es_reader, si_reader),
+            Caches::new(es_reader, si_reader)
+                .with_policies(policy_reader)
+                .with_namespaces(ns_reader),
             fakes.clone(),
             clock.clone(),
             config(),
@@ -462,8 +475,12 @@ impl Harness {
             clock,
             settings: Mutex::new(es_writer),
             identities: Mutex::new(si_writer),
+            policies: Mutex::new(policy_writer),
+            namespaces: Mutex::new(ns_writer),
         };
-        for ns in ["shop", "billing", "other", RELAY.0] {
+        // `tenant-b` sorts after `shop`: objects created within the same second are ordered
+        // by namespace, so its claims are the later ones.
+        for ns in ["shop", "billing", "other", "tenant-b", POLICIES] {
             h.namespace(ns).await;
         }
         h
@@ -494,6 +511,10 @@ impl Harness {
                 .patch(name, &params, &Patch::Apply(&obj))
                 .await
                 .map(|_| ()),
+            "SenderPolicy" => Api::<SenderPolicy>::namespaced(self.client.clone(), ns)
+                .patch(name, &params, &Patch::Apply(&obj))
+                .await
+                .map(|_| ()),
             "Secret" => Api::<Secret>::namespaced(self.client.clone(), ns)
                 .patch(name, &params, &Patch::Apply(&obj))
                 .await
@@ -514,23 +535,51 @@ impl Harness {
             .list(&ListParams::default())
             .await
             .expect("SenderIdentity list");
+        let policies = Api::<SenderPolicy>::namespaced(self.client.clone(), POLICIES)
+            .list(&ListParams::default())
+            .await
+            .expect("SenderPolicy list");
+        let namespaces = Api::<Namespace>::all(self.client.clone())
+            .list_metadata(&ListParams::default())
+            .await
+            .expect("Namespace list");
         let caches = &self.ctx.caches;
         relist(
             &mut self.settings.lock().expect("lock"),
-            &caches.settings_index,
+            |e| {
+                caches.settings_index.observe(e);
+                caches.claims.observe_settings(e);
+            },
             settings.items,
         );
         relist(
             &mut self.identities.lock().expect("lock"),
-            &caches.identities_index,
+            |e| {
+                caches.identities_index.observe(e);
+                caches.claims.observe_identities(e);
+            },
             identities.items,
         );
-        caches
-            .sync
-            .observe::<EmailSettings>(Cache::Settings, &watcher::Event::InitDone);
-        caches
-            .sync
-            .observe::<SenderIdentity>(Cache::Identities, &watcher::Event::InitDone);
+        relist(
+            &mut self.policies.lock().expect("lock"),
+            |_| {},
+            policies.items,
+        );
+        relist(
+            &mut self.namespaces.lock().expect("lock"),
+            |_| {},
+            namespaces.items,
+        );
+        for cache in [
+            Cache::Settings,
+            Cache::Identities,
+            Cache::Policies,
+            Cache::Namespaces,
+        ] {
+            caches
+                .sync
+                .observe::<EmailSettings>(cache, &watcher::Event::InitDone);
+        }
     }
 
     /// Reconciles the SenderIdentity once, as the controller would on a watch event.
@@ -656,18 +705,16 @@ impl Harness {
     }
 }
 
-fn relist<K>(
-    writer: &mut Writer<K>,
-    index: &email_operator::controller::index::NamespaceIndex,
-    items: Vec<K>,
-) where
+/// A complete listing of `items`, through the indexes (`index`) and into the cache.
+fn relist<K>(writer: &mut Writer<K>, index: impl Fn(&watcher::Event<K>), items: Vec<K>)
+where
     K: kube::Resource<DynamicType = ()> + Clone,
 {
     let mut events = vec![watcher::Event::Init];
     events.extend(items.into_iter().map(watcher::Event::InitApply));
     events.push(watcher::Event::InitDone);
     for event in &events {
-        index.observe(event);
+        index(event);
         writer.apply_watcher_event(event);
     }
 }
@@ -735,5 +782,14 @@ fn parse_debug_duration(s: &str) -> Option<Duration> {
         "ms" => Duration::from_secs_f64(n / 1e3),
         "s" => Duration::from_secs_f64(n),
         _ => return None,
+    })
+}
+
+/// A SenderPolicy in the policy namespace granting `domains` to `namespaces`.
+pub fn policy(name: &str, namespaces: &[&str], domains: &[&str], share: bool) -> Value {
+    json!({
+        "apiVersion": "email.ops.dev/v1alpha1", "kind": "SenderPolicy",
+        "metadata": {"name": name, "namespace": POLICIES},
+        "spec": {"namespaces": namespaces, "domains": domains, "shareIdentities": share}
     })
 }

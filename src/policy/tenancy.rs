@@ -1,0 +1,342 @@
+//! Tenancy (pure): which namespace may claim which domain, across namespaces.
+//!
+//! A **claim** is a SenderIdentity the per-EmailSettings policy admits (its identity's domain)
+//! or an EmailSettings that sends through SES or the default relay (its `from` domain) — the
+//! two ways a namespace gets mail sent as a domain with the platform's credentials. An
+//! `ExternalSmtp` EmailSettings is not a claim: its own server decides what it may send.
+//!
+//! * A domain a SenderPolicy names (the domain, a subdomain or a parent of it) is **governed**:
+//!   only namespaces a policy grants it to may claim it.
+//! * A domain no policy names is **held** by the first namespace that claims it (oldest
+//!   object first); another namespace's claim on it, a subdomain or a parent is refused.
+//! * Granted namespaces may each verify their own SES identities of a governed domain, but two
+//!   namespaces share one SES identity (same identity, account and region) only when one
+//!   policy grants the domain to both with `shareIdentities`.
+//! * `delivery: Default` needs the namespace in `--default-relay-namespaces` or a policy
+//!   granting it `defaultRelay` for the `from` domain.
+//!
+//! Claims are judged oldest first, and a refused claim holds nothing, so re-applying the same
+//! manifests always gives the same verdicts, and deleting a holder promotes the next claim.
+
+use super::Verdict;
+use crate::crd::conditions::reasons;
+use crate::crd::sender_policy::SenderPolicy;
+use crate::names::{DomainName, EmailAddress, IdentityName};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::jiff::Timestamp;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+
+/// One SenderPolicy, as the judge reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grant {
+    pub policy: String,
+    pub namespaces: Vec<String>,
+    pub selector: Option<LabelSelector>,
+    pub domains: Vec<DomainName>,
+    pub share: bool,
+    pub default_relay: bool,
+}
+
+impl Grant {
+    /// The policy's grant (domains that do not parse are the schema's business, skipped).
+    pub fn of(policy: &SenderPolicy) -> Self {
+        Self {
+            policy: policy.metadata.name.clone().unwrap_or_default(),
+            namespaces: policy.spec.namespaces.clone(),
+            selector: policy.spec.namespace_selector.clone(),
+            domains: policy
+                .spec
+                .domains
+                .iter()
+                .filter_map(|d| DomainName::parse(d).ok())
+                .collect(),
+            share: policy.spec.share_identities,
+            default_relay: policy.spec.default_relay,
+        }
+    }
+
+    /// Whether it names a domain that `d` is within, or that is within `d`.
+    fn governs(&self, d: &DomainName) -> bool {
+        self.domains
+            .iter()
+            .any(|g| d.is_within(g) || g.is_within(d))
+    }
+
+    /// Whether it grants `d` (a named domain or a subdomain of one).
+    fn covers(&self, d: &DomainName) -> bool {
+        self.domains.iter().any(|g| d.is_within(g))
+    }
+
+    /// Whether it grants `namespace`, by name or by selector: an empty selector selects every
+    /// namespace; any other needs the namespace's labels, and selects nothing where they are
+    /// not known.
+    fn grants_namespace(&self, namespace: &str, labels: Option<&BTreeMap<String, String>>) -> bool {
+        self.namespaces.iter().any(|n| n == namespace)
+            || match (&self.selector, labels) {
+                (Some(selector), _) if is_empty(selector) => true,
+                (Some(selector), Some(labels)) => selects(selector, labels),
+                _ => false,
+            }
+    }
+}
+
+fn is_empty(selector: &LabelSelector) -> bool {
+    selector
+        .match_labels
+        .as_ref()
+        .is_none_or(BTreeMap::is_empty)
+        && selector
+            .match_expressions
+            .as_ref()
+            .is_none_or(Vec::is_empty)
+}
+
+/// Whether a label selector selects these labels (matchLabels and matchExpressions, ANDed;
+/// an empty selector selects everything, as in Kubernetes).
+pub fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    let labels_match = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let expressions_match = selector.match_expressions.iter().flatten().all(|e| {
+        let values = e.values.as_deref().unwrap_or_default();
+        let value = labels.get(&e.key);
+        match e.operator.as_str() {
+            "In" => value.is_some_and(|v| values.contains(v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            _ => false,
+        }
+    });
+    labels_match && expressions_match
+}
+
+/// Where an SES identity lives: one account and region (so two SenderIdentities naming the
+/// same identity there share one SES identity).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SesScope {
+    pub region: String,
+    /// The role's account; `None` for the operator's own credentials.
+    pub account: Option<String>,
+}
+
+/// What a claim is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claimed {
+    /// A SenderIdentity's identity, verified in SES there.
+    Identity { id: IdentityName, ses: SesScope },
+    /// An EmailSettings' `from`, sent through SES or (`default_relay`) the default relay.
+    From {
+        address: EmailAddress,
+        default_relay: bool,
+    },
+}
+
+/// One object's claim on a domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub namespace: String,
+    /// `SenderIdentity` or `EmailSettings`.
+    pub kind: &'static str,
+    pub name: String,
+    pub created: Option<Timestamp>,
+    pub claimed: Claimed,
+}
+
+impl Claim {
+    pub fn domain(&self) -> &DomainName {
+        match &self.claimed {
+            Claimed::Identity { id, .. } => id.domain(),
+            Claimed::From { address, .. } => address.domain(),
+        }
+    }
+
+    /// Oldest first (objects not created yet, as in `plan`, last), then by namespace, kind
+    /// and name.
+    fn order(&self) -> (bool, Option<Timestamp>, &str, &str, &str) {
+        (
+            self.created.is_none(),
+            self.created,
+            &self.namespace,
+            self.kind,
+            &self.name,
+        )
+    }
+
+    fn describe(&self) -> String {
+        let what = match &self.claimed {
+            Claimed::Identity { id, .. } => format!("verifies {id}"),
+            Claimed::From { address, .. } => format!("sends from {address}"),
+        };
+        format!("{} {}/{} {what}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// What the judge sees of the cluster.
+pub trait World {
+    /// Every SenderPolicy in force.
+    fn grants(&self) -> &[Grant];
+    /// Where the policies live (for messages).
+    fn policy_namespace(&self) -> &str;
+    /// A namespace's labels, when the operator can read them.
+    fn labels(&self, namespace: &str) -> Option<BTreeMap<String, String>>;
+    /// Whether `--default-relay-namespaces` lets `namespace` use the default relay.
+    fn relay_allowed(&self, namespace: &str) -> bool;
+    /// Every claim of a namespace other than `other_than` on a domain within `domain` or that
+    /// `domain` is within.
+    fn overlapping(&self, domain: &DomainName, other_than: &str) -> Vec<Claim>;
+}
+
+/// Judges claims, remembering the verdicts on the earlier claims it needed.
+pub struct Judge<'w, W: World> {
+    world: &'w W,
+    memo: RefCell<HashMap<(String, &'static str, String), Verdict>>,
+}
+
+impl<'w, W: World> Judge<'w, W> {
+    pub fn new(world: &'w W) -> Self {
+        Self {
+            world,
+            memo: RefCell::default(),
+        }
+    }
+
+    /// The verdict on one claim: `Admitted` (with the claimed identity for a SenderIdentity,
+    /// the from domain for an EmailSettings) or `Rejected` with the reason and what to change.
+    pub fn judge(&self, claim: &Claim) -> Verdict {
+        let key = (claim.namespace.clone(), claim.kind, claim.name.clone());
+        if let Some(v) = self.memo.borrow().get(&key) {
+            return v.clone();
+        }
+        let verdict = match self.problem(claim) {
+            Some((reason, message)) => Verdict::Rejected { reason, message },
+            None => Verdict::Admitted(match &claim.claimed {
+                Claimed::Identity { id, .. } => id.clone(),
+                Claimed::From { address, .. } => IdentityName::Domain(address.domain().clone()),
+            }),
+        };
+        self.memo.borrow_mut().insert(key, verdict.clone());
+        verdict
+    }
+
+    fn labels(&self, namespace: &str) -> Option<BTreeMap<String, String>> {
+        self.world.labels(namespace)
+    }
+
+    fn granted(&self, grant: &Grant, namespace: &str) -> bool {
+        grant.grants_namespace(namespace, self.labels(namespace).as_ref())
+    }
+
+    fn problem(&self, claim: &Claim) -> Option<(&'static str, String)> {
+        let domain = claim.domain();
+        let ns = claim.namespace.as_str();
+        let policies = self.world.policy_namespace();
+        if let Claimed::From {
+            default_relay: true,
+            ..
+        } = claim.claimed
+        {
+            let by_policy = self
+                .world
+                .grants()
+                .iter()
+                .any(|g| g.default_relay && g.covers(domain) && self.granted(g, ns));
+            if !by_policy && !self.world.relay_allowed(ns) {
+                return Some((
+                    reasons::DEFAULT_RELAY_NOT_ALLOWED,
+                    format!(
+                        "namespace {ns} may not use the default relay: it is not among the operator's --default-relay-namespaces, and no SenderPolicy in namespace {policies} grants it defaultRelay for {domain}; ask the platform team for one, or use delivery ExternalSmtp or AdvancedSmtp"
+                    ),
+                ));
+            }
+        }
+        let governing: Vec<&Grant> = self
+            .world
+            .grants()
+            .iter()
+            .filter(|g| g.governs(domain))
+            .collect();
+        if !governing.is_empty()
+            && !governing
+                .iter()
+                .any(|g| g.covers(domain) && self.granted(g, ns))
+        {
+            let named: Vec<String> = governing
+                .iter()
+                .map(|g| format!("{} (grants {})", g.policy, granted_to(g)))
+                .collect();
+            return Some((
+                reasons::DOMAIN_NOT_GRANTED,
+                format!(
+                    "{domain} is governed by SenderPolicy {} in namespace {policies}, and namespace {ns} is not granted it; ask the platform team to grant {domain} to {ns} in a SenderPolicy",
+                    named.join(", ")
+                ),
+            ));
+        }
+        let mut earlier: Vec<Claim> = self
+            .world
+            .overlapping(domain, ns)
+            .into_iter()
+            .filter(|e| e.namespace != ns && e.order() < claim.order())
+            .collect();
+        earlier.sort_by(|a, b| a.order().cmp(&b.order()));
+        for e in earlier {
+            if !self.judge(&e).is_admitted() {
+                continue; // a refused claim holds nothing
+            }
+            if governing.is_empty() {
+                return Some((
+                    reasons::DOMAIN_HELD_BY_ANOTHER_NAMESPACE,
+                    format!(
+                        "{domain} is held by namespace {} ({}): a domain no SenderPolicy names belongs to the first namespace that claims it. Ask the platform team for a SenderPolicy in namespace {policies} granting {domain} to both {} and {ns} (with shareIdentities: true to share one SES identity)",
+                        e.namespace,
+                        e.describe(),
+                        e.namespace
+                    ),
+                ));
+            }
+            if let (
+                Claimed::Identity { id, ses },
+                Claimed::Identity {
+                    id: held,
+                    ses: held_ses,
+                },
+            ) = (&claim.claimed, &e.claimed)
+                && super::same_identity(id, held)
+                && ses == held_ses
+                && !governing.iter().any(|g| {
+                    g.share
+                        && g.covers(domain)
+                        && self.granted(g, ns)
+                        && self.granted(g, &e.namespace)
+                })
+            {
+                return Some((
+                    reasons::IDENTITY_SHARING_NOT_ALLOWED,
+                    format!(
+                        "{id} is already claimed in SES {} by namespace {} ({}), and no SenderPolicy in namespace {policies} lets {} and {ns} share it; ask the platform team to set shareIdentities: true on a SenderPolicy granting {domain} to both",
+                        ses.region,
+                        e.namespace,
+                        e.describe(),
+                        e.namespace
+                    ),
+                ));
+            }
+        }
+        None
+    }
+}
+
+fn granted_to(g: &Grant) -> String {
+    let mut parts: Vec<String> = g.namespaces.clone();
+    if g.selector.is_some() {
+        parts.push("namespaces selected by label".into());
+    }
+    parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,453 @@
+use super::*;
+
+/// A cluster as literal claims, policies and labels.
+#[derive(Default)]
+struct Cluster {
+    grants: Vec<Grant>,
+    claims: Vec<Claim>,
+    labels: Option<HashMap<String, BTreeMap<String, String>>>,
+    relay: Vec<String>,
+}
+
+impl World for Cluster {
+    fn grants(&self) -> &[Grant] {
+        &self.grants
+    }
+    fn policy_namespace(&self) -> &str {
+        "email-system"
+    }
+    fn labels(&self, namespace: &str) -> Option<BTreeMap<String, String>> {
+        self.labels.as_ref()?.get(namespace).cloned()
+    }
+    fn relay_allowed(&self, namespace: &str) -> bool {
+        self.relay.iter().any(|n| n == "*" || n == namespace)
+    }
+    fn overlapping(&self, domain: &DomainName, other_than: &str) -> Vec<Claim> {
+        self.claims
+            .iter()
+            .filter(|c| c.namespace != other_than)
+            .filter(|c| c.domain().is_within(domain) || domain.is_within(c.domain()))
+            .cloned()
+            .collect()
+    }
+}
+
+impl Cluster {
+    fn verdict(&self, ns: &str, name: &str) -> Verdict {
+        let claim = self
+            .claims
+            .iter()
+            .find(|c| c.namespace == ns && c.name == name)
+            .expect("a claim of that name");
+        Judge::new(self).judge(claim)
+    }
+
+    fn reason(&self, ns: &str, name: &str) -> Option<&'static str> {
+        match self.verdict(ns, name) {
+            Verdict::Admitted(_) => None,
+            Verdict::Rejected { reason, .. } => Some(reason),
+        }
+    }
+
+    fn message(&self, ns: &str, name: &str) -> String {
+        match self.verdict(ns, name) {
+            Verdict::Admitted(_) => panic!("{ns}/{name} is admitted"),
+            Verdict::Rejected { message, .. } => message,
+        }
+    }
+}
+
+fn eu() -> SesScope {
+    SesScope {
+        region: "eu-west-1".into(),
+        account: None,
+    }
+}
+
+fn identity(ns: &str, name: &str, id: &str, created: i64) -> Claim {
+    identity_in(ns, name, id, created, eu())
+}
+
+fn identity_in(ns: &str, name: &str, id: &str, created: i64, ses: SesScope) -> Claim {
+    Claim {
+        namespace: ns.into(),
+        kind: "SenderIdentity",
+        name: name.into(),
+        created: Some(Timestamp::from_second(created).expect("time")),
+        claimed: Claimed::Identity {
+            id: IdentityName::parse(id).expect("identity"),
+            ses,
+        },
+    }
+}
+
+fn from(ns: &str, address: &str, default_relay: bool, created: i64) -> Claim {
+    Claim {
+        namespace: ns.into(),
+        kind: "EmailSettings",
+        name: "notifications".into(),
+        created: Some(Timestamp::from_second(created).expect("time")),
+        claimed: Claimed::From {
+            address: EmailAddress::parse(address).expect("address"),
+            default_relay,
+        },
+    }
+}
+
+fn grant(policy: &str, namespaces: &[&str], domains: &[&str], share: bool) -> Grant {
+    Grant {
+        policy: policy.into(),
+        namespaces: namespaces.iter().map(|n| n.to_string()).collect(),
+        selector: None,
+        domains: domains
+            .iter()
+            .map(|d| DomainName::parse(d).expect("domain"))
+            .collect(),
+        share,
+        default_relay: false,
+    }
+}
+
+#[test]
+fn a_domain_no_policy_names_is_held_by_the_first_namespace_that_claims_it() {
+    let c = Cluster {
+        claims: vec![
+            identity("billing", "yourcompany-com", "yourcompany.com", 100),
+            identity("shop", "yourcompany-com", "yourcompany.com", 200),
+            identity("shop", "en", "en.yourcompany.com", 201),
+            identity("shop", "noreply", "noreply@yourcompany.com", 202),
+            identity("billing", "second", "contact@yourcompany.com", 300),
+        ],
+        ..Cluster::default()
+    };
+    assert_eq!(c.reason("billing", "yourcompany-com"), None);
+    assert_eq!(
+        c.reason("billing", "second"),
+        None,
+        "the holder's own namespace"
+    );
+    for name in ["yourcompany-com", "en", "noreply"] {
+        assert_eq!(
+            c.reason("shop", name),
+            Some(reasons::DOMAIN_HELD_BY_ANOTHER_NAMESPACE),
+            "{name}: the domain, a subdomain, an address in it"
+        );
+    }
+    let message = c.message("shop", "yourcompany-com");
+    assert!(message.contains("held by namespace billing"), "{message}");
+    assert!(
+        message.contains("SenderPolicy in namespace email-system"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_parent_domain_is_refused_where_a_subdomain_is_held_and_siblings_do_not_conflict() {
+    let c = Cluster {
+        claims: vec![
+            identity("billing", "en", "en.yourcompany.com", 100),
+            identity("shop", "de", "de.yourcompany.com", 200),
+            identity("shop", "parent", "yourcompany.com", 300),
+        ],
+        ..Cluster::default()
+    };
+    assert_eq!(c.reason("shop", "de"), None, "a sibling subdomain");
+    assert_eq!(
+        c.reason("shop", "parent"),
+        Some(reasons::DOMAIN_HELD_BY_ANOTHER_NAMESPACE)
+    );
+}
+
+#[test]
+fn a_refused_claim_holds_nothing_and_removing_a_holder_promotes_the_next() {
+    // x.a.com (first) refuses a.com in another namespace; a.com then holds nothing, so
+    // y.a.com — which does not overlap x.a.com — is admitted.
+    let mut c = Cluster {
+        claims: vec![
+            identity("first", "x", "x.yourcompany.com", 100),
+            identity("second", "parent", "yourcompany.com", 200),
+            identity("third", "y", "y.yourcompany.com", 300),
+        ],
+        ..Cluster::default()
+    };
+    assert_eq!(
+        c.reason("second", "parent"),
+        Some(reasons::DOMAIN_HELD_BY_ANOTHER_NAMESPACE)
+    );
+    assert_eq!(c.reason("third", "y"), None);
+
+    // The first holder goes: the parent is admitted, and now holds y's domain.
+    c.claims.remove(0);
+    assert_eq!(c.reason("second", "parent"), None);
+    assert_eq!(
+        c.reason("third", "y"),
+        Some(reasons::DOMAIN_HELD_BY_ANOTHER_NAMESPACE)
+    );
+}
+
+#[test]
+fn a_from_address_claims_its_domain_like_an_identity() {
+    let c = Cluster {
+        claims: vec![
+            from("internal-tools", "tools@yourcompany.com", false, 100),
+            identity("shop", "yourcompany-com", "yourcompany.com", 200),
+            from("shop", "orders@yourcompany.com", false, 201),
+        ],
+        ..Cluster::default()
+    };
+    assert_eq!(
+        c.reason("shop", "yourcompany-com"),
+        Some(reasons::DOMAIN_HELD_BY_ANOTHER_NAMESPACE)
+    );
+    assert!(
+        c.message("shop", "yourcompany-com").contains(
+            "EmailSettings internal-tools/notifications sends from tools@yourcompany.com"
+        )
+    );
+    assert_eq!(
+        c.reason("shop", "notifications"),
+        Some(reasons::DOMAIN_HELD_BY_ANOTHER_NAMESPACE)
+    );
+}
+
+#[test]
+fn a_governed_domain_is_claimed_only_by_granted_namespaces() {
+    let c = Cluster {
+        grants: vec![grant(
+            "billing",
+            &["billing", "billing-sandbox"],
+            &["yourcompany.com"],
+            false,
+        )],
+        claims: vec![
+            identity("shop", "early", "yourcompany.com", 50),
+            identity("billing", "en", "en.yourcompany.com", 100),
+            identity("shop", "parent", "com-parent.example", 150),
+            identity("shop", "sub", "mail.yourcompany.com", 200),
+        ],
+        ..Cluster::default()
+    };
+    assert_eq!(c.reason("billing", "en"), None);
+    assert_eq!(
+        c.reason("shop", "early"),
+        Some(reasons::DOMAIN_NOT_GRANTED),
+        "being first does not matter"
+    );
+    assert_eq!(c.reason("shop", "sub"), Some(reasons::DOMAIN_NOT_GRANTED));
+    assert_eq!(c.reason("shop", "parent"), None, "another domain");
+    let message = c.message("shop", "early");
+    assert!(
+        message.contains("SenderPolicy billing (grants billing, billing-sandbox)"),
+        "{message}"
+    );
+    assert!(
+        message.contains("namespace shop is not granted"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_parent_of_a_governed_domain_needs_a_grant_that_covers_it() {
+    let c = Cluster {
+        grants: vec![grant("en", &["shop"], &["en.yourcompany.com"], false)],
+        claims: vec![identity("shop", "parent", "yourcompany.com", 100)],
+        ..Cluster::default()
+    };
+    assert_eq!(
+        c.reason("shop", "parent"),
+        Some(reasons::DOMAIN_NOT_GRANTED)
+    );
+}
+
+#[test]
+fn granted_namespaces_share_one_ses_identity_only_with_share_identities() {
+    let claims = vec![
+        identity("billing", "yourcompany-com", "yourcompany.com", 100),
+        identity("billing-sandbox", "yourcompany-com", "yourcompany.com", 200),
+        identity("billing-sandbox", "en", "en.yourcompany.com", 201),
+        identity_in(
+            "billing-sandbox",
+            "us",
+            "yourcompany.com",
+            202,
+            SesScope {
+                region: "us-east-1".into(),
+                account: None,
+            },
+        ),
+    ];
+    let apart = Cluster {
+        grants: vec![grant(
+            "billing",
+            &["billing", "billing-sandbox"],
+            &["yourcompany.com"],
+            false,
+        )],
+        claims: claims.clone(),
+        ..Cluster::default()
+    };
+    assert_eq!(apart.reason("billing", "yourcompany-com"), None);
+    assert_eq!(
+        apart.reason("billing-sandbox", "yourcompany-com"),
+        Some(reasons::IDENTITY_SHARING_NOT_ALLOWED)
+    );
+    assert!(
+        apart
+            .message("billing-sandbox", "yourcompany-com")
+            .contains("shareIdentities: true")
+    );
+    assert_eq!(
+        apart.reason("billing-sandbox", "en"),
+        None,
+        "its own SES identity"
+    );
+    assert_eq!(
+        apart.reason("billing-sandbox", "us"),
+        None,
+        "another region is another SES identity"
+    );
+
+    let shared = Cluster {
+        grants: vec![grant(
+            "billing",
+            &["billing", "billing-sandbox"],
+            &["yourcompany.com"],
+            true,
+        )],
+        claims,
+        ..Cluster::default()
+    };
+    assert_eq!(shared.reason("billing-sandbox", "yourcompany-com"), None);
+
+    // Sharing granted by a policy that grants only one of them does not count.
+    let half = Cluster {
+        grants: vec![
+            grant("prod", &["billing"], &["yourcompany.com"], true),
+            grant("sandbox", &["billing-sandbox"], &["yourcompany.com"], true),
+        ],
+        claims: vec![
+            identity("billing", "yourcompany-com", "yourcompany.com", 100),
+            identity("billing-sandbox", "yourcompany-com", "yourcompany.com", 200),
+        ],
+        ..Cluster::default()
+    };
+    assert_eq!(
+        half.reason("billing-sandbox", "yourcompany-com"),
+        Some(reasons::IDENTITY_SHARING_NOT_ALLOWED)
+    );
+}
+
+#[test]
+fn namespaces_are_selected_by_label_only_where_labels_are_known() {
+    let mut g = grant("team", &[], &["yourcompany.com"], false);
+    g.selector = Some(LabelSelector {
+        match_labels: Some(BTreeMap::from([("team".into(), "billing".into())])),
+        ..LabelSelector::default()
+    });
+    let claims = vec![identity(
+        "billing",
+        "yourcompany-com",
+        "yourcompany.com",
+        100,
+    )];
+    let labels = HashMap::from([(
+        "billing".to_string(),
+        BTreeMap::from([("team".to_string(), "billing".to_string())]),
+    )]);
+    let known = Cluster {
+        grants: vec![g.clone()],
+        claims: claims.clone(),
+        labels: Some(labels),
+        ..Cluster::default()
+    };
+    assert_eq!(known.reason("billing", "yourcompany-com"), None);
+    let unknown = Cluster {
+        grants: vec![g.clone()],
+        claims: claims.clone(),
+        labels: None,
+        ..Cluster::default()
+    };
+    assert_eq!(
+        unknown.reason("billing", "yourcompany-com"),
+        Some(reasons::DOMAIN_NOT_GRANTED)
+    );
+    // An empty selector selects every namespace, labels known or not.
+    let mut everyone = g;
+    everyone.selector = Some(LabelSelector::default());
+    let everywhere = Cluster {
+        grants: vec![everyone],
+        claims,
+        labels: None,
+        ..Cluster::default()
+    };
+    assert_eq!(everywhere.reason("billing", "yourcompany-com"), None);
+}
+
+#[test]
+fn label_selectors_match_as_kubernetes_does() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+    let labels = BTreeMap::from([
+        ("team".to_string(), "billing".to_string()),
+        ("env".to_string(), "prod".to_string()),
+    ]);
+    let expr = |key: &str, op: &str, values: &[&str]| LabelSelector {
+        match_expressions: Some(vec![LabelSelectorRequirement {
+            key: key.into(),
+            operator: op.into(),
+            values: Some(values.iter().map(|v| v.to_string()).collect()),
+        }]),
+        ..LabelSelector::default()
+    };
+    assert!(
+        selects(&LabelSelector::default(), &labels),
+        "empty selects all"
+    );
+    assert!(selects(&expr("env", "In", &["prod", "staging"]), &labels));
+    assert!(!selects(&expr("env", "NotIn", &["prod"]), &labels));
+    assert!(selects(&expr("tier", "NotIn", &["x"]), &labels));
+    assert!(selects(&expr("team", "Exists", &[]), &labels));
+    assert!(!selects(&expr("team", "DoesNotExist", &[]), &labels));
+    assert!(!selects(&expr("team", "Bogus", &[]), &labels));
+}
+
+#[test]
+fn the_default_relay_needs_the_flag_or_a_policy_for_the_from_domain() {
+    let mut relay_grant = grant("tools", &["internal-tools"], &["yourcompany.com"], false);
+    relay_grant.default_relay = true;
+    let c = Cluster {
+        grants: vec![relay_grant],
+        claims: vec![
+            from("internal-tools", "tools@yourcompany.com", true, 100),
+            from("ops", "ops@ops.example", true, 200),
+            from("flagged", "x@flagged.example", true, 300),
+        ],
+        relay: vec!["flagged".into()],
+        ..Cluster::default()
+    };
+    assert_eq!(c.reason("internal-tools", "notifications"), None);
+    assert_eq!(c.reason("flagged", "notifications"), None);
+    assert_eq!(
+        c.reason("ops", "notifications"),
+        Some(reasons::DEFAULT_RELAY_NOT_ALLOWED)
+    );
+    assert!(
+        c.message("ops", "notifications")
+            .contains("--default-relay-namespaces")
+    );
+
+    // A policy without defaultRelay grants the domain but not the relay.
+    let c = Cluster {
+        grants: vec![grant(
+            "tools",
+            &["internal-tools"],
+            &["yourcompany.com"],
+            false,
+        )],
+        claims: vec![from("internal-tools", "tools@yourcompany.com", true, 100)],
+        ..Cluster::default()
+    };
+    assert_eq!(
+        c.reason("internal-tools", "notifications"),
+        Some(reasons::DEFAULT_RELAY_NOT_ALLOWED)
+    );
+}
