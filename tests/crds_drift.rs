@@ -33,6 +33,16 @@ fn the_crds_command_prints_both_files() {
     assert_eq!(String::from_utf8(out.stdout).expect("utf-8"), files);
 }
 
+/// The printer columns' names of a CRD's spec.
+fn columns(spec: &serde_json::Value) -> Vec<&str> {
+    spec["versions"][0]["additionalPrinterColumns"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect()
+}
+
 #[test]
 fn the_crds_carry_names_columns_and_status_subresource() {
     let yaml = crd::crds_yaml().expect("render");
@@ -43,21 +53,11 @@ fn the_crds_carry_names_columns_and_status_subresource() {
     assert_eq!(es["names"]["shortNames"][0], "es");
     assert_eq!(es["names"]["categories"][0], "email");
     assert_eq!(es["scope"], "Namespaced");
-    let cols: Vec<&str> = es["versions"][0]["additionalPrinterColumns"]
-        .as_array()
-        .expect("columns")
-        .iter()
-        .filter_map(|c| c["name"].as_str())
-        .collect();
+    let cols = columns(es);
     assert_eq!(cols, ["Delivery", "From", "Connection", "Ready", "Age"]);
     let sid = &docs[1]["spec"];
     assert_eq!(sid["names"]["shortNames"][0], "sid");
-    let cols: Vec<&str> = sid["versions"][0]["additionalPrinterColumns"]
-        .as_array()
-        .expect("columns")
-        .iter()
-        .filter_map(|c| c["name"].as_str())
-        .collect();
+    let cols = columns(sid);
     assert_eq!(
         cols,
         ["Identity", "Type", "Verification", "DKIM", "Ready", "Age"]
@@ -65,12 +65,7 @@ fn the_crds_carry_names_columns_and_status_subresource() {
     let spol = &docs[2]["spec"];
     assert_eq!(spol["names"]["shortNames"][0], "spol");
     assert_eq!(spol["scope"], "Namespaced");
-    let cols: Vec<&str> = spol["versions"][0]["additionalPrinterColumns"]
-        .as_array()
-        .expect("columns")
-        .iter()
-        .filter_map(|c| c["name"].as_str())
-        .collect();
+    let cols = columns(spol);
     assert_eq!(
         cols,
         ["Domains", "Namespaces", "Share", "Default-Relay", "Age"]

@@ -78,14 +78,8 @@ impl NamespaceIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::memory::tests::config_map as cm;
     use k8s_openapi::api::core::v1::ConfigMap;
-
-    fn cm(ns: &str, name: &str) -> ConfigMap {
-        let mut c = ConfigMap::default();
-        c.metadata.namespace = Some(ns.into());
-        c.metadata.name = Some(name.into());
-        c
-    }
 
     #[test]
     fn follows_applies_and_deletes_per_namespace() {

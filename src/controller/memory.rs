@@ -152,15 +152,21 @@ pub fn key_of<K: kube::Resource>(obj: &K) -> (String, String) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::ConfigMap;
     use std::collections::BTreeSet;
 
-    fn cm(name: &str) -> ConfigMap {
+    /// A ConfigMap `ns/name`: an object of any kind for watch-event tests.
+    pub(crate) fn config_map(ns: &str, name: &str) -> ConfigMap {
         let mut c = ConfigMap::default();
+        c.metadata.namespace = Some(ns.into());
         c.metadata.name = Some(name.into());
         c
+    }
+
+    fn cm(name: &str) -> ConfigMap {
+        config_map("", name)
     }
 
     fn apply(set: &mut BTreeSet<String>, change: Change<'_, ConfigMap>) {

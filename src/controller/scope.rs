@@ -186,15 +186,9 @@ impl<K: Resource + Clone> Merge<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::memory::tests::config_map as cm;
     use k8s_openapi::api::core::v1::ConfigMap;
     use kube::runtime::reflector;
-
-    fn cm(ns: &str, name: &str) -> ConfigMap {
-        let mut c = ConfigMap::default();
-        c.metadata.namespace = Some(ns.into());
-        c.metadata.name = Some(name.into());
-        c
-    }
 
     /// Feeds (watch, event) pairs through a merge into a reflector; the cached names.
     fn run(events: Vec<(usize, watcher::Event<ConfigMap>)>) -> (Vec<String>, usize) {

@@ -10,7 +10,7 @@ use super::memory::{self, Change, Relisted, key_of};
 use crate::crd::email_settings::Delivery;
 use crate::crd::{EmailSettings, SenderIdentity};
 use crate::names::{DomainName, EmailAddress, IdentityName};
-use crate::policy::tenancy::{Claim, Claimed, Grant, Judge, SesScope, World};
+use crate::policy::tenancy::{self, Claim, Claimed, Grant, Judge, SesScope, World};
 use crate::policy::{self, Verdict};
 use futures::channel::mpsc::UnboundedSender;
 use kube::ResourceExt;
@@ -257,12 +257,7 @@ impl<B: Backends> World for Cluster<'_, B> {
     }
 
     fn relay_allowed(&self, namespace: &str) -> bool {
-        self.ctx
-            .config
-            .tenancy
-            .default_relay_namespaces
-            .iter()
-            .any(|n| n == "*" || n == namespace)
+        tenancy::listed(&self.ctx.config.tenancy.default_relay_namespaces, namespace)
     }
 
     fn overlapping(&self, domain: &DomainName, other_than: &str) -> Vec<Claim> {

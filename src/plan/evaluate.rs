@@ -6,9 +6,8 @@ use crate::controller::config::Tenancy;
 use crate::controller::tenancy as tenancy_claims;
 use crate::crd::conditions::reasons;
 use crate::crd::{API_VERSION, EmailSettings, GROUP, SenderIdentity, SenderPolicy};
-use crate::names::DomainName;
 use crate::openapi;
-use crate::policy::tenancy::{Claim, Grant, Judge, World};
+use crate::policy::tenancy::{Grant, Judge, Snapshot};
 use crate::policy::{self, Verdict};
 use kube::CustomResourceExt;
 use serde_json::Value;
@@ -54,11 +53,11 @@ pub fn evaluate(docs: &[Document], tenancy: &Tenancy) -> Report {
         (SID, schema_of::<SenderIdentity>()),
         (SPOL, schema_of::<SenderPolicy>()),
     ];
-    let mut world = PlanWorld {
-        tenancy: tenancy.clone(),
-        grants: vec![],
+    let mut world = Snapshot {
+        policy_namespace: tenancy.policy_namespace.clone(),
+        relay_namespaces: tenancy.default_relay_namespaces.clone(),
         labels: namespace_labels(docs),
-        claims: vec![],
+        ..Snapshot::default()
     };
     let mut entries: Vec<Entry> = vec![];
     let mut ignored = vec![];
@@ -269,7 +268,7 @@ fn pruned_paths(input: &Value, output: &Value, prefix: &str, out: &mut Vec<Strin
 
 /// The policy across objects of each namespace, then tenancy across namespaces, then actions
 /// for what is accepted.
-fn cross_object(entries: &mut [Entry], world: &mut PlanWorld) {
+fn cross_object(entries: &mut [Entry], world: &mut Snapshot) {
     let namespaces: BTreeSet<String> = entries.iter().map(|e| e.report.namespace.clone()).collect();
     // Per namespace: the EmailSettings' output Secret conflicts and their identities' verdicts.
     let mut conflicts: BTreeMap<(String, String), Verdict> = BTreeMap::new();
@@ -422,46 +421,6 @@ fn report_namespace(
                 report.message = message;
             }
         }
-    }
-}
-
-/// The cluster as the inputs describe it, for the tenancy judge.
-struct PlanWorld {
-    tenancy: Tenancy,
-    grants: Vec<Grant>,
-    labels: BTreeMap<String, BTreeMap<String, String>>,
-    claims: Vec<Claim>,
-}
-
-impl World for PlanWorld {
-    fn grants(&self) -> &[Grant] {
-        &self.grants
-    }
-
-    fn policy_namespace(&self) -> &str {
-        &self.tenancy.policy_namespace
-    }
-
-    /// Labels of the namespaces among the inputs; others' are unknown (a selector does not
-    /// select them).
-    fn labels(&self, namespace: &str) -> Option<BTreeMap<String, String>> {
-        self.labels.get(namespace).cloned()
-    }
-
-    fn relay_allowed(&self, namespace: &str) -> bool {
-        self.tenancy
-            .default_relay_namespaces
-            .iter()
-            .any(|n| n == "*" || n == namespace)
-    }
-
-    fn overlapping(&self, domain: &DomainName, other_than: &str) -> Vec<Claim> {
-        self.claims
-            .iter()
-            .filter(|c| c.namespace != other_than)
-            .filter(|c| c.domain().is_within(domain) || domain.is_within(c.domain()))
-            .cloned()
-            .collect()
     }
 }
 

@@ -190,6 +190,50 @@ pub trait World {
     fn overlapping(&self, domain: &DomainName, other_than: &str) -> Vec<Claim>;
 }
 
+/// Whether `namespaces` (as `--default-relay-namespaces` lists them; `*` for all) names
+/// `namespace`.
+pub fn listed(namespaces: &[String], namespace: &str) -> bool {
+    namespaces.iter().any(|n| n == "*" || n == namespace)
+}
+
+/// A cluster as a list of claims (what `plan` reads from its inputs).
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub grants: Vec<Grant>,
+    pub policy_namespace: String,
+    /// The labels of the namespaces known (others' are unknown).
+    pub labels: BTreeMap<String, BTreeMap<String, String>>,
+    pub relay_namespaces: Vec<String>,
+    pub claims: Vec<Claim>,
+}
+
+impl World for Snapshot {
+    fn grants(&self) -> &[Grant] {
+        &self.grants
+    }
+
+    fn policy_namespace(&self) -> &str {
+        &self.policy_namespace
+    }
+
+    fn labels(&self, namespace: &str) -> Option<BTreeMap<String, String>> {
+        self.labels.get(namespace).cloned()
+    }
+
+    fn relay_allowed(&self, namespace: &str) -> bool {
+        listed(&self.relay_namespaces, namespace)
+    }
+
+    fn overlapping(&self, domain: &DomainName, other_than: &str) -> Vec<Claim> {
+        self.claims
+            .iter()
+            .filter(|c| c.namespace != other_than)
+            .filter(|c| c.domain().is_within(domain) || domain.is_within(c.domain()))
+            .cloned()
+            .collect()
+    }
+}
+
 /// Judges claims, remembering the verdicts on the earlier claims it needed.
 pub struct Judge<'w, W: World> {
     world: &'w W,

@@ -351,18 +351,13 @@ async fn working_bed() -> Option<(Bed, Vec<Value>, [support::Server; 2])> {
         &["--user", SES_ACCESS_KEY_ID, "--password", &ses_password],
     )?;
     let mut bed = Bed::up().await;
-    let endpoint = format!("localhost:{}", ses_smtp.port);
-    let ca = cert_dir().join("ca.pem");
-    let mut args: Vec<&str> = FAST.to_vec();
+    let flags = fast_with_ses_smtp(ses_smtp.port, &cert_dir().join("ca.pem"));
+    let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
     args.extend([
         "--default-relay-secret",
         "email-system/relay",
         "--default-relay-namespaces",
         NS,
-        "--ses-smtp-endpoint",
-        &endpoint,
-        "--ses-smtp-ca-file",
-        ca.to_str().expect("path"),
     ]);
     bed.start_operator(&args);
     let working = working_state(&bed, relay.port).await;

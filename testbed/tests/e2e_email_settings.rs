@@ -427,15 +427,8 @@ async fn ses_smtp(regions: &[&str]) -> Option<SesSmtp> {
     }
     let server = smtp_server("starttls-auth", &args)?;
     let mut bed = Bed::up().await;
-    let endpoint = format!("localhost:{}", server.port);
-    let ca = cert_dir().join("ca.pem");
-    let mut args: Vec<&str> = FAST.to_vec();
-    args.extend([
-        "--ses-smtp-endpoint",
-        &endpoint,
-        "--ses-smtp-ca-file",
-        ca.to_str().expect("path"),
-    ]);
+    let flags = fast_with_ses_smtp(server.port, &cert_dir().join("ca.pem"));
+    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
     let log = bed.start_operator(&args);
     bed.namespace("billing").await;
     put_secret(

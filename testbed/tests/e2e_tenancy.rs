@@ -124,15 +124,8 @@ fn start_operator(
         "starttls-auth",
         &["--user", SES_ACCESS_KEY_ID, "--password", &password],
     )?;
-    let endpoint = format!("localhost:{}", ses_smtp.port);
-    let ca = support::cert_dir().join("ca.pem");
-    let mut args: Vec<&str> = FAST.to_vec();
-    args.extend([
-        "--ses-smtp-endpoint",
-        &endpoint,
-        "--ses-smtp-ca-file",
-        ca.to_str().expect("path"),
-    ]);
+    let flags = fast_with_ses_smtp(ses_smtp.port, &support::cert_dir().join("ca.pem"));
+    let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
     args.extend(extra);
     let log = bed.start_operator_as(kubeconfig, NS, &args);
     Some((log, ses_smtp))

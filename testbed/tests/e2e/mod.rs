@@ -439,6 +439,19 @@ pub const FAST: &[&str] = &[
 ];
 pub const WAIT: Duration = Duration::from_secs(30);
 
+/// [`FAST`], with AdvancedSmtp connection tests sent to aiosmtpd on `port` (whose certificate
+/// `ca` signs) instead of SES's SMTP endpoint.
+pub fn fast_with_ses_smtp(port: u16, ca: &std::path::Path) -> Vec<String> {
+    let mut args: Vec<String> = FAST.iter().map(|a| a.to_string()).collect();
+    args.extend([
+        "--ses-smtp-endpoint".to_string(),
+        format!("localhost:{port}"),
+        "--ses-smtp-ca-file".to_string(),
+        ca.display().to_string(),
+    ]);
+    args
+}
+
 pub fn settings(ns: &str, users: &[&str]) -> Value {
     json!({
         "apiVersion": "email.ops.dev/v1alpha1", "kind": "EmailSettings",
