@@ -3,7 +3,7 @@
 mod cli;
 
 use clap::{Parser, Subcommand};
-use cli::args::{SesSmtpArgs, parse_duration};
+use cli::args::{EgressArgs, SesSmtpArgs, parse_duration};
 use cli::run::RunArgs;
 use email_operator::plan;
 use std::path::PathBuf;
@@ -49,6 +49,8 @@ enum Command {
         smtp_timeout: std::time::Duration,
         #[command(flatten)]
         ses_smtp: SesSmtpArgs,
+        #[command(flatten)]
+        egress: EgressArgs,
         /// The namespace whose SenderPolicies the operator honours (its own).
         #[arg(long, default_value = "email-system")]
         policy_namespace: String,
@@ -85,6 +87,7 @@ fn main() -> ExitCode {
             check_smtp,
             smtp_timeout,
             ses_smtp,
+            egress,
             policy_namespace,
             default_relay_namespaces,
         } => {
@@ -108,14 +111,20 @@ fn main() -> ExitCode {
                 };
                 let checked = ses_smtp
                     .endpoint()
+                    .and_then(|endpoint| Ok((endpoint, egress.token_roots()?)))
                     .map_err(|(path, e)| format!("cannot read {path}: {e}"))
-                    .and_then(|endpoint| {
+                    .and_then(|(endpoint, token_roots)| {
+                        let tester = email_operator::smtp::Tester::new(
+                            timeouts,
+                            egress.egress(),
+                            token_roots.as_deref(),
+                        )?;
                         tokio::runtime::Runtime::new()
                             .map_err(|e| format!("cannot start the runtime: {e}"))?
                             .block_on(plan::check_smtp::check(
                                 &mut report,
                                 &docs,
-                                timeouts,
+                                &tester,
                                 &endpoint,
                             ))
                     });

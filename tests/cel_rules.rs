@@ -1,8 +1,8 @@
-//! Every CEL rule in both CRDs, evaluated locally (kube's `cel` feature) with a passing and a
+//! Every CEL rule in the CRDs, evaluated locally (kube's `cel` feature) with a passing and a
 //! failing case each; the failing case asserts the rule's message. A last test proves that the
 //! cases below cover every rule the CRDs carry, so a new rule cannot go untested.
 
-use email_operator::crd::{EmailSettings, SenderIdentity};
+use email_operator::crd::{EmailSettings, SenderIdentity, SenderPolicy};
 use kube::CustomResourceExt;
 use kube::core::cel::Validator;
 use serde_json::{Value, json};
@@ -36,6 +36,11 @@ fn es(spec: Value) -> Value {
 fn sid(spec: Value) -> Value {
     json!({"apiVersion": "email.ops.dev/v1alpha1", "kind": "SenderIdentity",
            "metadata": {"name": "n", "namespace": "billing"}, "spec": spec})
+}
+
+fn spol(spec: Value) -> Value {
+    json!({"apiVersion": "email.ops.dev/v1alpha1", "kind": "SenderPolicy",
+           "metadata": {"name": "n", "namespace": "email-system"}, "spec": spec})
 }
 
 fn external(overrides: Value) -> Value {
@@ -237,7 +242,16 @@ fn cases() -> Vec<Case> {
             "oauth2": {"tokenUrl": "login.example.com/token", "clientId": "abc",
                        "clientSecretRef": {"name": "s", "key": "k"}}}),
             ),
-            "tokenUrl must be an absolute http(s) URL",
+            "tokenUrl must be an absolute https:// URL (the client secret is sent there)",
+        ),
+        fail(
+            "es",
+            external(
+                json!({"authentication": "OAuth2", "passwordSecretRef": null,
+            "oauth2": {"tokenUrl": "http://login.example.com/token", "clientId": "abc",
+                       "clientSecretRef": {"name": "s", "key": "k"}}}),
+            ),
+            "tokenUrl must be an absolute https:// URL (the client secret is sent there)",
         ),
         // socket factory
         pass(
@@ -378,12 +392,48 @@ fn cases() -> Vec<Case> {
             )),
             expect: Some("identity is immutable; create a new SenderIdentity instead"),
         },
+        // SenderPolicy
+        pass(
+            "spol",
+            spol(
+                json!({"namespaces": ["billing", "billing-sandbox"], "domains": ["yourcompany.com"],
+                        "roleArns": ["arn:aws:iam::111122223333:role/ses-billing", "arn:aws:iam::444455556666:role/*"]}),
+            ),
+        ),
+        pass(
+            "spol",
+            spol(json!({"namespaceSelector": {}, "domains": ["yourcompany.com"]})),
+        ),
+        fail(
+            "spol",
+            spol(json!({"domains": ["yourcompany.com"]})),
+            "name the namespaces this policy grants (namespaces) or select them by label (namespaceSelector)",
+        ),
+        fail(
+            "spol",
+            spol(json!({"namespaces": ["Billing"], "domains": ["yourcompany.com"]})),
+            "every namespaces entry must be a namespace name (lower-case letters, digits and -)",
+        ),
+        fail(
+            "spol",
+            spol(json!({"namespaces": ["billing"], "domains": ["yourcompany"]})),
+            "every domains entry must be a domain such as yourcompany.com",
+        ),
+        fail(
+            "spol",
+            spol(
+                json!({"namespaces": ["billing"], "domains": ["yourcompany.com"],
+                        "roleArns": ["arn:aws:iam::111122223333:user/admin"]}),
+            ),
+            "every roleArns entry must be an IAM role ARN such as arn:aws:iam::111122223333:role/ses-billing, or arn:aws:iam::111122223333:role/* for every role of an account",
+        ),
     ]
 }
 
 fn run(case: &Case) -> Vec<String> {
     match case.kind {
         "es" => violations::<EmailSettings>(case.object.clone(), case.old.clone()),
+        "spol" => violations::<SenderPolicy>(case.object.clone(), case.old.clone()),
         _ => violations::<SenderIdentity>(case.object.clone(), case.old.clone()),
     }
 }
@@ -429,6 +479,7 @@ fn the_cases_cover_every_rule_in_the_crds() {
     let mut all = BTreeSet::new();
     rule_messages(&schema_of::<EmailSettings>(), &mut all);
     rule_messages(&schema_of::<SenderIdentity>(), &mut all);
+    rule_messages(&schema_of::<SenderPolicy>(), &mut all);
     let covered: BTreeSet<String> = cases()
         .iter()
         .filter_map(|c| c.expect.map(str::to_string))

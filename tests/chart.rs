@@ -105,6 +105,7 @@ const ALL_FEATURES: &[&str] = &[
     "--set=serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::111122223333:role/email-operator",
     "--set=podAnnotations.example\\.com/team=platform",
     "--set=priorityClassName=system-cluster-critical",
+    "--set=egress.allow={10.20.0.15:25}",
 ];
 
 /// `helm template` as text (with the CRDs when `crds`), or helm's error.
@@ -435,6 +436,7 @@ fn every_optional_feature_renders() {
             "--dns-server=10.0.0.10:53",
             "--aws-account-id=111122223333",
             &format!("--default-relay-secret={NAMESPACE}/{relay}"),
+            "--egress-allow=10.20.0.15:25",
             "--kubeconfig=/etc/kube/config",
         ]
     );
@@ -482,7 +484,26 @@ fn every_optional_feature_renders() {
             "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
         }])
     );
-    assert_eq!(policy["egress"], json!([{}]), "all egress allowed");
+    assert_eq!(
+        policy["egress"],
+        json!([{"to": [
+            {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32"]}},
+            {"ipBlock": {"cidr": "::/0", "except": ["fd00:ec2::254/128"]}},
+        ]}]),
+        "all egress but the cloud metadata service"
+    );
+    let open = template(
+        &helm,
+        &[
+            "--set=networkPolicy.enabled=true",
+            "--set=networkPolicy.blockMetadata=false",
+        ],
+    );
+    assert_eq!(
+        the(&open, "NetworkPolicy")["spec"]["egress"],
+        json!([{}]),
+        "all egress, for node credentials"
+    );
 }
 
 #[test]

@@ -30,6 +30,41 @@ impl SesSmtpArgs {
     }
 }
 
+/// Where tenants' connection tests may go (`run` and `plan --check-smtp`).
+#[derive(clap::Args)]
+pub struct EgressArgs {
+    /// Allow tenants' connection tests (and token requests) to this network despite the deny
+    /// list, e.g. an internal relay: CIDR or CIDR:PORT ([IPv6-CIDR]:PORT). Repeat, or separate
+    /// with commas.
+    #[arg(long, value_delimiter = ',', value_parser = email_operator::smtp::egress::Allowed::parse)]
+    egress_allow: Vec<email_operator::smtp::egress::Allowed>,
+    /// Deny tenants' connection tests this network too, e.g. the cluster's pod and service
+    /// ranges when they are not private addresses (loopback, link-local, private and reserved
+    /// ranges are always denied). Repeat, or separate with commas.
+    #[arg(long, value_delimiter = ',', value_parser = email_operator::smtp::egress::Cidr::parse)]
+    egress_deny: Vec<email_operator::smtp::egress::Cidr>,
+    /// PEM CA certificates trusted for OAuth 2.0 token endpoints besides the web PKI (a
+    /// platform's internal identity provider).
+    #[arg(long)]
+    oauth2_ca_file: Option<PathBuf>,
+}
+
+impl EgressArgs {
+    pub fn egress(&self) -> email_operator::smtp::Egress {
+        email_operator::smtp::Egress::new(self.egress_deny.clone(), self.egress_allow.clone())
+    }
+
+    /// The token endpoints' extra roots; `Err((path, error))` when the file cannot be read.
+    pub fn token_roots(&self) -> Result<Option<Vec<u8>>, (String, std::io::Error)> {
+        match &self.oauth2_ca_file {
+            Some(path) => std::fs::read(path)
+                .map(Some)
+                .map_err(|e| (path.display().to_string(), e)),
+            None => Ok(None),
+        }
+    }
+}
+
 /// `NAMESPACE/NAME`.
 pub fn parse_namespaced(s: &str) -> Result<(String, String), String> {
     match s.split_once('/') {

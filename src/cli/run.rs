@@ -2,7 +2,7 @@
 //! typed [`Config`], and the process around the controllers — logging, metrics, leader
 //! election, signals.
 
-use super::args::{SesSmtpArgs, parse_duration, parse_namespaced};
+use super::args::{EgressArgs, SesSmtpArgs, parse_duration, parse_namespaced};
 use email_operator::controller::{self, Config, config, leader};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -108,6 +108,8 @@ struct SmtpArgs {
     smtp_timeout: Duration,
     #[command(flatten)]
     ses_smtp: SesSmtpArgs,
+    #[command(flatten)]
+    egress: EgressArgs,
 }
 
 #[derive(clap::Args)]
@@ -149,7 +151,7 @@ pub enum RunError {
     #[error("--cluster-id: {0}")]
     ClusterId(String),
     #[error("cannot read {path}: {source}")]
-    SesSmtpCa {
+    CaFile {
         path: String,
         source: std::io::Error,
     },
@@ -174,7 +176,7 @@ impl RunError {
     /// 2 for a flag that cannot work, 1 for everything else.
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            Self::ClusterId(_) | Self::SesSmtpCa { .. } => ExitCode::from(2),
+            Self::ClusterId(_) | Self::CaFile { .. } => ExitCode::from(2),
             _ => ExitCode::FAILURE,
         }
     }
@@ -190,7 +192,12 @@ impl RunArgs {
             .smtp
             .ses_smtp
             .endpoint()
-            .map_err(|(path, source)| RunError::SesSmtpCa { path, source })?;
+            .map_err(|(path, source)| RunError::CaFile { path, source })?;
+        let token_roots = self
+            .smtp
+            .egress
+            .token_roots()
+            .map_err(|(path, source)| RunError::CaFile { path, source })?;
         let r = &self.recheck;
         Ok(Config {
             cluster_id: self.cluster_id.clone(),
@@ -209,6 +216,8 @@ impl RunArgs {
                 },
             },
             smtp: config::Smtp {
+                egress: self.smtp.egress.egress(),
+                token_roots,
                 default_relay: self.smtp.default_relay_secret.clone(),
                 ses_endpoint,
                 timeouts: email_operator::smtp::Timeouts {
@@ -297,9 +306,13 @@ async fn serve(args: &RunArgs, config: Config) -> Result<(), RunError> {
     let client = client(args.kubeconfig.as_ref()).await?;
     let dns = email_operator::dns::lookup::HickoryLookup::new(args.recheck.dns_server)
         .map_err(RunError::Dns)?;
-    let tester =
-        email_operator::smtp::Tester::new(config.smtp.timeouts).map_err(RunError::Tester)?;
-    let backends = controller::Live::new(config.ses.clone(), dns, tester);
+    let tester = email_operator::smtp::Tester::new(
+        config.smtp.timeouts,
+        config.smtp.egress.clone(),
+        config.smtp.token_roots.as_deref(),
+    )
+    .map_err(RunError::Tester)?;
+    let backends = controller::Live::new(config.ses.clone(), &config.cluster_id, dns, tester);
     let addr = args.metrics.metrics_addr;
     let metrics = tokio::net::TcpListener::bind(addr)
         .await

@@ -87,6 +87,10 @@ impl Default for Windows {
 /// How connections are tested.
 #[derive(Debug, Clone, Default)]
 pub struct Smtp {
+    /// Where tenants' tests may connect.
+    pub egress: crate::smtp::Egress,
+    /// PEM roots trusted for token endpoints besides the web PKI.
+    pub token_roots: Option<Vec<u8>>,
     /// The Secret (namespace, name) holding the operator-wide default relay.
     pub default_relay: Option<(String, String)>,
     /// Where AdvancedSmtp connection tests go.

@@ -169,6 +169,38 @@ pub struct Memory {
     pub checked: PerObject<k8s_openapi::jiff::Timestamp>,
     /// Identities whose listed SES status changed since they were last read.
     dirty: Mutex<HashSet<(SesKey, String)>>,
+    /// Events published about each object in the current window (see [`EVENT_BUDGET`]).
+    events: PerObject<(k8s_openapi::jiff::Timestamp, u32)>,
+    /// Connection tests running per namespace (see [`TESTS_PER_NAMESPACE`]).
+    tests_running: Mutex<HashMap<String, usize>>,
+}
+
+/// At most this many Events about one object in [`EVENT_WINDOW`]; more are dropped (and
+/// logged): a flapping object cannot flood the API server for everyone.
+pub const EVENT_BUDGET: u32 = 20;
+pub const EVENT_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// At most this many connection tests of one namespace run at once, so a tenant's
+/// EmailSettings pointing at black holes cannot hold every reconcile slot.
+pub const TESTS_PER_NAMESPACE: usize = 2;
+
+/// One of a namespace's connection-test slots, given back when dropped.
+pub struct TestSlot<'a> {
+    running: &'a Mutex<HashMap<String, usize>>,
+    namespace: String,
+}
+
+impl Drop for TestSlot<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut running) = self.running.lock()
+            && let Some(n) = running.get_mut(&self.namespace)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                running.remove(&self.namespace);
+            }
+        }
+    }
 }
 
 /// What the controllers share.
@@ -233,6 +265,38 @@ impl<B: Backends> Context<B> {
         self.memory.written.forget(uid);
         self.memory.tests.forget(uid);
         self.memory.checked.forget(uid);
+        self.memory.events.forget(uid);
+    }
+
+    /// A connection-test slot of `namespace`, when it has one free.
+    pub fn test_slot(&self, namespace: &str) -> Option<TestSlot<'_>> {
+        let mut running = self.memory.tests_running.lock().ok()?;
+        let n = running.entry(namespace.to_string()).or_default();
+        if *n >= TESTS_PER_NAMESPACE {
+            return None;
+        }
+        *n += 1;
+        Some(TestSlot {
+            running: &self.memory.tests_running,
+            namespace: namespace.to_string(),
+        })
+    }
+
+    /// Whether one more Event about the object `uid` fits its budget (and counts it).
+    fn event_allowed(&self, uid: &str) -> bool {
+        let now = self.clock.now();
+        let window = k8s_openapi::jiff::SignedDuration::try_from(EVENT_WINDOW).unwrap_or_default();
+        let (start, count) = self
+            .memory
+            .events
+            .get(uid)
+            .filter(|(start, _)| now.duration_since(*start) < window)
+            .unwrap_or((now, 0));
+        if count >= EVENT_BUDGET {
+            return false;
+        }
+        self.memory.events.set(uid, (start, count + 1));
+        true
     }
 
     /// The well-formed SenderIdentities of one namespace (only those are copied).
@@ -281,6 +345,11 @@ impl<B: Backends> Context<B> {
         reason: &str,
         note: String,
     ) {
+        let uid = obj.meta().uid.clone().unwrap_or_default();
+        if !uid.is_empty() && !self.event_allowed(&uid) {
+            tracing::debug!(reason, "Event dropped: the object's Event budget is spent");
+            return;
+        }
         let event = events::build(
             &self.reporter,
             &obj.object_ref(&()),

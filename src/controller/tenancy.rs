@@ -164,7 +164,15 @@ pub fn settings_claim(es: &EmailSettings) -> Option<Claim> {
             address: EmailAddress::parse(&es.spec.from).ok()?,
             default_relay: es.spec.delivery == Delivery::Default,
         },
+        role: role_of(es),
     })
+}
+
+/// The role the operator would assume for an EmailSettings' SES calls.
+fn role_of(es: &EmailSettings) -> Option<String> {
+    (es.spec.delivery == Delivery::AdvancedSmtp || es.spec.advanced_smtp.is_some())
+        .then(|| es.spec.advanced_smtp.as_ref()?.role_arn.clone())
+        .flatten()
 }
 
 /// A SenderIdentity's claim on `id` (which its EmailSettings' policy admitted).
@@ -178,6 +186,7 @@ pub fn identity_claim(si: &SenderIdentity, id: &IdentityName, es: &EmailSettings
             id: id.clone(),
             ses: scope(es)?,
         },
+        role: role_of(es),
     })
 }
 
@@ -278,6 +287,34 @@ impl<B: Backends> World for Cluster<'_, B> {
 pub fn judge<B: Backends>(ctx: &Context<B>, claim: &Claim) -> Verdict {
     let cluster = Cluster::new(ctx);
     Judge::new(&cluster).judge(claim)
+}
+
+/// What the policies let a namespace do with a domain beyond claiming it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rights {
+    /// Adopt an existing SES identity of it.
+    pub adopt: bool,
+    /// Publish its records through external-dns.
+    pub publish_records: bool,
+}
+
+/// [`Rights`] of `namespace` on `domain`, from the cached policies.
+pub fn rights<B: Backends>(ctx: &Context<B>, namespace: &str, domain: &DomainName) -> Rights {
+    let cluster = Cluster::new(ctx);
+    Rights {
+        adopt: tenancy::may_adopt(&cluster, namespace, domain),
+        publish_records: tenancy::may_publish_records(&cluster, namespace, domain),
+    }
+}
+
+/// The Secret in the policy namespace with `namespace`'s own credential on the default relay
+/// for `from`'s domain, when a policy names one.
+pub fn relay_credentials<B: Backends>(
+    ctx: &Context<B>,
+    namespace: &str,
+    from: &EmailAddress,
+) -> Option<String> {
+    tenancy::relay_credentials(&Cluster::new(ctx), namespace, from.domain())
 }
 
 /// Wakes, when the claims of a namespace may have changed, the objects of other namespaces

@@ -383,6 +383,24 @@ fn secret_mapper<B: Backends>(
     move |secret| {
         let ns = secret.metadata.namespace.as_deref();
         let name = secret.name_any();
+        // A namespace's own relay credential, named by a policy: every default-relay user.
+        let relay_credential = ns == Some(ctx.config.tenancy.policy_namespace.as_str())
+            && ctx.caches.policies.state().iter().any(|p| {
+                p.spec
+                    .relay_credentials_secret_ref
+                    .as_ref()
+                    .is_some_and(|r| r.name == name)
+            });
+        if relay_credential {
+            return ctx
+                .caches
+                .settings
+                .state()
+                .iter()
+                .filter(|es| es.spec.delivery == crate::crd::email_settings::Delivery::Default)
+                .map(|es| ObjectRef::from_obj(es.as_ref()))
+                .collect();
+        }
         let relay = ctx.config.smtp.default_relay.as_ref();
         let candidates = if email_settings::is_default_relay(ns, &name, relay) {
             ctx.caches.settings.state()

@@ -64,6 +64,14 @@ pub mod reasons {
     /// Neither `--default-relay-namespaces` nor a SenderPolicy lets the namespace use the
     /// default relay with this `from` domain.
     pub const DEFAULT_RELAY_NOT_ALLOWED: &str = "DefaultRelayNotAllowed";
+    /// No SenderPolicy lets the namespace have the operator assume this IAM role.
+    pub const ROLE_NOT_GRANTED: &str = "RoleNotGranted";
+    /// The adopt annotation asks for an existing SES identity no SenderPolicy lets the
+    /// namespace adopt.
+    pub const ADOPTION_NOT_GRANTED: &str = "AdoptionNotGranted";
+    /// `dns.provider: ExternalDNS`, and no SenderPolicy lets the namespace publish records for
+    /// the domain.
+    pub const DNS_PUBLISHING_NOT_GRANTED: &str = "DnsPublishingNotGranted";
     /// Another EmailSettings in the namespace publishes to the same Secret.
     pub const OUTPUT_SECRET_CONFLICT: &str = "OutputSecretConflict";
     /// The SES identity exists and is not tagged as ours.
@@ -91,7 +99,7 @@ pub mod reasons {
     // Connection test (the source's error table, plus SenderRejected).
     pub const UNKNOWN_HOST: &str = "UnknownHost";
     pub const CONNECT_FAILED: &str = "ConnectFailed";
-    pub const CONNECT_TIMEOUT: &str = "ConnectTimeout";
+    pub const HOST_NOT_ALLOWED: &str = "HostNotAllowed";
     pub const BAD_CREDENTIALS: &str = "BadCredentials";
     pub const AUTHENTICATION_FAILED: &str = "AuthenticationFailed";
     pub const AUTHENTICATION_REQUIRED: &str = "AuthenticationRequired";

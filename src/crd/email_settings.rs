@@ -191,9 +191,10 @@ pub struct ExternalSmtp {
 #[serde(rename_all = "camelCase")]
 pub struct OAuth2 {
     /// The provider's token endpoint, e.g. https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token.
+    /// Must be `https://`: the client secret is sent there.
     #[schemars(length(max = 2048))]
-    #[x_kube(validation = kube::core::Rule::new("isURL(self) && self.matches('^https?://[^/]+')")
-        .message("tokenUrl must be an absolute http(s) URL"))]
+    #[x_kube(validation = kube::core::Rule::new("isURL(self) && self.matches('^https://[^/]+')")
+        .message("tokenUrl must be an absolute https:// URL (the client secret is sent there)"))]
     pub token_url: String,
 
     /// The OAuth 2.0 client id.
@@ -312,6 +313,17 @@ pub struct ConnectionTest {
     /// when the implicit-TLS socket failed and the plain fallback succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// What the failed test found (no secret is ever in it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Consecutive failed tests of these inputs: the next waits longer with each (and a
+    /// restarted operator keeps waiting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failures: Option<u32>,
+    /// Which version of the inputs was tested (the generation and the Secrets' versions, as
+    /// a digest; nothing secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<String>,
 }
 
 /// The Secret applications mount.

@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 /// A DNS label: what a namespace name is.
 const NAMESPACE_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 
+/// An IAM role ARN, or every role of an account (`role/*`).
+const ROLE_PATTERN: &str = "^arn:aws[a-z-]*:iam::[0-9]{12}:role/([A-Za-z0-9+=,.@_/-]+|[*])$";
+
 /// The specification of a SenderPolicy.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
@@ -30,7 +33,7 @@ const NAMESPACE_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
     printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
 )]
 #[x_kube(
-    validation = kube::core::Rule::new("size(self.namespaces) > 0 || has(self.namespaceSelector)")
+    validation = kube::core::Rule::new("(has(self.namespaces) && size(self.namespaces) > 0) || has(self.namespaceSelector)")
         .message("name the namespaces this policy grants (namespaces) or select them by label (namespaceSelector)")
 )]
 #[serde(rename_all = "camelCase")]
@@ -67,7 +70,41 @@ pub struct SenderPolicySpec {
     pub share_identities: bool,
 
     /// Whether the granted namespaces may use the operator's default relay
-    /// (`delivery: Default`) with a `from` address in these domains.
+    /// (`delivery: Default`) with a `from` address in these domains. Their published Secret
+    /// then holds the relay's credential: the platform's own — this grant accepts that — unless
+    /// `relayCredentialsSecretRef` names theirs.
     #[serde(default)]
     pub default_relay: bool,
+
+    /// A Secret in this policy's namespace with the granted namespaces' own credential on the
+    /// default relay (keys as the relay's Secret: `username`, `password`, `authentication`,
+    /// `oauth2ClientId`, `oauth2ClientSecret` …): the relay is tested and published with it,
+    /// and the platform's credential never reaches a tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay_credentials_secret_ref: Option<super::LocalObjectRef>,
+
+    /// Whether the granted namespaces may adopt SES identities of these domains that exist
+    /// outside the operator (the annotation `email.ops.dev/adopt: "true"`). The operator never
+    /// deletes an adopted identity, whatever the SenderIdentity's `deletionPolicy`: only its
+    /// claim is removed.
+    #[serde(default)]
+    pub adopt_existing: bool,
+
+    /// The IAM roles the granted namespaces may have the operator assume
+    /// (`advancedSmtp.roleArn`); `arn:aws:iam::111122223333:role/*` for every role of an
+    /// account. The operator assumes a role with the external id
+    /// `email-operator:<cluster-id>:<namespace>` and the session tags
+    /// `email-operator/namespace` and `email-operator/cluster`, so a role's trust policy can
+    /// tell tenants apart. Without a grant a namespace uses the operator's own credentials only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100), inner(length(max = 2048)))]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    #[x_kube(validation = kube::core::Rule::new(format!("self.all(r, r.matches('{ROLE_PATTERN}'))"))
+        .message("every roleArns entry must be an IAM role ARN such as arn:aws:iam::111122223333:role/ses-billing, or arn:aws:iam::111122223333:role/* for every role of an account"))]
+    pub role_arns: Vec<String>,
+
+    /// Whether the granted namespaces' SenderIdentities may publish their records for these
+    /// domains through external-dns (`dns.provider: ExternalDNS`).
+    #[serde(default)]
+    pub publish_records: bool,
 }

@@ -6,7 +6,7 @@
 use super::{Document, ObjectReport, Report};
 use crate::crd::EmailSettings;
 use crate::smtp::target::{self, SecretSource, SesEndpoint};
-use crate::smtp::{ConnectionTest, Tester, Timeouts};
+use crate::smtp::{ConnectionTest, Tester};
 use base64::Engine as _;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -80,11 +80,10 @@ fn settings_of(docs: &[Document], report: &ObjectReport) -> Option<EmailSettings
 pub async fn check(
     report: &mut Report,
     docs: &[Document],
-    timeouts: Timeouts,
+    tester: &Tester,
     ses_endpoint: &SesEndpoint,
 ) -> Result<(), String> {
     let all = secrets(docs);
-    let tester = Tester::new(timeouts)?;
     let mut jobs = vec![];
     for (i, entry) in report.objects.iter().enumerate() {
         if entry.kind != "EmailSettings" || !entry.accepted {

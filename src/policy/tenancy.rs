@@ -36,6 +36,12 @@ pub struct Grant {
     pub domains: Vec<DomainName>,
     pub share: bool,
     pub default_relay: bool,
+    /// The Secret (in the policy namespace) with the granted namespaces' relay credential.
+    pub relay_credentials: Option<String>,
+    pub adopt: bool,
+    /// Role ARNs, or `…:role/*` for an account's every role.
+    pub roles: Vec<String>,
+    pub publish_records: bool,
 }
 
 impl Grant {
@@ -53,7 +59,23 @@ impl Grant {
                 .collect(),
             share: policy.spec.share_identities,
             default_relay: policy.spec.default_relay,
+            relay_credentials: policy
+                .spec
+                .relay_credentials_secret_ref
+                .as_ref()
+                .map(|r| r.name.clone()),
+            adopt: policy.spec.adopt_existing,
+            roles: policy.spec.role_arns.clone(),
+            publish_records: policy.spec.publish_records,
         }
+    }
+
+    /// Whether it lets the operator assume `role`.
+    fn allows_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| match r.strip_suffix('*') {
+            Some(prefix) => role.starts_with(prefix),
+            None => r == role,
+        })
     }
 
     /// Whether it names a domain that `d` is within, or that is within `d`.
@@ -144,6 +166,8 @@ pub struct Claim {
     pub name: String,
     pub created: Option<Timestamp>,
     pub claimed: Claimed,
+    /// The IAM role the operator would assume for it (`advancedSmtp.roleArn`).
+    pub role: Option<String>,
 }
 
 impl Claim {
@@ -188,6 +212,45 @@ pub trait World {
     /// Every claim of a namespace other than `other_than` on a domain within `domain` or that
     /// `domain` is within.
     fn overlapping(&self, domain: &DomainName, other_than: &str) -> Vec<Claim>;
+}
+
+/// The grants that give `namespace` the domain `domain` (it, or a parent of it).
+pub fn grants_of<'w, W: World>(
+    world: &'w W,
+    namespace: &str,
+    domain: &DomainName,
+) -> Vec<&'w Grant> {
+    let labels = world.labels(namespace);
+    world
+        .grants()
+        .iter()
+        .filter(|g| g.covers(domain) && g.grants_namespace(namespace, labels.as_ref()))
+        .collect()
+}
+
+/// Whether a policy lets `namespace` adopt an existing SES identity of `domain`.
+pub fn may_adopt(world: &impl World, namespace: &str, domain: &DomainName) -> bool {
+    grants_of(world, namespace, domain).iter().any(|g| g.adopt)
+}
+
+/// Whether a policy lets `namespace` publish `domain`'s records through external-dns.
+pub fn may_publish_records(world: &impl World, namespace: &str, domain: &DomainName) -> bool {
+    grants_of(world, namespace, domain)
+        .iter()
+        .any(|g| g.publish_records)
+}
+
+/// The Secret (in the policy namespace) with `namespace`'s own credential on the default relay
+/// for `from` domain, when a policy names one.
+pub fn relay_credentials(
+    world: &impl World,
+    namespace: &str,
+    domain: &DomainName,
+) -> Option<String> {
+    grants_of(world, namespace, domain)
+        .into_iter()
+        .filter(|g| g.default_relay)
+        .find_map(|g| g.relay_credentials.clone())
 }
 
 /// Whether `namespaces` (as `--default-relay-namespaces` lists them; `*` for all) names
@@ -278,6 +341,20 @@ impl<'w, W: World> Judge<'w, W> {
         let domain = claim.domain();
         let ns = claim.namespace.as_str();
         let policies = self.world.policy_namespace();
+        if let Some(role) = &claim.role
+            && !self
+                .world
+                .grants()
+                .iter()
+                .any(|g| g.allows_role(role) && self.granted(g, ns))
+        {
+            return Some((
+                reasons::ROLE_NOT_GRANTED,
+                format!(
+                    "namespace {ns} may not have the operator assume {role}: no SenderPolicy in namespace {policies} grants it that role (roleArns); remove advancedSmtp.roleArn to use the operator's own credentials, or ask the platform team for the grant"
+                ),
+            ));
+        }
         if let Claimed::From {
             default_relay: true,
             ..

@@ -27,6 +27,7 @@ impl AwsSes {
     pub async fn new(
         region: &str,
         role_arn: Option<&str>,
+        session: Option<&crate::controller::backends::RoleSession>,
         account_id: Option<&str>,
         limiter: Arc<RateLimiter>,
     ) -> Self {
@@ -39,12 +40,16 @@ impl AwsSes {
         let config = match role_arn {
             None => base,
             Some(arn) => {
-                let provider = aws_config::sts::AssumeRoleProvider::builder(arn)
+                let mut builder = aws_config::sts::AssumeRoleProvider::builder(arn)
                     .session_name("email-operator")
-                    .region(region)
-                    .configure(&base)
-                    .build()
-                    .await;
+                    .region(region);
+                if let Some(s) = session {
+                    builder = builder
+                        .session_name(s.session_name.clone())
+                        .external_id(s.external_id.clone())
+                        .tags(s.tags.clone());
+                }
+                let provider = builder.configure(&base).build().await;
                 base.into_builder()
                     .credentials_provider(
                         aws_credential_types::provider::SharedCredentialsProvider::new(provider),

@@ -15,6 +15,9 @@ use std::future::Future;
 /// Tag marking an identity as created (or adopted) by email-operator.
 pub const MANAGED_BY_KEY: &str = "email.ops.dev/managed-by";
 pub const MANAGED_BY_VALUE: &str = "email-operator";
+/// Marks an identity the operator adopted (it existed before; the operator never deletes it).
+pub const ADOPTED_KEY: &str = "email.ops.dev/adopted";
+
 /// Prefix of the per-owner tags.
 pub const OWNER_KEY_PREFIX: &str = "email.ops.dev/owner/";
 
@@ -325,6 +328,12 @@ pub fn tag_count_after(tags: &[(String, String)], adding: &[(String, String)]) -
 pub fn is_managed(tags: &[(String, String)]) -> bool {
     tags.iter()
         .any(|(k, v)| k == MANAGED_BY_KEY && v == MANAGED_BY_VALUE)
+}
+
+/// Whether the operator adopted the identity (it was not created by the operator): it is
+/// never deleted nor re-created, only claimed and released.
+pub fn is_adopted(tags: &[(String, String)]) -> bool {
+    tags.iter().any(|(k, _)| k == ADOPTED_KEY)
 }
 
 /// The owner tags on an identity (key, value).

@@ -10,10 +10,12 @@ use crate::crd::conditions::reasons;
 pub enum Failure {
     #[error("Unknown SMTP host: {0}")]
     UnknownHost(String),
+    /// Refused, unreachable or silent: a tenant is not told which (that would map networks).
     #[error("Could not connect to SMTP host: {0}")]
     ConnectFailed(String),
-    #[error("Connect timed out: {0}")]
-    ConnectTimeout(String),
+    /// The host (every address it resolves to) is one tenants' connections may not reach.
+    #[error("Host not allowed: {0} is not a host a tenant's connection test may reach")]
+    HostNotAllowed(String),
     #[error("Authentication failed: Bad username / password: {0}")]
     BadCredentials(String),
     #[error("Authentication failed: {0}")]
@@ -37,7 +39,7 @@ impl Failure {
         match self {
             Self::UnknownHost(_) => reasons::UNKNOWN_HOST,
             Self::ConnectFailed(_) => reasons::CONNECT_FAILED,
-            Self::ConnectTimeout(_) => reasons::CONNECT_TIMEOUT,
+            Self::HostNotAllowed(_) => reasons::HOST_NOT_ALLOWED,
             Self::BadCredentials(_) => reasons::BAD_CREDENTIALS,
             Self::AuthenticationFailed(_) => reasons::AUTHENTICATION_FAILED,
             Self::AuthenticationRequired(_) => reasons::AUTHENTICATION_REQUIRED,
@@ -52,8 +54,11 @@ impl Failure {
     pub fn action(&self) -> &'static str {
         match self {
             Self::UnknownHost(_) => "Check that externalSmtp.host is correct.",
-            Self::ConnectFailed(_) | Self::ConnectTimeout(_) => {
-                "Check that the port is correct. If it is, the SMTP server may have a temporary problem; the test is retried automatically."
+            Self::ConnectFailed(_) => {
+                "Check that the host and port are correct. If they are, the SMTP server may have a temporary problem; the test is retried automatically."
+            }
+            Self::HostNotAllowed(_) => {
+                "Use the relay's public host name. An internal relay must be allowed by the platform team (the operator's --egress-allow)."
             }
             Self::BadCredentials(_) => {
                 "Check the username and the password in the referenced Secret (Gmail needs an app password)."
@@ -76,6 +81,40 @@ impl Failure {
         }
     }
 
+    /// The detail the failure carries (host, port, what the server answered; never a secret).
+    pub fn detail(&self) -> &str {
+        match self {
+            Self::UnknownHost(d)
+            | Self::ConnectFailed(d)
+            | Self::HostNotAllowed(d)
+            | Self::BadCredentials(d)
+            | Self::AuthenticationFailed(d)
+            | Self::AuthenticationRequired(d)
+            | Self::ReadTimeout(d)
+            | Self::TlsUpgradeFailed(d)
+            | Self::SenderRejected(d)
+            | Self::StartTlsRequired(d) => d,
+        }
+    }
+
+    /// The failure of `reason` with `detail` (as [`Failure::reason`] and [`Failure::detail`]
+    /// gave them), e.g. read back from a status.
+    pub fn from_reason(reason: &str, detail: String) -> Option<Self> {
+        Some(match reason {
+            reasons::UNKNOWN_HOST => Self::UnknownHost(detail),
+            reasons::CONNECT_FAILED => Self::ConnectFailed(detail),
+            reasons::HOST_NOT_ALLOWED => Self::HostNotAllowed(detail),
+            reasons::BAD_CREDENTIALS => Self::BadCredentials(detail),
+            reasons::AUTHENTICATION_FAILED => Self::AuthenticationFailed(detail),
+            reasons::AUTHENTICATION_REQUIRED => Self::AuthenticationRequired(detail),
+            reasons::READ_TIMEOUT => Self::ReadTimeout(detail),
+            reasons::TLS_UPGRADE_FAILED => Self::TlsUpgradeFailed(detail),
+            reasons::SENDER_REJECTED => Self::SenderRejected(detail),
+            reasons::START_TLS_REQUIRED => Self::StartTlsRequired(detail),
+            _ => return None,
+        })
+    }
+
     /// The condition message: what happened, the detail, and the action.
     pub fn condition_message(&self) -> String {
         format!("{self}. {}", self.action())
@@ -83,10 +122,7 @@ impl Failure {
 
     /// Failures that may pass on their own (worth a sooner retry).
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            Self::ConnectFailed(_) | Self::ConnectTimeout(_) | Self::ReadTimeout(_)
-        )
+        matches!(self, Self::ConnectFailed(_) | Self::ReadTimeout(_))
     }
 }
 

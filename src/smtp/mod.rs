@@ -2,19 +2,23 @@
 //! socket, with plain fallback), EHLO, STARTTLS when required, AUTH, `MAIL FROM:<from>`, RSET,
 //! QUIT. Nothing is ever sent. Failures are classified into the source's table ([`Failure`]).
 //!
-//! [`Prober`] is the seam the controller and `plan --check-smtp` use; [`LettreProber`] is the
-//! real implementation, tested against real servers.
+//! [`Prober`] is the seam the controller and `plan --check-smtp` use; [`SmtpProber`] is the
+//! real implementation (the operator's own bounded SMTP client, [`session`]), tested against
+//! real servers. Where a tenant's test may connect is [`egress`]'s business.
 
+pub mod egress;
 mod failure;
 mod hints;
 pub mod oauth2;
 mod probe;
 pub mod ses_password;
+pub mod session;
 pub mod target;
 
+pub use egress::Egress;
 pub use failure::{Failure, describe_tls_error};
 pub use hints::provider_hints;
-pub use probe::LettreProber;
+pub use probe::SmtpProber;
 
 use std::fmt;
 use std::future::Future;
@@ -73,6 +77,10 @@ pub struct Target {
     pub from: String,
     /// PEM roots that replace the web PKI roots (a private relay's CA).
     pub ca_bundle_pem: Option<Vec<u8>>,
+    /// The host (and token URL) come from the tenant: connections go only where
+    /// [`Egress`] lets them. False for what the platform configured (the default relay, the
+    /// SES SMTP endpoint).
+    pub restricted: bool,
 }
 
 /// How the connection that passed was made.
@@ -151,18 +159,23 @@ pub trait ConnectionTest: Send + Sync {
 }
 
 /// The real [`ConnectionTest`]: an OAuth 2.0 token when there is a grant, then the SMTP
-/// conversation with lettre.
+/// conversation.
 #[derive(Debug)]
 pub struct Tester {
-    prober: LettreProber,
+    prober: SmtpProber,
     tokens: oauth2::TokenSource,
 }
 
 impl Tester {
-    pub fn new(timeouts: Timeouts) -> Result<Self, String> {
+    /// `token_roots`: PEM roots trusted for token endpoints besides the web PKI.
+    pub fn new(
+        timeouts: Timeouts,
+        egress: Egress,
+        token_roots: Option<&[u8]>,
+    ) -> Result<Self, String> {
         Ok(Self {
-            prober: LettreProber::new(timeouts),
-            tokens: oauth2::TokenSource::new(timeouts.conversation)?,
+            tokens: oauth2::TokenSource::new(timeouts.conversation, egress.clone(), token_roots)?,
+            prober: SmtpProber::new(timeouts, egress),
         })
     }
 }
@@ -182,7 +195,7 @@ pub async fn run_test(
 ) -> Result<Outcome, Failure> {
     match &prepared.oauth2 {
         Some(grant) => {
-            let token = tokens.token(grant).await?;
+            let token = tokens.token(grant, prepared.target.restricted).await?;
             prober
                 .probe(&prepared.clone().with_token(token).target)
                 .await

@@ -1,75 +1,57 @@
-//! The real connection test on lettre's SMTP client. lettre's own timeout covers only the TCP
-//! connect, so the TCP connect and the implicit-TLS handshake are done here and every later
-//! step runs under a deadline; name resolution comes first so an unknown host is told apart
-//! from a refused or unreachable one.
+//! The real connection test over sockets, with the operator's own SMTP client
+//! ([`super::session`]): resolve the host, check where it may go ([`Egress`], for a host the
+//! tenant wrote), connect to a checked address, implicit TLS or STARTTLS, AUTH, MAIL FROM.
+//! The whole test runs under one deadline — every address, the fallback and every reply — so a
+//! server that stalls costs a bounded time; at most [`super::egress::MAX_ADDRESSES`] addresses
+//! are tried.
+//!
+//! What the tenant reads is what it needs to fix its settings: it does not tell a refused port
+//! from a filtered one, nor show the resolved address or a non-SMTP banner (the operator's log
+//! keeps those details).
 
+use super::egress::Egress;
+use super::session::{self, Conn, Extensions, Reply, Session};
 use super::{Auth, ConnectionPath, Failure, Outcome, Prober, Target, Timeouts, describe_tls_error};
-use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{
-    AsyncSmtpConnection, AsyncTokioStream, Certificate, CertificateStore, TlsParameters,
-};
-use lettre::transport::smtp::commands::{Mail, Rset};
-use lettre::transport::smtp::extension::ClientId;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
-use std::net::SocketAddr;
-use std::pin::Pin;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant as Deadline, timeout, timeout_at};
 
 /// The connection test over real sockets.
 #[derive(Debug, Clone, Default)]
-pub struct LettreProber {
+pub struct SmtpProber {
     pub timeouts: Timeouts,
+    /// Where a host the tenant wrote may go.
+    pub egress: Egress,
 }
 
-impl LettreProber {
-    pub fn new(timeouts: Timeouts) -> Self {
-        Self { timeouts }
+impl SmtpProber {
+    pub fn new(timeouts: Timeouts, egress: Egress) -> Self {
+        Self { timeouts, egress }
+    }
+
+    /// The whole test's time: the connect bound and the conversation's.
+    fn budget(&self) -> std::time::Duration {
+        self.timeouts.connect + self.timeouts.conversation
     }
 }
 
-impl Prober for LettreProber {
+impl Prober for SmtpProber {
     async fn probe(&self, target: &Target) -> Result<Outcome, Failure> {
         let started = Instant::now();
-        let addrs = resolve(&target.host, target.port, self.timeouts).await?;
-        let result = match target.implicit_tls {
-            Some(tls) => match self.attempt(target, &addrs, tls.port, Mode::Implicit).await {
-                Err(first) if tls.fallback && is_socket_level(&first) => self
-                    .attempt(target, &addrs, target.port, plain_mode(target))
-                    .await
-                    .map(|p| {
-                        if p == ConnectionPath::Plain {
-                            ConnectionPath::FallbackPlain
-                        } else {
-                            p
-                        }
-                    })
-                    .map(|p| (p, target.port))
-                    .map_err(|second| {
-                        if is_socket_level(&second) {
-                            with_detail(
-                                first,
-                                &format!(
-                                    "; the plain fallback on port {} failed too: {second}",
-                                    target.port
-                                ),
-                            )
-                        } else {
-                            second
-                        }
-                    }),
-                other => other.map(|p| (p, tls.port)),
-            },
-            None => self
-                .attempt(target, &addrs, target.port, plain_mode(target))
-                .await
-                .map(|p| (p, target.port)),
-        };
+        let deadline = Deadline::now() + self.budget();
+        let result = timeout_at(deadline, self.run(target, deadline)).await;
+        let result = result.unwrap_or_else(|_| {
+            Err(Failure::ReadTimeout(format!(
+                "{}:{} did not complete the test within {}s",
+                target.host,
+                target.port,
+                self.budget().as_secs()
+            )))
+        });
         result.map(|(path, port)| Outcome {
             path,
             port,
@@ -97,237 +79,319 @@ fn plain_mode(target: &Target) -> Mode {
 fn is_socket_level(f: &Failure) -> bool {
     matches!(
         f,
-        Failure::ConnectFailed(_)
-            | Failure::ConnectTimeout(_)
-            | Failure::TlsUpgradeFailed(_)
-            | Failure::ReadTimeout(_)
+        Failure::ConnectFailed(_) | Failure::TlsUpgradeFailed(_) | Failure::ReadTimeout(_)
     )
 }
 
 fn with_detail(f: Failure, extra: &str) -> Failure {
     match f {
         Failure::ConnectFailed(d) => Failure::ConnectFailed(d + extra),
-        Failure::ConnectTimeout(d) => Failure::ConnectTimeout(d + extra),
         Failure::TlsUpgradeFailed(d) => Failure::TlsUpgradeFailed(d + extra),
         Failure::ReadTimeout(d) => Failure::ReadTimeout(d + extra),
         other => other,
     }
 }
 
-async fn resolve(host: &str, port: u16, t: Timeouts) -> Result<Vec<SocketAddr>, Failure> {
-    let unknown = || Failure::UnknownHost(format!("{host} cannot be resolved"));
-    match timeout(t.connect, tokio::net::lookup_host((host, port))).await {
-        Ok(Ok(addrs)) => {
-            let addrs: Vec<SocketAddr> = addrs.collect();
-            if addrs.is_empty() {
-                Err(unknown())
-            } else {
-                Ok(addrs)
+impl SmtpProber {
+    async fn run(
+        &self,
+        target: &Target,
+        deadline: Deadline,
+    ) -> Result<(ConnectionPath, u16), Failure> {
+        let ips = Egress::lookup(&target.host, self.timeouts.connect).await?;
+        let unrestricted = Egress::unrestricted();
+        let egress = if target.restricted {
+            &self.egress
+        } else {
+            &unrestricted
+        };
+        let attempt = |port: u16, mode: Mode| {
+            let ips = &ips;
+            async move {
+                let addrs = egress.addresses(&target.host, ips, port)?;
+                self.attempt(target, &addrs, port, mode, deadline).await
             }
+        };
+        let Some(tls) = target.implicit_tls else {
+            return attempt(target.port, plain_mode(target))
+                .await
+                .map(|p| (p, target.port));
+        };
+        match attempt(tls.port, Mode::Implicit).await {
+            Err(first) if tls.fallback && is_socket_level(&first) => {
+                match attempt(target.port, plain_mode(target)).await {
+                    Ok(ConnectionPath::Plain) => Ok((ConnectionPath::FallbackPlain, target.port)),
+                    Ok(p) => Ok((p, target.port)),
+                    Err(second) if is_socket_level(&second) => Err(with_detail(
+                        first,
+                        &format!(
+                            "; the plain fallback on port {} failed too: {second}",
+                            target.port
+                        ),
+                    )),
+                    Err(second) => Err(second),
+                }
+            }
+            other => other.map(|p| (p, tls.port)),
         }
-        Ok(Err(_)) | Err(_) => Err(unknown()),
     }
-}
 
-impl LettreProber {
     async fn attempt(
         &self,
         target: &Target,
         addrs: &[SocketAddr],
         port: u16,
         mode: Mode,
+        deadline: Deadline,
     ) -> Result<ConnectionPath, Failure> {
         let host = &target.host;
         let tcp = connect(host, addrs, port, self.timeouts).await?;
-        let deadline = Deadline::now() + self.timeouts.conversation;
-        let read_timeout = |what: &str| {
-            Failure::ReadTimeout(format!(
-                "{host}:{port} did not {what} within {}s",
-                self.timeouts.conversation.as_secs()
-            ))
-        };
-        let stream: Box<dyn AsyncTokioStream> = if mode == Mode::Implicit {
-            let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(target)?));
-            let name = ServerName::try_from(host.clone()).map_err(|_| {
-                Failure::UnknownHost(format!("{host} is not a valid TLS server name"))
-            })?;
-            match timeout_at(deadline, connector.connect(name, tcp.inner)).await {
+        let read_timeout =
+            |what: &str| Failure::ReadTimeout(format!("{host}:{port} did not {what} in time"));
+        let conn = if mode == Mode::Implicit {
+            match timeout_at(deadline, tls_connect(target, tcp)).await {
                 Err(_) => return Err(read_timeout("complete the TLS handshake")),
-                Ok(Err(e)) => {
-                    return Err(Failure::TlsUpgradeFailed(format!(
-                        "{host}:{port}: {}",
-                        describe_tls_error(&e)
-                    )));
-                }
-                Ok(Ok(tls)) => Box::new(Stream {
-                    inner: tls,
-                    peer: tcp.peer,
-                }),
+                Ok(Err(e)) => return Err(tls_failure(host, port, e)),
+                Ok(Ok(tls)) => Conn::Tls(Box::new(tls)),
             }
         } else {
-            Box::new(tcp)
+            Conn::Plain(tcp)
         };
-
-        let client_id = ClientId::Domain("email-operator.local".into());
-        let mut conn = match timeout_at(
-            deadline,
-            AsyncSmtpConnection::connect_with_transport(stream, &client_id),
-        )
-        .await
-        {
-            Err(_) => return Err(read_timeout("greet")),
-            Ok(Err(e)) => {
-                return Err(Failure::ConnectFailed(format!(
-                    "{host}:{port} closed the connection before greeting: {e}"
-                )));
+        let mut s = Session::new(conn);
+        let not_smtp =
+            || Failure::ConnectFailed(format!("{host}:{port} did not answer as an SMTP server"));
+        let io = |e: session::Error, what: &str| match e {
+            session::Error::NotSmtp => not_smtp(),
+            session::Error::Io(e) => {
+                tracing::info!(host, port, error = %e, "connection test: the connection failed");
+                Failure::ConnectFailed(format!("{host}:{port} closed the connection {what}"))
             }
-            Ok(Ok(c)) => c,
+        };
+        let step = |r: Result<Result<Reply, session::Error>, tokio::time::error::Elapsed>,
+                    what: &str|
+         -> Result<Reply, Failure> {
+            match r {
+                Err(_) => Err(read_timeout(what)),
+                Ok(Err(e)) => Err(io(e, &format!("instead of answering {what}"))),
+                Ok(Ok(reply)) => Ok(reply),
+            }
         };
 
+        let greeting = step(timeout_at(deadline, s.reply()).await, "greet")?;
+        if greeting.code != 220 {
+            return Err(Failure::ConnectFailed(format!(
+                "{host}:{port} refused the session ({})",
+                greeting.summary()
+            )));
+        }
+        let mut ext = ehlo(&mut s, deadline, host, port).await?;
         let mut path = if mode == Mode::Implicit {
             ConnectionPath::Implicit
         } else {
             ConnectionPath::Plain
         };
         if mode == Mode::StartTls {
-            if !conn.can_starttls() {
-                conn.abort().await;
+            if !ext.starttls {
                 return Err(Failure::TlsUpgradeFailed(format!(
                     "{host}:{port} does not offer STARTTLS, and startTls requires it"
                 )));
             }
-            let params = tls_parameters(target)?;
-            match timeout_at(deadline, conn.starttls(params, &client_id)).await {
-                Err(_) => return Err(read_timeout("complete STARTTLS")),
-                Ok(Err(e)) => {
+            let tcp = match timeout_at(deadline, s.starttls()).await {
+                Err(_) => return Err(read_timeout("answer STARTTLS")),
+                // Bytes after its 220 instead of a TLS handshake (or an injection attempt).
+                Ok(Err(session::Error::NotSmtp)) => {
                     return Err(Failure::TlsUpgradeFailed(format!(
-                        "{host}:{port}: {}",
-                        describe_tls_error(&e)
+                        "{host}:{port} sent data instead of starting TLS"
                     )));
                 }
-                Ok(Ok(())) => path = ConnectionPath::StartTls,
-            }
+                Ok(Err(e)) => return Err(io(e, "during STARTTLS")),
+                Ok(Ok(Err(reply))) => {
+                    return Err(Failure::TlsUpgradeFailed(format!(
+                        "{host}:{port} answered STARTTLS with {}",
+                        reply.summary()
+                    )));
+                }
+                Ok(Ok(Ok(tcp))) => tcp,
+            };
+            s = match timeout_at(deadline, tls_connect(target, tcp)).await {
+                Err(_) => return Err(read_timeout("complete STARTTLS")),
+                Ok(Err(e)) => return Err(tls_failure(host, port, e)),
+                Ok(Ok(tls)) => Session::new(Conn::Tls(Box::new(tls))),
+            };
+            path = ConnectionPath::StartTls;
+            ext = ehlo(&mut s, deadline, host, port).await?;
         }
 
         if let Some(auth) = &target.auth {
-            let (mechanisms, credentials, oauth): (&[Mechanism], Credentials, bool) = match auth {
-                Auth::Password { username, password } => (
-                    &[Mechanism::Plain, Mechanism::Login],
-                    Credentials::new(username.clone(), password.expose().to_string()),
-                    false,
-                ),
-                Auth::XOAuth2 { username, token } => (
-                    &[Mechanism::Xoauth2],
-                    Credentials::new(username.clone(), token.expose().to_string()),
-                    true,
-                ),
-            };
-            // Offering STARTTLS and no mechanism before it means AUTH comes only after the
-            // upgrade: say that, rather than blame the credentials.
-            let offered = mechanisms
-                .iter()
-                .any(|m| conn.server_info().supports_auth_mechanism(*m));
-            if !offered && path == ConnectionPath::Plain && conn.can_starttls() {
-                conn.abort().await;
-                return Err(Failure::StartTlsRequired(format!(
-                    "{host}:{port} offers STARTTLS and no authentication before it"
-                )));
-            }
-            match timeout_at(deadline, conn.auth(mechanisms, &credentials)).await {
-                Err(_) => return Err(read_timeout("answer AUTH")),
-                Ok(Err(e)) => return Err(classify_auth(&e, oauth, host, port)),
-                Ok(Ok(_)) => {}
-            }
+            authenticate(&mut s, auth, &ext, path, deadline, host, port).await?;
         }
 
-        let from: lettre::Address = target.from.parse().map_err(|_| {
-            Failure::SenderRejected(format!("{:?} is not a valid sender address", target.from))
-        })?;
-        match timeout_at(deadline, conn.command(Mail::new(Some(from), vec![]))).await {
-            Err(_) => return Err(read_timeout("answer MAIL FROM")),
-            Ok(Err(e)) => return Err(classify_mail_from(&e, &target.from)),
-            Ok(Ok(_)) => {}
+        let reply = step(
+            timeout_at(deadline, s.command(&format!("MAIL FROM:<{}>", target.from))).await,
+            "MAIL FROM",
+        )?;
+        if !reply.is_positive() {
+            let detail = format!("MAIL FROM:<{}> answered {}", target.from, reply.summary());
+            return Err(match reply.code {
+                530 => Failure::AuthenticationRequired(detail),
+                _ => Failure::SenderRejected(detail),
+            });
         }
         // RSET and QUIT are courtesy: the test has passed once MAIL FROM is accepted.
-        let _ = timeout_at(deadline, conn.command(Rset)).await;
-        let _ = timeout_at(deadline, conn.quit()).await;
+        let _ = timeout_at(deadline, s.quit()).await;
         Ok(path)
     }
 }
 
-/// A TCP connection with its peer address (lettre wants one).
-#[derive(Debug)]
-struct Stream<S> {
-    inner: S,
-    peer: SocketAddr,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Stream<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+async fn ehlo(
+    s: &mut Session,
+    deadline: Deadline,
+    host: &str,
+    port: u16,
+) -> Result<Extensions, Failure> {
+    match timeout_at(deadline, s.ehlo()).await {
+        Err(_) => Err(Failure::ReadTimeout(format!(
+            "{host}:{port} did not answer EHLO in time"
+        ))),
+        Ok(Err(session::Error::NotSmtp)) => Err(Failure::ConnectFailed(format!(
+            "{host}:{port} did not answer as an SMTP server"
+        ))),
+        Ok(Err(session::Error::Io(_))) => Err(Failure::ConnectFailed(format!(
+            "{host}:{port} closed the connection instead of answering EHLO"
+        ))),
+        Ok(Ok((reply, _))) if !reply.is_positive() => Err(Failure::ConnectFailed(format!(
+            "{host}:{port} refused EHLO ({})",
+            reply.summary()
+        ))),
+        Ok(Ok((_, ext))) => Ok(ext),
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Stream<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+/// AUTH with the first mechanism both sides know: PLAIN, else LOGIN, for a password; XOAUTH2
+/// for a token.
+async fn authenticate(
+    s: &mut Session,
+    auth: &Auth,
+    ext: &Extensions,
+    path: ConnectionPath,
+    deadline: Deadline,
+    host: &str,
+    port: u16,
+) -> Result<(), Failure> {
+    let (mechanism, oauth) = match auth {
+        Auth::Password { .. } if ext.offers("PLAIN") => ("PLAIN", false),
+        Auth::Password { .. } if ext.offers("LOGIN") => ("LOGIN", false),
+        Auth::XOAuth2 { .. } if ext.offers("XOAUTH2") => ("XOAUTH2", true),
+        _ => {
+            // Offering STARTTLS and no mechanism before it means AUTH comes only after the
+            // upgrade: say that, rather than blame the credentials.
+            if path == ConnectionPath::Plain && ext.starttls {
+                return Err(Failure::StartTlsRequired(format!(
+                    "{host}:{port} offers STARTTLS and no authentication before it"
+                )));
+            }
+            let wanted = match auth {
+                Auth::Password { .. } => "PLAIN or LOGIN",
+                Auth::XOAuth2 { .. } => "XOAUTH2",
+            };
+            return Err(Failure::AuthenticationFailed(format!(
+                "{host}:{port} offers no authentication mechanism the operator can use ({wanted})"
+            )));
+        }
+    };
+    let exchange = async {
+        match (auth, mechanism) {
+            (Auth::Password { username, password }, "PLAIN") => {
+                s.auth_plain(username, password).await
+            }
+            (Auth::Password { username, password }, _) => s.auth_login(username, password).await,
+            (Auth::XOAuth2 { username, token }, _) => s.auth_xoauth2(username, token).await,
+        }
+    };
+    let reply = match timeout_at(deadline, exchange).await {
+        Err(_) => {
+            return Err(Failure::ReadTimeout(format!(
+                "{host}:{port} did not answer AUTH in time"
+            )));
+        }
+        Ok(Err(session::Error::NotSmtp)) => {
+            return Err(Failure::ConnectFailed(format!(
+                "{host}:{port} did not answer as an SMTP server"
+            )));
+        }
+        Ok(Err(session::Error::Io(_))) => {
+            return Err(Failure::AuthenticationFailed(format!(
+                "{host}:{port} closed the connection during AUTH {mechanism}"
+            )));
+        }
+        Ok(Ok(reply)) => reply,
+    };
+    if reply.code == 235 {
+        return Ok(());
     }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
+    let detail = format!("{host}:{port} answered {}", reply.summary());
+    Err(match reply.code {
+        535 if !oauth => Failure::BadCredentials(detail),
+        530 => Failure::AuthenticationRequired(detail),
+        _ => Failure::AuthenticationFailed(detail),
+    })
 }
 
-impl<S: AsyncRead + AsyncWrite + Send + Sync + Unpin + std::fmt::Debug> AsyncTokioStream
-    for Stream<S>
-{
-    fn peer_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.peer)
-    }
-}
-
+/// Connects to the first of `addrs` that accepts, each within the connect bound. A tenant
+/// learns only that it could not connect; the log has the address and why.
 async fn connect(
     host: &str,
     addrs: &[SocketAddr],
     port: u16,
     t: Timeouts,
-) -> Result<Stream<TcpStream>, Failure> {
-    let mut last = Failure::ConnectFailed(format!("{host}:{port}: no address"));
+) -> Result<TcpStream, Failure> {
     for addr in addrs {
-        let addr = SocketAddr::new(addr.ip(), port);
         match timeout(t.connect, TcpStream::connect(addr)).await {
-            Ok(Ok(tcp)) => {
-                return Ok(Stream {
-                    inner: tcp,
-                    peer: addr,
-                });
-            }
+            Ok(Ok(tcp)) => return Ok(tcp),
             Ok(Err(e)) => {
-                let why = match e.kind() {
-                    std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
-                    _ => e.to_string(),
-                };
-                last = Failure::ConnectFailed(format!("{host}:{port} ({addr}): {why}"));
+                tracing::info!(host, port, %addr, error = %e, "connection test: connect failed")
             }
             Err(_) => {
-                last = Failure::ConnectTimeout(format!(
-                    "{host}:{port} ({addr}) did not accept the connection within {}s",
-                    t.connect.as_secs()
-                ));
+                tracing::info!(host, port, %addr, "connection test: connect timed out")
             }
         }
     }
-    Err(last)
+    Err(Failure::ConnectFailed(format!("{host}:{port}")))
+}
+
+async fn tls_connect(
+    target: &Target,
+    tcp: TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, TlsError> {
+    let config = client_config(target).map_err(TlsError::Config)?;
+    let name = match target.host.parse::<IpAddr>() {
+        Ok(ip) => ServerName::IpAddress(ip.into()),
+        Err(_) => ServerName::try_from(target.host.clone()).map_err(|_| {
+            TlsError::Config(Failure::UnknownHost(format!(
+                "{} is not a valid TLS server name",
+                target.host
+            )))
+        })?,
+    };
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(TlsError::Handshake)
+}
+
+/// Why TLS could not start.
+enum TlsError {
+    Config(Failure),
+    Handshake(std::io::Error),
+}
+
+fn tls_failure(host: &str, port: u16, e: TlsError) -> Failure {
+    match e {
+        TlsError::Config(f) => f,
+        TlsError::Handshake(e) => {
+            Failure::TlsUpgradeFailed(format!("{host}:{port}: {}", describe_tls_error(&e)))
+        }
+    }
 }
 
 fn pem_roots(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Failure> {
@@ -346,7 +410,7 @@ fn pem_roots(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Failure> {
     Ok(certs)
 }
 
-/// rustls configuration for implicit TLS: the CA bundle when given, else the web PKI roots.
+/// rustls configuration: the CA bundle when given, else the web PKI roots.
 fn client_config(target: &Target) -> Result<rustls::ClientConfig, Failure> {
     let mut roots = rustls::RootCertStore::empty();
     match &target.ca_bundle_pem {
@@ -367,63 +431,4 @@ fn client_config(target: &Target) -> Result<rustls::ClientConfig, Failure> {
         .map_err(|e| Failure::TlsUpgradeFailed(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth())
-}
-
-/// lettre's TLS parameters for STARTTLS, with the same roots as [`client_config`].
-fn tls_parameters(target: &Target) -> Result<TlsParameters, Failure> {
-    let mut builder = TlsParameters::builder(target.host.clone());
-    match &target.ca_bundle_pem {
-        Some(pem) => {
-            builder = builder.certificate_store(CertificateStore::None);
-            for cert in pem_roots(pem)? {
-                let cert = Certificate::from_der(cert.to_vec()).map_err(|e| {
-                    Failure::TlsUpgradeFailed(format!(
-                        "caBundleSecretRef certificate rejected: {e}"
-                    ))
-                })?;
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        None => builder = builder.certificate_store(CertificateStore::WebpkiRoots),
-    }
-    builder
-        .build_rustls()
-        .map_err(|e| Failure::TlsUpgradeFailed(describe_tls_error(&e)))
-}
-
-fn code(e: &lettre::transport::smtp::Error) -> Option<u16> {
-    e.status().map(u16::from)
-}
-
-fn classify_auth(
-    e: &lettre::transport::smtp::Error,
-    oauth: bool,
-    host: &str,
-    port: u16,
-) -> Failure {
-    let detail = format!("{host}:{port} answered {}", short(e));
-    match code(e) {
-        Some(535) if !oauth => Failure::BadCredentials(detail),
-        Some(530) => Failure::AuthenticationRequired(detail),
-        _ if e.is_timeout() => Failure::ReadTimeout(detail),
-        _ if e.is_client() => Failure::AuthenticationFailed(format!(
-            "{host}:{port} offers no authentication mechanism the operator can use ({})",
-            if oauth { "XOAUTH2" } else { "PLAIN or LOGIN" }
-        )),
-        _ => Failure::AuthenticationFailed(detail),
-    }
-}
-
-fn classify_mail_from(e: &lettre::transport::smtp::Error, from: &str) -> Failure {
-    let detail = format!("MAIL FROM:<{from}> answered {}", short(e));
-    match code(e) {
-        Some(530) => Failure::AuthenticationRequired(detail),
-        _ if e.is_timeout() => Failure::ReadTimeout(detail),
-        _ => Failure::SenderRejected(detail),
-    }
-}
-
-/// A lettre error in one line (server replies are a code and text; no credentials are in them).
-fn short(e: &lettre::transport::smtp::Error) -> String {
-    e.to_string().replace(['\r', '\n'], " ")
 }

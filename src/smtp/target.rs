@@ -145,6 +145,8 @@ pub fn ses(
             }),
             from: es.spec.from.clone(),
             ca_bundle_pem: endpoint.ca_bundle_pem.clone(),
+            // The SES endpoint (or its override) is the platform's.
+            restricted: false,
         },
         oauth2: None,
         username,
@@ -260,6 +262,8 @@ pub fn default_relay(
             auth,
             from: from.to_string(),
             ca_bundle_pem: data.get("caBundle").cloned(),
+            // The default relay is the platform's.
+            restricted: false,
         },
         oauth2,
         username,
@@ -374,6 +378,7 @@ pub fn external(
             auth,
             from: es.spec.from.clone(),
             ca_bundle_pem,
+            restricted: true,
         },
         oauth2,
         username: smtp.username.clone(),

@@ -7,9 +7,11 @@
 //!   role ARN says.
 //! * `AssumeRole` hands out temporary credentials for any role of that account, with the
 //!   documented checks on its parameters (`RoleSessionName` 2–64 characters of `[\w+=,.@-]`,
-//!   `DurationSeconds` 900–43200, `ExternalId` 2–1224 characters of `[\w+=,.@:/-]`); a role of
-//!   another account is `AccessDenied`, as a trust policy that does not name the caller would
-//!   answer.
+//!   `DurationSeconds` 900–43200, `ExternalId` 2–1224 characters of `[\w+=,.@:/-]`, at most 50
+//!   session `Tags`, each key 1–128 and value 0–256 characters of letters, digits, white space
+//!   and `_ . : / = + - @`, keys unique ignoring case); a role of another account is
+//!   `AccessDenied`, as a trust policy that does not name the caller would answer. Every call is
+//!   recorded (`GET /sts/assumed` on the control API) with its external id and session tags.
 //!
 //! `testbed up` writes its URL to `DIR/env` as `AWS_ENDPOINT_URL_STS`.
 
@@ -30,15 +32,21 @@ use crate::ses::ACCOUNT_ID;
 /// What the STS stand-in has been asked (for tests): `AssumeRole` calls by role ARN.
 #[derive(Default)]
 pub struct StsState {
+    /// The answered ones.
     pub assumed: Mutex<Vec<AssumeRoleCall>>,
+    /// Every `AssumeRole` request received, answered or refused.
+    pub requests: std::sync::atomic::AtomicUsize,
 }
 
 /// One `AssumeRole` request as received.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AssumeRoleCall {
     pub role_arn: String,
     pub session_name: String,
     pub external_id: Option<String>,
+    /// Session tags (key, value), in order.
+    pub tags: Vec<(String, String)>,
 }
 
 /// A running STS stand-in. Dropping it stops the server.
@@ -117,7 +125,12 @@ async fn dispatch(State(state): State<Arc<StsState>>, body: Bytes) -> Response {
     let params: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
     let result = match params.get("Action").map(String::as_str) {
         Some("GetCallerIdentity") => Ok(get_caller_identity()),
-        Some("AssumeRole") => assume_role(&state, &params),
+        Some("AssumeRole") => {
+            state
+                .requests
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            assume_role(&state, &params)
+        }
         Some(other) => Err(StsError(
             StatusCode::BAD_REQUEST,
             "InvalidAction",
@@ -187,6 +200,7 @@ fn assume_role(state: &StsState, p: &HashMap<String, String>) -> Result<String, 
             "1 validation error detected: Value '{id}' at 'externalId' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@:\\/-]*"
         )));
     }
+    let tags = session_tags(p)?;
     let account = role_arn.split(':').nth(4).unwrap_or_default();
     let role = role_arn.rsplit_once(":role/").map(|(_, r)| r);
     let (Some(role), true) = (role, account == ACCOUNT_ID) else {
@@ -203,6 +217,7 @@ fn assume_role(state: &StsState, p: &HashMap<String, String>) -> Result<String, 
             role_arn: role_arn.clone(),
             session_name: session.clone(),
             external_id,
+            tags,
         });
     }
     let expires = (chrono::Utc::now() + chrono::TimeDelta::hours(1))
@@ -214,4 +229,100 @@ fn assume_role(state: &StsState, p: &HashMap<String, String>) -> Result<String, 
             "<Credentials><AccessKeyId>ASIATESTBED</AccessKeyId><SecretAccessKey>testbed-assumed-secret</SecretAccessKey><SessionToken>testbed-session-token</SessionToken><Expiration>{expires}</Expiration></Credentials><AssumedRoleUser><AssumedRoleId>AROATESTBED:{session}</AssumedRoleId><Arn>arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role}/{session}</Arn></AssumedRoleUser>"
         ),
     ))
+}
+
+/// `Tags.member.N.Key` / `.Value` (awsQuery), checked as the AssumeRole reference says: at most
+/// 50, keys 1–128 and values 0–256 characters of `[\p{L}\p{Z}\p{N}_.:/=+\-@]`, no key twice
+/// (case-insensitively).
+fn session_tags(p: &HashMap<String, String>) -> Result<Vec<(String, String)>, StsError> {
+    let mut tags = Vec::new();
+    for n in 1.. {
+        let Some(key) = p.get(&format!("Tags.member.{n}.Key")) else {
+            break;
+        };
+        let value = p
+            .get(&format!("Tags.member.{n}.Value"))
+            .cloned()
+            .unwrap_or_default();
+        tags.push((key.clone(), value));
+    }
+    if tags.len() > 50 {
+        return Err(validation(format!(
+            "1 validation error detected: Value at 'tags' failed to satisfy constraint: Member must have length less than or equal to 50 (got {})",
+            tags.len()
+        )));
+    }
+    let allowed = |s: &str| {
+        s.chars()
+            .all(|c| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c))
+    };
+    let mut seen = std::collections::HashSet::new();
+    for (key, value) in &tags {
+        let keys = key.chars().count();
+        if !(1..=128).contains(&keys) || !allowed(key) {
+            return Err(validation(format!(
+                "1 validation error detected: Value '{key}' at 'tags.member.key' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\p{{L}}\\p{{Z}}\\p{{N}}_.:/=+\\-@]+"
+            )));
+        }
+        if value.chars().count() > 256 || !allowed(value) {
+            return Err(validation(format!(
+                "1 validation error detected: Value '{value}' at 'tags.member.value' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\p{{L}}\\p{{Z}}\\p{{N}}_.:/=+\\-@]*"
+            )));
+        }
+        if !seen.insert(key.to_lowercase()) {
+            return Err(StsError(
+                StatusCode::BAD_REQUEST,
+                "InvalidParameterValue",
+                format!(
+                    "Duplicate tag keys found. Please note that Tag keys are case insensitive: {key}"
+                ),
+            ));
+        }
+    }
+    Ok(tags)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(tags: &[(&str, &str)]) -> HashMap<String, String> {
+        let mut p = HashMap::new();
+        for (i, (k, v)) in tags.iter().enumerate() {
+            p.insert(format!("Tags.member.{}.Key", i + 1), k.to_string());
+            p.insert(format!("Tags.member.{}.Value", i + 1), v.to_string());
+        }
+        p
+    }
+
+    #[test]
+    fn session_tags_at_their_limits_and_past_them() {
+        let key = "k".repeat(128);
+        let value = "v".repeat(256);
+        assert_eq!(
+            session_tags(&params(&[(&key, &value)]))
+                .expect("at the limits")
+                .len(),
+            1
+        );
+        let long_key = "k".repeat(129);
+        assert!(session_tags(&params(&[(&long_key, "v")])).is_err());
+        let long_value = "v".repeat(257);
+        assert!(session_tags(&params(&[("k", &long_value)])).is_err());
+        assert!(session_tags(&params(&[("k;", "v")])).is_err(), "charset");
+        assert!(session_tags(&params(&[("email-operator/namespace", "billing-sandbox")])).is_ok());
+        assert!(
+            session_tags(&params(&[("Team", "a"), ("team", "b")])).is_err(),
+            "case-insensitive duplicate"
+        );
+        let fifty: Vec<(String, String)> = (0..50).map(|i| (format!("k{i}"), "v".into())).collect();
+        let refs: Vec<(&str, &str)> = fifty
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert!(session_tags(&params(&refs)).is_ok());
+        let mut fifty_one = refs.clone();
+        fifty_one.push(("k50", "v"));
+        assert!(session_tags(&params(&fifty_one)).is_err());
+    }
 }

@@ -189,20 +189,6 @@ async fn published(bed: &Bed) -> BTreeMap<String, Value> {
     out
 }
 
-/// Every SES identity with its tags, tokens and state, minus the stand-in's check timestamps.
-async fn ses_state(bed: &Bed) -> Vec<Value> {
-    let mut identities = bed.get("/ses/identities").await["identities"]
-        .as_array()
-        .expect("identities")
-        .clone();
-    for i in &mut identities {
-        let o = i.as_object_mut().expect("identity");
-        o.remove("lastChecked");
-        o.remove("lastSuccess");
-    }
-    identities
-}
-
 /// SES calls that change something (everything but Get* and List*), by operation.
 async fn ses_writes(bed: &Bed) -> BTreeMap<String, u64> {
     let calls = bed.get("/ses/calls").await;

@@ -3,13 +3,16 @@
 //! only validated configurations are published, a broken edit or rotation leaves the last
 //! validated Secret byte for byte, AdvancedSmtp waits for a verified sender, a region move lets
 //! the old SES identities go only once the new location's configuration is published, and no
-//! secret reaches the log, Events or status.
+//! secret reaches the log (at `debug` for every target), Events or status.
 
 mod e2e;
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
 use e2e::*;
+
+/// Every library's log at `debug`: the secrets search sees whatever any of them writes.
+const DEBUG: &[(&str, &str)] = &[("RUST_LOG", "debug")];
 use email_operator::crd::{EmailSettings, SenderIdentity};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
@@ -86,12 +89,14 @@ async fn external_smtp_publishes_only_validated_configurations() {
     let Some(oauth) = oauth_server("email-operator", CLIENT_SECRET) else {
         return;
     };
-    let jwks = format!("http://127.0.0.1:{}/jwks", oauth.port);
+    let jwks = format!("https://localhost:{}/jwks", oauth.port);
     let Some(xoauth2) = smtp_server("xoauth2", &["--jwks", &jwks]) else {
         return;
     };
     let mut bed = Bed::up().await;
-    let log = bed.start_operator(&[]);
+    // The OAuth server's certificate is the test CA's, as a platform's identity provider may be.
+    let ca = cert_dir().join("ca.pem");
+    let log = bed.start_operator_with(&["--oauth2-ca-file", ca.to_str().expect("path")], DEBUG);
     let ns = "billing";
     bed.namespace(ns).await;
     put_secret(&bed, ns, "smtp", json!({"password": PASSWORD})).await;
@@ -289,7 +294,7 @@ async fn external_smtp_publishes_only_validated_configurations() {
             "spec": {"from": USER, "delivery": "ExternalSmtp",
                      "externalSmtp": {"host": "localhost", "port": xoauth2.port, "startTls": true,
                                       "authentication": "OAuth2", "username": USER,
-                                      "oauth2": {"tokenUrl": format!("http://127.0.0.1:{}/token", oauth.port),
+                                      "oauth2": {"tokenUrl": format!("https://localhost:{}/token", oauth.port),
                                                  "clientId": "email-operator",
                                                  "clientSecretRef": {"name": "smtp-oauth", "key": secret_key}},
                                       "caBundleSecretRef": {"name": "relay-ca", "key": "ca.pem"}}}
@@ -429,7 +434,7 @@ async fn ses_smtp(regions: &[&str]) -> Option<SesSmtp> {
     let mut bed = Bed::up().await;
     let flags = fast_with_ses_smtp(server.port, &cert_dir().join("ca.pem"));
     let args: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let log = bed.start_operator(&args);
+    let log = bed.start_operator_with(&args, DEBUG);
     bed.namespace("billing").await;
     put_secret(
         &bed,
@@ -564,12 +569,15 @@ async fn default_delivery_uses_the_operator_relay() {
         return;
     };
     let mut bed = Bed::up().await;
-    let log = bed.start_operator(&[
-        "--default-relay-secret",
-        "email-system/relay",
-        "--default-relay-namespaces",
-        "billing",
-    ]);
+    let log = bed.start_operator_with(
+        &[
+            "--default-relay-secret",
+            "email-system/relay",
+            "--default-relay-namespaces",
+            "billing",
+        ],
+        DEBUG,
+    );
     bed.namespace("email-system").await;
     bed.namespace("billing").await;
     bed.apply::<EmailSettings>("billing", default_delivery("billing"))

@@ -102,7 +102,12 @@ async fn as_shipped_with_only_the_env_file_everything_becomes_ready() {
         json!(1.0)
     );
     // The examples' SenderPolicies are in email-system, where the chart installs the operator.
-    let log = bed.start_operator_plain(&["--policy-namespace", "email-system"]);
+    let log = bed.start_operator_plain(&[
+        "--policy-namespace",
+        "email-system",
+        "--egress-allow",
+        "127.0.0.0/8",
+    ]);
 
     let applied = testbed::demo::apply_examples(&kube_url(&bed), &workspace().join("examples"))
         .await

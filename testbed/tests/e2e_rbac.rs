@@ -386,7 +386,7 @@ async fn prepare(fx: &Fixture, resource: &str, verb: &str) {
                 .await;
         }
         ("dnsendpoints", "patch" | "get" | "delete") => {
-            dns_endpoint::reconcile(&fx.admin, &fx.si_external, &records(), false)
+            dns_endpoint::reconcile(&fx.admin, &fx.si_external, &records(), false, true)
                 .await
                 .expect("seed the DNSEndpoint");
         }
@@ -462,10 +462,10 @@ async fn perform(fx: &Fixture, resource: &str, verb: &str, n: usize) -> Result<(
             .await
             .map(drop),
         ("dnsendpoints", "create" | "patch") => {
-            dns_endpoint::reconcile(op, &fx.si_external, &records(), false).await
+            dns_endpoint::reconcile(op, &fx.si_external, &records(), false, true).await
         }
         ("dnsendpoints", "get" | "delete") => {
-            dns_endpoint::reconcile(op, &fx.si, &records(), true).await
+            dns_endpoint::reconcile(op, &fx.si, &records(), true, true).await
         }
         ("secrets", "get") => Api::<Secret>::namespaced(op.clone(), TENANT)
             .get_opt("smtp")

@@ -9,18 +9,6 @@ use email_operator::crd::SenderIdentity;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-async fn sdk(bed: &Bed) -> aws_sdk_sesv2::Client {
-    let conf = aws_sdk_sesv2::Config::builder()
-        .behavior_version(aws_sdk_sesv2::config::BehaviorVersion::latest())
-        .region(aws_sdk_sesv2::config::Region::new("us-east-1"))
-        .endpoint_url(&bed.env["AWS_ENDPOINT_URL_SESV2"])
-        .credentials_provider(aws_sdk_sesv2::config::Credentials::new(
-            "AKIDTEST", "secret", None, None, "test",
-        ))
-        .build();
-    aws_sdk_sesv2::Client::from_conf(conf)
-}
-
 async fn calls(bed: &Bed) -> Value {
     bed.get("/ses/calls").await["calls"].clone()
 }
@@ -37,7 +25,7 @@ fn count(calls: &Value, op: &str, outcome: Option<&str>) -> u64 {
 #[tokio::test]
 async fn an_identity_that_is_not_ours_is_never_modified_until_adopted() {
     let mut bed = Bed::up().await;
-    let ses = sdk(&bed).await;
+    let ses = ses_sdk(&bed);
     let tag = aws_sdk_sesv2::types::Tag::builder()
         .key("team")
         .value("marketing")
@@ -88,9 +76,27 @@ async fn an_identity_that_is_not_ours_is_never_modified_until_adopted() {
         "only the test's own create"
     );
 
+    // The annotation alone adopts nothing: the platform's policy must grant adoption.
     let mut adopt = identity(ns, "adopter", "yourcompany.com");
     adopt["metadata"]["annotations"] = json!({"email.ops.dev/adopt": "true"});
     bed.apply::<SenderIdentity>(ns, adopt).await;
+    wait_condition(
+        &bed,
+        ns,
+        "adopter",
+        "Accepted",
+        "False",
+        Some("AdoptionNotGranted"),
+    )
+    .await;
+    assert_eq!(count(&calls(&bed).await, "TagResource", None), 0);
+    bed.apply::<email_operator::crd::SenderPolicy>(
+        POLICY_NAMESPACE,
+        json!({"apiVersion": "email.ops.dev/v1alpha1", "kind": "SenderPolicy",
+               "metadata": {"name": "adopt-yourcompany", "namespace": POLICY_NAMESPACE},
+               "spec": {"namespaces": [ns], "domains": ["yourcompany.com"], "adoptExisting": true}}),
+    )
+    .await;
     wait_condition(&bed, ns, "adopter", "Accepted", "True", None).await;
     let got = ses
         .get_email_identity()

@@ -17,84 +17,18 @@ mod e2e;
 mod support;
 
 use e2e::chart::{self, NAMESPACE as NS, SERVICE_ACCOUNT as SA};
+use e2e::tenants::{platform, tenant_apply, tenant_client};
 use e2e::*;
 use email_operator::crd::{EmailSettings, SenderIdentity, SenderPolicy};
-use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, ResourceExt};
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::api::Api;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 
 const USER: &str = "system:serviceaccount:email-system:email-operator";
 const SES_ACCESS_KEY_ID: &str = "AKIAE2ETENANCY000001";
 const SES_SECRET_KEY: &str = "e2e/TenancySecretAccessKey+0123456789abcdef";
-
-/// The bed without the suites' company-wide policy, the namespaces `namespaces`, the chart's
-/// RBAC (rendered with `values`) applied, and the operator's kubeconfig (its ServiceAccount's
-/// token).
-async fn platform(values: &[&str], namespaces: &[&str]) -> Option<(Bed, Vec<Value>, PathBuf)> {
-    let docs = chart::render(values)?;
-    let bed = Bed::up_without_policy(&["--audit-log", "audit.log"]).await;
-    for ns in [NS].iter().chain(namespaces) {
-        bed.namespace(ns).await;
-    }
-    for doc in chart::rbac(docs.clone()) {
-        chart::put(&bed.client, &doc).await;
-    }
-    let kubeconfig = bed.service_account_kubeconfig(NS, SA).await;
-    Some((bed, docs, kubeconfig))
-}
-
-/// A client for the ServiceAccount `ns/team`, bound only to `edit` in `ns`.
-async fn tenant_client(bed: &Bed, ns: &str) -> Client {
-    bed.namespace(ns).await;
-    let sa: ServiceAccount =
-        serde_json::from_value(json!({"metadata": {"name": "team", "namespace": ns}})).expect("sa");
-    let _ = Api::<ServiceAccount>::namespaced(bed.client.clone(), ns)
-        .create(&PostParams::default(), &sa)
-        .await;
-    chart::put(
-        &bed.client,
-        &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                "metadata": {"name": "team-edit", "namespace": ns},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
-                "subjects": [{"kind": "ServiceAccount", "name": "team", "namespace": ns}]}),
-    )
-    .await;
-    let path = bed.service_account_kubeconfig(ns, "team").await;
-    let kc = Kubeconfig::read_from(path).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .expect("config");
-    Client::try_from(config).expect("client")
-}
-
-/// Server-side apply by a tenant (a GitOps tool acting as the team).
-async fn tenant_apply(client: &Client, doc: &Value) -> Result<(), kube::Error> {
-    let ns = doc["metadata"]["namespace"].as_str().expect("namespace");
-    let name = doc["metadata"]["name"].as_str().expect("name");
-    let params = PatchParams::apply("team").force();
-    match doc["kind"].as_str() {
-        Some("EmailSettings") => Api::<EmailSettings>::namespaced(client.clone(), ns)
-            .patch(name, &params, &Patch::Apply(doc))
-            .await
-            .map(drop),
-        Some("SenderIdentity") => Api::<SenderIdentity>::namespaced(client.clone(), ns)
-            .patch(name, &params, &Patch::Apply(doc))
-            .await
-            .map(drop),
-        Some("Secret") => Api::<Secret>::namespaced(client.clone(), ns)
-            .patch(name, &params, &Patch::Apply(doc))
-            .await
-            .map(drop),
-        Some("SenderPolicy") => Api::<SenderPolicy>::namespaced(client.clone(), ns)
-            .patch(name, &params, &Patch::Apply(doc))
-            .await
-            .map(drop),
-        other => panic!("a tenant applies no {other:?}"),
-    }
-}
 
 /// A tenant's SES sending set-up: the SMTP user's Secret, an AdvancedSmtp EmailSettings sending
 /// from `from` for the active user `user`, and a SenderIdentity for `identity`.
@@ -144,28 +78,6 @@ async fn wait_es(bed: &Bed, ns: &str, status: &str, reason: &str) -> EmailSettin
     )
     .await
     .expect("exists")
-}
-
-/// SES's identities — name, region, tags, verification — from the control API (without the
-/// times of its own DNS checks, which move by themselves).
-async fn ses_state(bed: &Bed) -> Value {
-    let all = bed.get("/ses/identities").await;
-    let identities: Vec<Value> = all["identities"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|i| {
-            json!([
-                i["name"],
-                i["region"],
-                i["tags"],
-                i["status"],
-                i["dkim"]["tokens"]
-            ])
-        })
-        .collect();
-    json!(identities)
 }
 
 /// `email-operator plan` of `docs` (the same manifests the tenants applied), as JSON.
@@ -378,7 +290,7 @@ async fn with_a_policy_billing_and_its_sandbox_share_one_ses_identity() {
     // One SES identity, claimed by both (the later one's create, if it raced the first, found
     // it there and shared it).
     assert_eq!(ses_identities(&bed).await, ["yourcompany.com"]);
-    let tags = ses_state(&bed).await.to_string();
+    let tags = json!(ses_state(&bed).await).to_string();
     for ns in ["billing", "billing-sandbox"] {
         assert!(tags.contains(&format!("/{ns}/domain")), "{ns}: {tags}");
     }

@@ -224,7 +224,7 @@ async fn a_changed_password_is_tested_and_published() {
 #[tokio::test]
 async fn a_failed_test_is_retried_with_backoff() {
     let h = Harness::start().await;
-    h.fakes.tester.answer(Err(Failure::ConnectTimeout(
+    h.fakes.tester.answer(Err(Failure::ConnectFailed(
         "smtp.yourcompany.com:587".into(),
     )));
     billing(&h, 587).await;

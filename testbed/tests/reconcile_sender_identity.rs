@@ -46,6 +46,35 @@ fn records<'a>(st: &'a SenderIdentityStatus, type_: &str) -> Vec<(&'a str, &'a s
 }
 
 /// The owner tags SES holds for `name`.
+/// The SenderIdentity's `Accepted` condition: its status and reason.
+async fn accepted(h: &Harness, ns: &str, name: &str) -> Option<(String, String)> {
+    condition(&h.si_status(ns, name).await.conditions, types::ACCEPTED)
+}
+
+/// Deletes shop's SenderIdentity and lets its finalizer run, with SES's call log cleared.
+async fn delete_shop_identity(h: &Harness) {
+    h.ses().clear_calls();
+    h.delete_si("shop", "yourcompany-com").await;
+    h.reconcile_si("shop", "yourcompany-com")
+        .await
+        .expect("cleaned up");
+}
+
+/// Deletes shop's SenderIdentity and checks its SES identity stays, without our claim.
+async fn deleted_and_kept_unclaimed(h: &Harness) {
+    delete_shop_identity(h).await;
+    assert!(
+        !h.ses().ops().contains(&"DeleteEmailIdentity"),
+        "{:?}",
+        h.ses().ops()
+    );
+    assert_eq!(h.ses().count(REGION), 1, "kept");
+    assert!(
+        owner_tags(h, REGION, "yourcompany.com").is_empty(),
+        "our claim is removed from what is kept"
+    );
+}
+
 fn owner_tags(h: &Harness, region: &str, name: &str) -> Vec<String> {
     h.ses()
         .get(region, name)
@@ -275,11 +304,7 @@ async fn a_second_namespace_shares_the_identity_and_only_the_last_owner_deletes_
     assert!(h.said("other", reasons::IDENTITY_SHARED).await);
 
     // The first owner goes: its claim is removed, the identity stays for the other.
-    h.ses().clear_calls();
-    h.delete_si("shop", "yourcompany-com").await;
-    h.reconcile_si("shop", "yourcompany-com")
-        .await
-        .expect("cleaned up");
+    delete_shop_identity(&h).await;
     assert!(
         h.si("shop", "yourcompany-com").await.is_none(),
         "finalizer removed"
@@ -315,21 +340,7 @@ async fn retain_keeps_the_identity_when_its_last_owner_goes() {
     h.apply(si).await;
     h.reconcile_new_si("shop", "yourcompany-com").await;
 
-    h.ses().clear_calls();
-    h.delete_si("shop", "yourcompany-com").await;
-    h.reconcile_si("shop", "yourcompany-com")
-        .await
-        .expect("cleaned up");
-    assert!(
-        !h.ses().ops().contains(&"DeleteEmailIdentity"),
-        "{:?}",
-        h.ses().ops()
-    );
-    assert_eq!(h.ses().count(REGION), 1, "kept");
-    assert!(
-        owner_tags(&h, REGION, "yourcompany.com").is_empty(),
-        "our claim is removed from what is kept"
-    );
+    deleted_and_kept_unclaimed(&h).await;
 }
 
 #[tokio::test]
@@ -345,9 +356,8 @@ async fn an_identity_not_tagged_as_ours_is_never_modified_nor_deleted() {
 
     h.reconcile_new_si("shop", "yourcompany-com").await;
     assert_eq!(h.ses().ops(), ["GetEmailIdentity"], "read only");
-    let st = h.si_status("shop", "yourcompany-com").await;
     assert_eq!(
-        condition(&st.conditions, types::ACCEPTED),
+        accepted(&h, "shop", "yourcompany-com").await,
         Some(("False".into(), reasons::IDENTITY_NOT_OWNED.into()))
     );
 
@@ -364,19 +374,42 @@ async fn an_identity_not_tagged_as_ours_is_never_modified_nor_deleted() {
     assert_eq!(h.ses().get(REGION, "yourcompany.com"), Some(theirs));
 }
 
+/// An identity someone made by hand, in SES before the operator.
+fn hand_made() -> IdentityDetails {
+    IdentityDetails {
+        verification_status: VerificationStatus::Success,
+        verified_for_sending: true,
+        tags: vec![("team".into(), "marketing".into())],
+        ..Default::default()
+    }
+}
+
 #[tokio::test]
-async fn the_adopt_annotation_claims_an_untagged_identity() {
+async fn the_adopt_annotation_is_refused_without_a_policy_grant() {
     let h = Harness::start().await;
     ses_settings(&h, "shop", REGION).await;
-    h.ses().insert(
-        REGION,
-        "yourcompany.com",
-        IdentityDetails {
-            verification_status: VerificationStatus::Success,
-            verified_for_sending: true,
-            ..Default::default()
-        },
+    h.ses().insert(REGION, "yourcompany.com", hand_made());
+    let mut si = sender("shop", "yourcompany-com", "yourcompany.com");
+    si["metadata"]["annotations"] = json!({ "email.ops.dev/adopt": "true" });
+    h.apply(si).await;
+    h.reconcile_new_si("shop", "yourcompany-com").await;
+
+    assert_eq!(h.ses().ops(), ["GetEmailIdentity"], "read only");
+    assert_eq!(h.ses().get(REGION, "yourcompany.com"), Some(hand_made()));
+    assert_eq!(
+        accepted(&h, "shop", "yourcompany-com").await,
+        Some(("False".into(), reasons::ADOPTION_NOT_GRANTED.into()))
     );
+}
+
+#[tokio::test]
+async fn a_granted_adoption_claims_the_identity_and_never_deletes_it() {
+    let h = Harness::start().await;
+    ses_settings(&h, "shop", REGION).await;
+    let mut grant = policy("shop", &["shop"], &["yourcompany.com"], false);
+    grant["spec"]["adoptExisting"] = json!(true);
+    h.apply(grant).await;
+    h.ses().insert(REGION, "yourcompany.com", hand_made());
     let mut si = sender("shop", "yourcompany-com", "yourcompany.com");
     si["metadata"]["annotations"] = json!({ "email.ops.dev/adopt": "true" });
     h.apply(si).await;
@@ -389,10 +422,50 @@ async fn the_adopt_annotation_claims_an_untagged_identity() {
     );
     let tags = h.ses().get(REGION, "yourcompany.com").unwrap().tags;
     assert!(tags.contains(&(MANAGED_BY_KEY.into(), MANAGED_BY_VALUE.into())));
+    assert!(tags.contains(&("email.ops.dev/adopted".into(), "true".into())));
     assert_eq!(owner_tags(&h, REGION, "yourcompany.com").len(), 1);
     let st = h.si_status("shop", "yourcompany-com").await;
     assert_eq!(st.verification_status.as_deref(), Some("Success"));
     assert!(h.said("shop", reasons::IDENTITY_ADOPTED).await);
+
+    // Deleted with deletionPolicy Delete (the default): the adopted identity stays, only our
+    // claim goes.
+    deleted_and_kept_unclaimed(&h).await;
+}
+
+#[tokio::test]
+async fn a_role_no_policy_grants_is_refused_before_any_ses_call() {
+    let h = Harness::start().await;
+    ses_settings(&h, "shop", REGION).await;
+    let mut es = h.es("shop", "notifications").await;
+    let mut spec = serde_json::to_value(&es.spec).expect("spec");
+    spec["advancedSmtp"]["roleArn"] = json!("arn:aws:iam::111122223333:role/platform-admin");
+    h.apply(json!({
+        "apiVersion": "email.ops.dev/v1alpha1", "kind": "EmailSettings",
+        "metadata": {"name": "notifications", "namespace": "shop"}, "spec": spec
+    }))
+    .await;
+    es = h.es("shop", "notifications").await;
+    assert!(es.spec.advanced_smtp.unwrap().role_arn.is_some());
+    h.apply(sender("shop", "yourcompany-com", "yourcompany.com"))
+        .await;
+    h.reconcile_new_si("shop", "yourcompany-com").await;
+    assert_eq!(
+        h.ses().ops(),
+        Vec::<&str>::new(),
+        "no SES client for that role is used"
+    );
+    assert_eq!(
+        accepted(&h, "shop", "yourcompany-com").await,
+        Some(("False".into(), reasons::ROLE_NOT_GRANTED.into()))
+    );
+
+    // Granted: the identity is created through that role, for this namespace.
+    let mut grant = policy("shop", &["shop"], &["yourcompany.com"], false);
+    grant["spec"]["roleArns"] = json!(["arn:aws:iam::111122223333:role/*"]);
+    h.apply(grant).await;
+    h.reconcile_si("shop", "yourcompany-com").await.expect("ok");
+    assert!(h.ses().ops().contains(&"CreateEmailIdentity"));
 }
 
 #[tokio::test]
@@ -493,14 +566,12 @@ async fn an_identity_the_policy_rejects_never_reaches_ses() {
     h.reconcile_new_si("shop", "elsewhere").await;
     h.reconcile_new_si("other", "orphan").await;
     assert_eq!(h.ses().ops(), Vec::<&str>::new());
-    let st = h.si_status("shop", "elsewhere").await;
     assert_eq!(
-        condition(&st.conditions, types::ACCEPTED),
+        accepted(&h, "shop", "elsewhere").await,
         Some(("False".into(), reasons::NOT_AN_ACTIVE_USER_DOMAIN.into()))
     );
-    let st = h.si_status("other", "orphan").await;
     assert_eq!(
-        condition(&st.conditions, types::ACCEPTED),
+        accepted(&h, "other", "orphan").await,
         Some(("False".into(), reasons::EMAIL_SETTINGS_NOT_FOUND.into()))
     );
 }
@@ -671,9 +742,8 @@ async fn a_governed_domain_is_refused_to_a_namespace_the_policy_does_not_grant()
         .await;
     h.reconcile_new_si("shop", "yourcompany-com").await;
     assert_eq!(h.ses().ops(), Vec::<&str>::new());
-    let st = h.si_status("shop", "yourcompany-com").await;
     assert_eq!(
-        condition(&st.conditions, types::ACCEPTED),
+        accepted(&h, "shop", "yourcompany-com").await,
         Some(("False".into(), reasons::DOMAIN_NOT_GRANTED.into()))
     );
 
@@ -706,9 +776,8 @@ async fn granted_namespaces_share_an_identity_only_with_share_identities() {
     h.ses().clear_calls();
     h.reconcile_new_si("tenant-b", "yourcompany-com").await;
     assert_eq!(h.ses().ops(), Vec::<&str>::new(), "not shared");
-    let st = h.si_status("tenant-b", "yourcompany-com").await;
     assert_eq!(
-        condition(&st.conditions, types::ACCEPTED),
+        accepted(&h, "tenant-b", "yourcompany-com").await,
         Some(("False".into(), reasons::IDENTITY_SHARING_NOT_ALLOWED.into()))
     );
     assert_eq!(owner_tags(&h, REGION, "yourcompany.com").len(), 1);

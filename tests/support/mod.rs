@@ -94,6 +94,8 @@ pub fn smtp_server(mode: &str, extra: &[&str]) -> Option<Server> {
         return missing("python3 with aiosmtpd, cryptography and PyJWT is not installed");
     }
     let mut cmd = Command::new("python3");
+    // An https:// --jwks is the OAuth server's, whose certificate the test CA signs.
+    cmd.env("SSL_CERT_FILE", cert_dir().join("ca.pem"));
     cmd.arg(root().join("tests/support/smtp_servers.py"))
         .arg(mode)
         .arg(cert_dir())
@@ -102,6 +104,24 @@ pub fn smtp_server(mode: &str, extra: &[&str]) -> Option<Server> {
     Some(spawn(cmd))
 }
 
+/// A certificate and key for `localhost` signed by the test CA (`cert_dir()/ca.pem`).
+pub fn localhost_cert() -> (PathBuf, PathBuf) {
+    let out = Command::new("python3")
+        .arg(root().join("tests/support/smtp_servers.py"))
+        .arg("cert")
+        .arg(cert_dir())
+        .output()
+        .expect("python3 runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut words = text.split_whitespace();
+    assert_eq!(words.next(), Some("CERT"), "{text}");
+    let cert = PathBuf::from(words.next().expect("cert path"));
+    let key = PathBuf::from(words.next().expect("key path"));
+    (cert, key)
+}
+
+/// oauth2-mock-server over HTTPS (a certificate for `localhost` from the test CA): the token
+/// URL is `https://localhost:<port>/token`, the keys' `https://localhost:<port>/jwks`.
 pub fn oauth_server(client_id: &str, secret: &str) -> Option<Server> {
     let module = root().join(".tools/node/node_modules/oauth2-mock-server");
     let node = Command::new("node")
@@ -111,8 +131,18 @@ pub fn oauth_server(client_id: &str, secret: &str) -> Option<Server> {
     if !node || !module.exists() {
         return missing("node and oauth2-mock-server@8 (in .tools/node) are not installed");
     }
+    let ok = Command::new("python3")
+        .args(["-c", "import cryptography"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        return missing("python3 with cryptography (for the test certificates) is not installed");
+    }
+    let (cert, key) = localhost_cert();
     let mut cmd = Command::new("node");
     cmd.arg(root().join("tests/support/oauth2_server.mjs"))
-        .args([client_id, secret]);
+        .args([client_id, secret])
+        .arg(cert)
+        .arg(key);
     Some(spawn(cmd))
 }

@@ -20,6 +20,10 @@ Modes:
   wrong-host        STARTTLS with a test-CA certificate for wrong.example, not localhost
   full-backlog      a listening socket whose accept queue is full: connects time out
   closed            a port that was just closed: connects are refused
+  no-newline        answers every connection with bytes that never end a line (a hostile server)
+  endless-https     HTTPS (test-CA certificate for localhost) answering 200 with a body that
+                    never ends (a hostile token endpoint)
+  cert              prints "CERT <cert.pem> <key.pem>": a certificate for localhost from the test CA
 """
 import asyncio
 import base64
@@ -232,11 +236,35 @@ async def never_greets(reader, writer):
     await asyncio.sleep(3600)
 
 
-def run_asyncio(handler):
+async def no_newline(reader, writer):
+    chunk = b"2" * 65536
+    try:
+        while True:
+            writer.write(chunk)
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+
+
+def make_endless_https(cert_dir):
+    async def endless_https(reader, writer):
+        try:
+            await reader.read(65536)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n")
+            chunk = b"%x\r\n%s\r\n" % (65536, b"x" * 65536)
+            while True:
+                writer.write(chunk)
+                await writer.drain()
+        except (ConnectionError, OSError, ssl.SSLError):
+            pass
+    return endless_https
+
+
+def run_asyncio(handler, tls=None):
     loop = asyncio.new_event_loop()
 
     async def start():
-        return await asyncio.start_server(handler, "127.0.0.1", 0)
+        return await asyncio.start_server(handler, "127.0.0.1", 0, ssl=tls)
 
     server = loop.run_until_complete(start())
     ready(server.sockets[0].getsockname()[1])
@@ -282,10 +310,20 @@ def main():
     last = lambda key, default=None: opts.get(key, [default])[-1]
     os.makedirs(cert_dir, exist_ok=True)
     _ca(cert_dir)  # every mode leaves ca.pem for the test, whichever server starts first
+    if mode == "cert":
+        # A certificate for localhost signed by the test CA, for other test servers (HTTPS).
+        server_context(cert_dir)
+        tag = f"localhost-ca-{os.getpid()}"
+        print("CERT", os.path.join(cert_dir, tag + ".pem"), os.path.join(cert_dir, tag + ".key"), flush=True)
+        return
     if mode == "broken-starttls":
         run_asyncio(broken_starttls)
     elif mode == "never-greets":
         run_asyncio(never_greets)
+    elif mode == "no-newline":
+        run_asyncio(no_newline)
+    elif mode == "endless-https":
+        run_asyncio(make_endless_https(cert_dir), tls=server_context(cert_dir))
     elif mode == "full-backlog":
         run_full_backlog()
     elif mode == "closed":

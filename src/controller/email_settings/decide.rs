@@ -14,6 +14,10 @@ use std::time::Duration;
 /// The default of `revalidateEvery`.
 pub const DEFAULT_REVALIDATE: Duration = Duration::from_secs(24 * 3600);
 
+/// How soon an EmailSettings whose namespace has its connection tests' share running looks
+/// again.
+pub const FAIR_SHARE_RETRY: Duration = Duration::from_secs(2);
+
 /// How soon a failed reconcile (an API call that failed) is tried again.
 pub const BACKOFF: Duration = Duration::from_secs(15);
 
@@ -70,11 +74,12 @@ pub enum Next {
         outcome: Option<Outcome>,
         due: Timestamp,
     },
-    /// These inputs failed at `at`; test again at `due`.
+    /// These inputs failed at `at` (`failures` times in a row); test again at `due`.
     Failed {
         at: Timestamp,
         duration: Duration,
         failure: Failure,
+        failures: u32,
         due: Timestamp,
     },
 }
@@ -124,6 +129,7 @@ pub fn next(
                         at: m.at,
                         duration: m.duration,
                         failure: failure.clone(),
+                        failures: m.failures,
                         due,
                     };
                 }
@@ -199,10 +205,17 @@ pub fn test_step(es: &EmailSettings, read: &Read, now: Timestamp) -> TestStep {
     };
     let fingerprint = publish::fingerprint(&s.prepared, &s.extra);
     let revalidate = revalidate_every(es.spec.revalidate_every.as_deref());
+    // After a restart this process remembers no test: a failure of these same inputs is found
+    // in the status, so its backoff goes on instead of testing at once.
+    let from_status = read
+        .memo
+        .is_none()
+        .then(|| memo_from_status(es, &fingerprint, &s.inputs))
+        .flatten();
     match next(
         now,
         &fingerprint,
-        read.memo.as_ref(),
+        read.memo.as_ref().or(from_status.as_ref()),
         read.published.as_ref(),
         revalidate,
     ) {
@@ -212,6 +225,23 @@ pub fn test_step(es: &EmailSettings, read: &Read, now: Timestamp) -> TestStep {
         },
         known => TestStep::Known(Test::Known(known)),
     }
+}
+
+/// The failed test the status records, when it was of these inputs (`inputs`): as this
+/// process would have remembered it.
+pub fn memo_from_status(es: &EmailSettings, fingerprint: &str, inputs: &str) -> Option<Memo> {
+    let last = es.status.as_ref()?.last_connection_test.as_ref()?;
+    if last.inputs.as_deref() != Some(inputs) {
+        return None;
+    }
+    let failure = Failure::from_reason(&last.reason, last.detail.clone().unwrap_or_default())?;
+    Some(Memo {
+        fingerprint: fingerprint.to_string(),
+        at: last.time.0,
+        duration: Duration::from_millis(u64::try_from(last.duration_ms).unwrap_or(0)),
+        result: Err(failure),
+        failures: last.failures.unwrap_or(1).max(1),
+    })
 }
 
 /// What to do with the output Secret, from what was read and where the test stands.

@@ -25,6 +25,10 @@ pub struct Subject {
     pub prepared: Prepared,
     pub extra: BTreeMap<String, String>,
     pub hints: Vec<String>,
+    /// Which version of the inputs this is — the spec's generation and the versions of the
+    /// Secrets read — without anything secret in it (it goes to the status, where a failed
+    /// test's backoff is found again after a restart).
+    pub inputs: String,
 }
 
 /// Everything the decision and the test read.
@@ -134,12 +138,36 @@ pub fn referenced_secrets(es: &EmailSettings) -> Vec<String> {
 }
 
 /// Secrets read for one reconcile.
-struct Fetched(HashMap<String, BTreeMap<String, Vec<u8>>>);
+struct Fetched(HashMap<String, BTreeMap<String, Vec<u8>>>, Vec<String>);
 
 impl SecretSource for Fetched {
     fn get(&self, name: &str, key: &str) -> Option<Vec<u8>> {
         self.0.get(name)?.get(key).cloned()
     }
+}
+
+/// `namespace/name@resourceVersion`.
+fn version_of(s: &Secret) -> String {
+    format!(
+        "{}/{}@{}",
+        s.metadata.namespace.as_deref().unwrap_or_default(),
+        s.metadata.name.as_deref().unwrap_or_default(),
+        s.metadata.resource_version.as_deref().unwrap_or_default()
+    )
+}
+
+/// The inputs' version: a digest of the generation and the Secrets' versions.
+fn inputs_version(es: &EmailSettings, versions: &[String]) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(&es.metadata.generation.unwrap_or_default().to_be_bytes());
+    for v in versions {
+        ctx.update(&(v.len() as u64).to_be_bytes());
+        ctx.update(v.as_bytes());
+    }
+    ctx.finish().as_ref()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn secret_data(s: &Secret) -> BTreeMap<String, Vec<u8>> {
@@ -156,12 +184,14 @@ async fn fetch<B: Backends>(
     names: &[String],
 ) -> Result<Fetched, kube::Error> {
     let mut out = HashMap::new();
+    let mut versions = Vec::new();
     for name in names {
         if let Some(s) = ctx.secrets.get(&ctx.client, namespace, name).await? {
+            versions.push(version_of(&s));
             out.insert(name.clone(), secret_data(&s));
         }
     }
-    Ok(Fetched(out))
+    Ok(Fetched(out, versions))
 }
 
 /// Resolves the delivery method and its Secrets into what to test.
@@ -180,9 +210,10 @@ async fn subject<B: Backends>(
         return Ok(Err(Problem { reason, message }));
     }
     let secrets = fetch(ctx, namespace, &referenced_secrets(es)).await?;
+    let mut versions = secrets.1.clone();
     let prepared = match target::for_settings(es, &secrets, &ctx.config.smtp.ses_endpoint) {
         Ok(Some(p)) => p,
-        Ok(None) => match default_relay(es, ctx).await? {
+        Ok(None) => match default_relay(es, ctx, &mut versions).await? {
             Ok(p) => p,
             Err(problem) => return Ok(Err(problem)),
         },
@@ -204,8 +235,20 @@ async fn subject<B: Backends>(
         hints,
         prepared,
         extra,
+        inputs: inputs_version(es, &versions),
     }))
 }
+
+/// The keys of the default relay's Secret that are a credential (replaced by a namespace's own).
+const RELAY_CREDENTIAL_KEYS: &[&str] = &[
+    "username",
+    "password",
+    "authentication",
+    "oauth2TokenUrl",
+    "oauth2ClientId",
+    "oauth2ClientSecret",
+    "oauth2Scopes",
+];
 
 fn relay_not_configured() -> Problem {
     Problem {
@@ -218,20 +261,49 @@ fn relay_not_configured() -> Problem {
 async fn default_relay<B: Backends>(
     es: &EmailSettings,
     ctx: &Context<B>,
+    versions: &mut Vec<String>,
 ) -> Result<Result<Prepared, Problem>, kube::Error> {
     let Some((rns, rname)) = &ctx.config.smtp.default_relay else {
         return Ok(Err(relay_not_configured()));
     };
-    Ok(match ctx.secrets.get(&ctx.client, rns, rname).await? {
-        None => Err(Problem {
+    let Some(relay) = ctx.secrets.get(&ctx.client, rns, rname).await? else {
+        return Ok(Err(Problem {
             reason: reasons::DEFAULT_RELAY_INVALID,
             message: format!(
                 "the default relay Secret {rns}/{rname} does not exist; ask the platform team to create it"
             ),
-        }),
-        Some(s) => target::default_relay(&secret_data(&s), &es.spec.from).map_err(|e| Problem {
+        }));
+    };
+    versions.push(version_of(&relay));
+    let mut data = secret_data(&relay);
+    // The namespace's own credential on the relay, when a policy names one: the platform's
+    // never reaches the tenant's Secret.
+    let namespace = es.namespace().unwrap_or_default();
+    let own = crate::names::EmailAddress::parse(&es.spec.from)
+        .ok()
+        .and_then(|from| tenancy::relay_credentials(ctx, &namespace, &from));
+    if let Some(name) = own {
+        let policies = &ctx.config.tenancy.policy_namespace;
+        let Some(creds) = ctx.secrets.get(&ctx.client, policies, &name).await? else {
+            return Ok(Err(Problem {
+                reason: reasons::DEFAULT_RELAY_INVALID,
+                message: format!(
+                    "the relay credentials Secret {policies}/{name} a SenderPolicy names for this namespace does not exist; ask the platform team to create it"
+                ),
+            }));
+        };
+        versions.push(version_of(&creds));
+        data.retain(|k, _| !RELAY_CREDENTIAL_KEYS.contains(&k.as_str()));
+        data.extend(
+            secret_data(&creds)
+                .into_iter()
+                .filter(|(k, _)| RELAY_CREDENTIAL_KEYS.contains(&k.as_str())),
+        );
+    }
+    Ok(
+        target::default_relay(&data, &es.spec.from).map_err(|e| Problem {
             reason: reasons::DEFAULT_RELAY_INVALID,
             message: format!("the default relay Secret {rns}/{rname} {}", e.0),
         }),
-    })
+    )
 }

@@ -80,6 +80,14 @@ async fn pipeline<B: Backends>(es: &EmailSettings, ctx: &Context<B>) -> Result<A
     let now = Timestamp::from_second(ctx.clock.now().as_second()).unwrap_or(Timestamp::UNIX_EPOCH);
     let read = dereference::read(es, ctx).await?;
     let step = decide::test_step(es, &read, now);
+    // A namespace runs at most a few tests at once; the others come back shortly.
+    let _slot = match &step {
+        decide::TestStep::Run { .. } => match ctx.test_slot(&read.namespace) {
+            Some(slot) => Some(slot),
+            None => return Ok(Action::requeue(decide::FAIR_SHARE_RETRY)),
+        },
+        decide::TestStep::Known(_) => None,
+    };
     let (test, fresh) = apply::test(ctx, &read, step, now).await;
     let hints: &[String] = match &read.subject {
         Ok(s) => &s.hints,
@@ -105,6 +113,7 @@ async fn pipeline<B: Backends>(es: &EmailSettings, ctx: &Context<B>) -> Result<A
             published_generation,
             publish_problem: read.publish_problem.as_ref(),
             senders: read.senders.as_ref(),
+            inputs: read.subject.as_ref().ok().map(|s| s.inputs.as_str()),
         },
     );
     apply::write_status(es, ctx, &read, &prior, &new).await?;

@@ -113,6 +113,8 @@ pub struct Inputs<'a> {
     pub publish_problem: Option<&'a PublishProblem>,
     /// AdvancedSmtp only.
     pub senders: Option<&'a Senders>,
+    /// The version of the inputs tested ([`super::dereference::Subject::inputs`]).
+    pub inputs: Option<&'a str>,
 }
 
 fn with_hints(message: String, hints: &[String]) -> String {
@@ -198,6 +200,9 @@ fn connection(
                         duration_ms: i64::try_from(o.duration.as_millis()).unwrap_or(i64::MAX),
                         reason: reasons::SUCCEEDED.into(),
                         path: Some(o.path.as_str().into()),
+                        detail: None,
+                        failures: None,
+                        inputs: i.inputs.map(str::to_string),
                     });
                     format!(
                         "connection test passed ({}, port {}, {} ms)",
@@ -214,6 +219,7 @@ fn connection(
             at,
             duration,
             failure,
+            failures,
             due,
         }) => {
             last_test = Some(ConnectionTest {
@@ -221,6 +227,9 @@ fn connection(
                 duration_ms: i64::try_from(duration.as_millis()).unwrap_or(i64::MAX),
                 reason: failure.reason().into(),
                 path: None,
+                detail: Some(failure.detail().to_string()),
+                failures: Some(*failures),
+                inputs: i.inputs.map(str::to_string),
             });
             let message = format!("{} Next test at {due}.", failure.condition_message());
             let c = cond(i, t, false, failure.reason(), with_hints(message, i.hints));

@@ -28,6 +28,7 @@ fn prepared(password: &str) -> Prepared {
             }),
             from: "billing@yourcompany.com".into(),
             ca_bundle_pem: None,
+            restricted: true,
         },
         oauth2: None,
         username: "notifications@yourcompany.com".into(),
@@ -133,7 +134,7 @@ fn after_a_restart_the_published_secret_stands_for_the_pass() {
 fn failures_back_off_and_transient_ones_retry_sooner() {
     let every = Duration::from_secs(86400);
     let bad = Failure::BadCredentials("535".into());
-    let timeout = Failure::ConnectTimeout("10s".into());
+    let timeout = Failure::ConnectFailed("smtp.yourcompany.com:587".into());
     assert_eq!(decide::retry_after(&bad, 1, every), Duration::from_secs(60));
     assert_eq!(
         decide::retry_after(&bad, 3, every),
@@ -353,6 +354,7 @@ fn compute(
             published_generation: published,
             publish_problem: None,
             senders,
+            inputs: Some("v1"),
         },
     )
 }
@@ -364,6 +366,7 @@ fn a_failed_edit_says_the_last_validated_secret_still_stands() {
         at: at(0),
         duration: Duration::from_millis(30),
         failure: Failure::BadCredentials("535 5.7.8".into()),
+        failures: 1,
         due: at(60),
     });
     let st = compute(&es, failed, Some(2), None);
@@ -533,6 +536,7 @@ fn changing_delivery_drops_the_ses_conditions() {
             published_generation: Some(3),
             publish_problem: None,
             senders: None,
+            inputs: Some("v1"),
         },
     );
     assert!(
@@ -693,4 +697,39 @@ fn the_default_relay_secret_is_read_strictly() {
         let e = default_relay(&bad, "a@b.co").expect_err(key);
         assert!(e.0.contains(key), "{e}");
     }
+}
+
+#[test]
+fn a_failure_in_the_status_keeps_its_backoff_after_a_restart() {
+    let mut es = es(EXTERNAL);
+    let failure = Failure::ConnectFailed("smtp.yourcompany.com:587".into());
+    let failed = Test::Known(Next::Failed {
+        at: at(0),
+        duration: Duration::from_millis(30),
+        failure: failure.clone(),
+        failures: 3,
+        due: at(120),
+    });
+    es.status = Some(compute(&es, failed, None, None));
+    let recorded = es
+        .status
+        .as_ref()
+        .unwrap()
+        .last_connection_test
+        .clone()
+        .unwrap();
+    assert_eq!(recorded.failures, Some(3));
+    assert_eq!(recorded.detail.as_deref(), Some("smtp.yourcompany.com:587"));
+    // The same inputs: the failure comes back as this process would have remembered it.
+    let memo = decide::memo_from_status(&es, "fp", "v1").expect("remembered");
+    assert_eq!(memo.result, Err(failure));
+    assert_eq!(memo.failures, 3);
+    assert_eq!(memo.at, at(0));
+    // A third consecutive failure of transient kind waits 15 s × 2² before the next test.
+    match decide::next(at(30), "fp", Some(&memo), None, Duration::from_secs(86400)) {
+        Next::Failed { due, .. } => assert_eq!(due, at(60)),
+        other => panic!("{other:?}"),
+    }
+    // Other inputs (a changed Secret, another generation): tested at once.
+    assert!(decide::memo_from_status(&es, "fp", "v2").is_none());
 }

@@ -34,7 +34,10 @@ pub fn recorded(si: &SenderIdentity) -> Option<Recorded<'_>> {
     let location = status.ses.as_ref()?;
     Some(Recorded {
         si,
-        key: SesKey::from(location),
+        key: SesKey::of(
+            location,
+            si.metadata.namespace.as_deref().unwrap_or_default(),
+        ),
         status: VerificationStatus::from_shown(status.verification_status.as_deref()?)?,
         sending: status.verified_for_sending,
         last_checked: status.last_checked_time.as_ref().map(|t| t.0),
@@ -129,6 +132,7 @@ mod tests {
 
     fn key(region: &str) -> SesKey {
         SesKey {
+            namespace: None,
             region: region.into(),
             role_arn: None,
         }

@@ -48,6 +48,14 @@ async fn list_all(ses: &impl SesApi, key: &SesKey) -> Option<Listed> {
     }
 }
 
+/// What the cached SenderIdentities' statuses record.
+fn recorded_all(all: &[Arc<DeserializeGuard<SenderIdentity>>]) -> Vec<Recorded<'_>> {
+    all.iter()
+        .filter_map(|g| g.0.as_ref().ok())
+        .filter_map(recorded)
+        .collect()
+}
+
 /// Lists the locations in use on their cadence and wakes the SenderIdentities whose listed
 /// status differs from the recorded one. Comparing with the recorded status (not with the
 /// previous listing) keeps this right across operator restarts.
@@ -68,18 +76,21 @@ pub async fn run<B: Backends>(
         // identities it has not read since. Borrowed from the cache's shared copies: cloning
         // ten thousand objects every round was most of the operator's CPU at that size.
         let all = ctx.caches.identities.state();
-        let identities: Vec<Recorded<'_>> = all
-            .iter()
-            .filter_map(|g| g.0.as_ref().ok())
-            .filter_map(recorded)
-            .collect();
-        for key in due_locations(&identities, &listed_at, started, Instant::now(), cadence) {
+        let identities = recorded_all(&all);
+        let due = due_locations(&identities, &listed_at, started, Instant::now(), cadence);
+        drop(identities);
+        for key in due {
             let ses = ctx.backends.ses(&key).await;
             let began = ctx.clock.now();
             listed_at.insert(key.clone(), Instant::now());
             let Some(listed) = list_all(&ses, &key).await else {
                 continue;
             };
+            // Compared with the statuses as they are now, not as they were before the listing:
+            // an identity whose own reconcile saw it verified while the listing was under way
+            // is not read a second time.
+            let now = ctx.caches.identities.state();
+            let identities = recorded_all(&now);
             for si in changed(&identities, &key, &listed, began) {
                 ctx.mark_dirty(&key, &si.spec.identity);
                 let _ = trigger.unbounded_send(super::guard_ref(si));

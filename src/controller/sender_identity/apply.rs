@@ -7,6 +7,7 @@ use super::dereference::{Read, Target};
 use super::step::{Facts, Recreation, Step, next_step};
 use super::{Error, cleanup, dns_endpoint, records, status};
 use crate::controller::backends::{Backends, SesKey};
+use crate::controller::tenancy::Rights;
 use crate::controller::{ADOPT_ANNOTATION, Context, RETRY_ANNOTATION, apply_status};
 use crate::crd::SenderIdentity;
 use crate::crd::conditions::reasons;
@@ -50,6 +51,8 @@ pub struct Apply<'a, B: Backends> {
     pub ctx: &'a Context<B>,
     /// The moment this reconcile acts at.
     pub now: Timestamp,
+    /// What the policies let its namespace do with its domain.
+    pub rights: Rights,
 }
 
 impl<B: Backends> Apply<'_, B> {
@@ -99,9 +102,18 @@ impl<B: Backends> Apply<'_, B> {
         spec_changed: bool,
     ) -> Result<bool, Error> {
         let Self { si, ctx, now, .. } = *self;
+        let allowed = self.rights.publish_records;
         let written =
-            dns_endpoint::reconcile(&ctx.client, si, &status.dns_records, spec_changed).await;
+            dns_endpoint::reconcile(&ctx.client, si, &status.dns_records, spec_changed, allowed)
+                .await;
         let problem = match written {
+            Ok(()) if !allowed && dns_endpoint::wanted(si) => Some((
+                reasons::DNS_PUBLISHING_NOT_GRANTED,
+                format!(
+                    "dns.provider is ExternalDNS, but no SenderPolicy in namespace {} lets this namespace publish records for {}: publish the records in status.dnsRecords yourself (and set dns.provider: None), or ask the platform team for publishRecords",
+                    ctx.config.tenancy.policy_namespace, si.spec.identity
+                ),
+            )),
             Ok(()) => None,
             Err(e) => match dns_endpoint::unavailable(&e) {
                 Some(problem) => {
@@ -137,7 +149,9 @@ impl<B: Backends> Apply<'_, B> {
     /// The timer of a pending identity between bulk listings: its records are looked up again in
     /// DNS (no SES call), and the status is written only when what DNS shows changed.
     pub async fn refresh_dns(&self, read: &Read, target: &Target) -> Result<Action, Error> {
-        let Self { si, api, ctx, now } = *self;
+        let Self {
+            si, api, ctx, now, ..
+        } = *self;
         let prior = &read.prior;
         let records = records::check(
             target.id.domain(),
@@ -179,7 +193,8 @@ impl<B: Backends> Apply<'_, B> {
         let facts = Facts {
             ses: details.as_ref(),
             owner_key: &owner_key,
-            adopt: read.adopt,
+            adopt: read.adopt && target.rights.adopt,
+            may_change: may_change(details.as_ref(), &owner_key, &read.owner),
             is_domain: target.id.is_domain(),
             spec: &si.spec,
             prior: &read.prior,
@@ -191,7 +206,7 @@ impl<B: Backends> Apply<'_, B> {
         let lifecycle = Lifecycle::from(details, &read.prior);
         let acted = match step {
             Step::Create => self.create_step(&ses, &mut read, target, lifecycle).await?,
-            Step::NotOwned => Acted::Done(self.not_owned(target).await?),
+            Step::NotOwned => Acted::Done(self.not_owned(&read, target).await?),
             Step::Claim { adopt } => {
                 self.claim_step(&ses, &read, target, lifecycle, adopt)
                     .await?
@@ -249,7 +264,9 @@ impl<B: Backends> Apply<'_, B> {
         target: &Target,
         mut l: Lifecycle,
     ) -> Result<Acted, Error> {
-        let Self { si, api, ctx, now } = *self;
+        let Self {
+            si, api, ctx, now, ..
+        } = *self;
         // Where it is going is recorded first: a deletion then finds it, whatever fails between
         // here and the status written at the end.
         if read.prior.ses.as_ref() != Some(&target.location) {
@@ -328,10 +345,18 @@ impl<B: Backends> Apply<'_, B> {
     }
 
     /// It exists and is not ours: left untouched, and said so.
-    async fn not_owned(&self, target: &Target) -> Result<Action, Error> {
+    async fn not_owned(&self, read: &Read, target: &Target) -> Result<Action, Error> {
+        let policies = &self.ctx.config.tenancy.policy_namespace;
+        if read.adopt {
+            let msg = format!(
+                "{} exists outside the operator, and no SenderPolicy in namespace {policies} lets this namespace adopt it (adoptExisting); it is left untouched",
+                target.name
+            );
+            return self.reject(reasons::ADOPTION_NOT_GRANTED, &msg).await;
+        }
         let msg = format!(
-            "{} already exists in SES {} and is not tagged as managed by email-operator; it is left untouched. Set the annotation {ADOPT_ANNOTATION}: \"true\" to adopt it",
-            target.name, target.location.region
+            "{} cannot be created: it exists outside the operator, which leaves it untouched. To use it, the platform team grants adoption (a SenderPolicy in namespace {policies} with adoptExisting) and you set the annotation {ADOPT_ANNOTATION}: \"true\"",
+            target.name
         );
         self.reject(reasons::IDENTITY_NOT_OWNED, &msg).await
     }
@@ -350,6 +375,7 @@ impl<B: Backends> Apply<'_, B> {
         let mut tags = vec![(read.owner.tag_key(), read.owner.tag_value())];
         if adopt {
             tags.push((ses::MANAGED_BY_KEY.into(), ses::MANAGED_BY_VALUE.into()));
+            tags.push((ses::ADOPTED_KEY.into(), "true".into()));
         }
         let existing = l
             .details
@@ -489,6 +515,31 @@ impl<B: Backends> Apply<'_, B> {
         }
         failed
     }
+}
+
+/// Whether this SenderIdentity may reconfigure or re-create the SES identity: it was not
+/// adopted, and every other claim on it is of the same namespace and cluster (a sole owner, or
+/// a namespace's own EmailSettings sharing it). A claim of another namespace or cluster, or an
+/// adopted identity, is left as its creator configured it.
+pub(super) fn may_change(
+    details: Option<&IdentityDetails>,
+    owner_key: &str,
+    me: &ses::Owner,
+) -> bool {
+    let Some(details) = details else {
+        return true;
+    };
+    if ses::is_adopted(&details.tags) {
+        return false;
+    }
+    let mine = format!("{}/{}/", me.cluster, me.namespace);
+    ses::owner_tags(&details.tags)
+        .iter()
+        .filter(|(k, _)| k != owner_key)
+        .all(|(_, v)| {
+            v.split_once(' ')
+                .is_some_and(|(_, who)| who.starts_with(&mine))
+        })
 }
 
 /// The spec's DKIM key length for a domain identity (SES's default, 2048 bits, when unset).

@@ -43,7 +43,10 @@ pub(super) async fn release<B: Backends>(
     location: &SesLocation,
 ) -> Result<(), Error> {
     let name = id.to_string();
-    let ses = ctx.backends.ses(&SesKey::from(location)).await;
+    let ses = ctx
+        .backends
+        .ses(&SesKey::of(location, &si.namespace().unwrap_or_default()))
+        .await;
     let me = owner(si, &ctx.config.cluster_id);
     let Some(details) = get(&ses, &name).await? else {
         return Ok(());
@@ -57,7 +60,9 @@ pub(super) async fn release<B: Backends>(
     }
     let region = &location.region;
     let others = owners.iter().filter(|(k, _)| *k != me.tag_key()).count();
-    if others == 0 && si.spec.deletion_policy == DeletionPolicy::Delete {
+    // An adopted identity existed before the operator: it is kept, whatever the policy says.
+    let adopted = crate::ses::is_adopted(&details.tags);
+    if others == 0 && si.spec.deletion_policy == DeletionPolicy::Delete && !adopted {
         match ses.delete_identity(&name).await {
             Ok(()) | Err(SesError::NotFound) => {}
             Err(e) => return Err(e.into()),
@@ -76,6 +81,8 @@ pub(super) async fn release<B: Backends>(
         }
         let why = if others > 0 {
             format!("{others} other SenderIdentity(s) still use it")
+        } else if adopted {
+            "it was adopted: the operator never deletes an identity it did not create".into()
         } else {
             "deletionPolicy is Retain".into()
         };

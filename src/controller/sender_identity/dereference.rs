@@ -39,6 +39,8 @@ pub struct Target {
     /// Its EmailSettings publishes the configuration of its current spec (so what the identity
     /// held before a move may be let go).
     pub settings_published: bool,
+    /// What the policies let its namespace do with its domain (adopt, publish records).
+    pub rights: tenancy::Rights,
 }
 
 /// Everything the decision and the SES step read.
@@ -140,12 +142,14 @@ fn admission<B: Backends>(
         return Admission::Rejected { reason, message };
     }
     let published = es.publishes_current_spec();
+    let rights = tenancy::rights(ctx, &si.namespace().unwrap_or_default(), id.domain());
     Admission::Admitted(Target {
         name: id.to_string(),
-        key: SesKey::from(&location),
+        key: SesKey::of(&location, &si.namespace().unwrap_or_default()),
         id,
         location,
         settings_published: published,
+        rights,
     })
 }
 

@@ -69,7 +69,8 @@ pub fn desired(si: &SenderIdentity, records: &[DnsRecord]) -> Option<Value> {
     }))
 }
 
-/// Applies the desired DNSEndpoint, or deletes ours when ExternalDNS is no longer asked for.
+/// Applies the desired DNSEndpoint, or deletes ours when ExternalDNS is no longer asked for —
+/// or no longer `allowed` (no SenderPolicy lets the namespace publish the domain's records).
 ///
 /// Without a provider, the one we may own is looked for only when `spec_changed` (the
 /// provider was switched off since the last look): a GET per record change would cost
@@ -79,10 +80,13 @@ pub async fn reconcile(
     si: &SenderIdentity,
     records: &[DnsRecord],
     spec_changed: bool,
+    allowed: bool,
 ) -> Result<(), kube::Error> {
     let ns = si.namespace().unwrap_or_default();
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &api_resource());
-    match desired(si, records) {
+    let desired = desired(si, records).filter(|_| allowed);
+    let spec_changed = spec_changed || (!allowed && wanted(si));
+    match desired {
         Some(obj) => {
             api.patch(
                 &si.name_any(),

@@ -105,7 +105,17 @@ async fn pipeline<B: Backends>(
 ) -> Result<Action, Error> {
     let now = ctx.clock.now();
     let read = dereference::read(si, ctx);
-    let apply = apply::Apply { si, api, ctx, now };
+    let rights = match &read.admission {
+        dereference::Admission::Admitted(t) => t.rights.clone(),
+        _ => Default::default(),
+    };
+    let apply = apply::Apply {
+        si,
+        api,
+        ctx,
+        now,
+        rights,
+    };
     match decide::plan(&read, now, &ctx.config.recheck.windows) {
         Plan::Reject { reason, message } => apply.reject(reason, &message).await,
         Plan::Wait(after) => Ok(after.map_or_else(Action::await_change, Action::requeue)),

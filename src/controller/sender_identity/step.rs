@@ -65,8 +65,11 @@ pub struct Facts<'a> {
     pub ses: Option<&'a IdentityDetails>,
     /// Our owner tag key.
     pub owner_key: &'a str,
-    /// `email.ops.dev/adopt: "true"`.
+    /// `email.ops.dev/adopt: "true"`, and a policy lets the namespace adopt the identity.
     pub adopt: bool,
+    /// It may reconfigure or re-create the SES identity (see `apply::may_change`): not
+    /// adopted, and no other namespace's or cluster's claim on it.
+    pub may_change: bool,
     pub is_domain: bool,
     pub spec: &'a SenderIdentitySpec,
     pub prior: &'a SenderIdentityStatus,
@@ -123,10 +126,10 @@ pub fn next_step(f: &Facts, w: &Windows) -> Step {
     if !ours {
         return Step::Claim { adopt: false };
     }
-    let first = f.is_first_owner(details);
+    let first = f.is_first_owner(details) && f.may_change;
     match details.verification_status {
         VerificationStatus::Failed => {
-            if f.retry_requested() || f.spec_changed() {
+            if f.may_change && (f.retry_requested() || f.spec_changed()) {
                 return Step::Recreate {
                     cause: Recreation::RetryRequested,
                     message:
@@ -155,6 +158,9 @@ pub fn next_step(f: &Facts, w: &Windows) -> Step {
             }
         }
         _ => {}
+    }
+    if !f.may_change {
+        return Step::Observe;
     }
     configure(f, details, w)
 }

@@ -101,6 +101,7 @@ fn decide(c: Case) -> Step {
         ses: c.details,
         owner_key: &key,
         adopt: c.adopt,
+        may_change: !c.details.is_some_and(|d| crate::ses::is_adopted(&d.tags)),
         is_domain: !c.spec.identity.contains('@'),
         spec: c.spec,
         prior: c.prior,
@@ -825,4 +826,94 @@ async fn an_identity_found_already_there_when_creating_is_only_read() {
         .await
         .expect("read");
     assert_eq!(ses.calls(), ["CreateEmailIdentity", "GetEmailIdentity"]);
+}
+
+#[test]
+fn only_a_sole_owner_of_its_namespace_and_cluster_may_change_an_identity() {
+    use super::apply::may_change;
+    let me = crate::ses::Owner {
+        cluster: "prod".into(),
+        namespace: "billing".into(),
+        name: "yourcompany-com".into(),
+        deletion_policy: Default::default(),
+    };
+    let other = |cluster: &str, ns: &str, name: &str| {
+        let o = crate::ses::Owner {
+            cluster: cluster.into(),
+            namespace: ns.into(),
+            name: name.into(),
+            deletion_policy: Default::default(),
+        };
+        (o.tag_key(), o.tag_value())
+    };
+    let with = |extra: Vec<(String, String)>| IdentityDetails {
+        tags: [me.creation_tags(), extra].concat(),
+        ..Default::default()
+    };
+    let key = me.tag_key();
+    assert!(may_change(None, &key, &me), "nothing there yet");
+    assert!(may_change(Some(&with(vec![])), &key, &me), "sole owner");
+    assert!(
+        may_change(
+            Some(&with(vec![other("prod", "billing", "second")])),
+            &key,
+            &me
+        ),
+        "its own namespace's other claim"
+    );
+    assert!(!may_change(
+        Some(&with(vec![other("prod", "shop", "x")])),
+        &key,
+        &me
+    ));
+    assert!(!may_change(
+        Some(&with(vec![other("staging", "billing", "x")])),
+        &key,
+        &me
+    ));
+    let adopted = with(vec![(crate::ses::ADOPTED_KEY.into(), "true".into())]);
+    assert!(!may_change(Some(&adopted), &key, &me), "adopted");
+
+    // Shared with another namespace: no re-creation, no retry, no reconfiguration.
+    let spec = domain_spec();
+    let details = IdentityDetails {
+        verification_status: VerificationStatus::Failed,
+        ..with(vec![other("prod", "shop", "x")])
+    };
+    let prior = SenderIdentityStatus::default();
+    let facts = Facts {
+        ses: Some(&details),
+        owner_key: &key,
+        adopt: false,
+        may_change: false,
+        is_domain: true,
+        spec: &spec,
+        prior: &prior,
+        retry: Some("1"),
+        generation: Some(1),
+        now: Timestamp::UNIX_EPOCH,
+    };
+    assert_eq!(next_step(&facts, &Windows::default()), Step::WaitForRetry);
+    let pending = IdentityDetails {
+        verification_status: VerificationStatus::Pending,
+        ..details.clone()
+    };
+    let old = SenderIdentityStatus {
+        pending_since: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            Timestamp::UNIX_EPOCH,
+        )),
+        ..Default::default()
+    };
+    let facts = Facts {
+        ses: Some(&pending),
+        prior: &old,
+        retry: None,
+        now: Timestamp::from_second(100 * 3600).expect("time"),
+        ..facts
+    };
+    assert_eq!(
+        next_step(&facts, &Windows::default()),
+        Step::Observe,
+        "no re-creation after 72 h"
+    );
 }

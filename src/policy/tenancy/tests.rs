@@ -62,6 +62,7 @@ fn identity_in(ns: &str, name: &str, id: &str, created: i64, ses: SesScope) -> C
             id: IdentityName::parse(id).expect("identity"),
             ses,
         },
+        role: None,
     }
 }
 
@@ -75,6 +76,7 @@ fn from(ns: &str, address: &str, default_relay: bool, created: i64) -> Claim {
             address: EmailAddress::parse(address).expect("address"),
             default_relay,
         },
+        role: None,
     }
 }
 
@@ -89,6 +91,10 @@ fn grant(policy: &str, namespaces: &[&str], domains: &[&str], share: bool) -> Gr
             .collect(),
         share,
         default_relay: false,
+        relay_credentials: None,
+        adopt: false,
+        roles: vec![],
+        publish_records: false,
     }
 }
 
@@ -434,4 +440,80 @@ fn the_default_relay_needs_the_flag_or_a_policy_for_the_from_domain() {
         c.reason("internal-tools", "notifications"),
         Some(reasons::DEFAULT_RELAY_NOT_ALLOWED)
     );
+}
+
+#[test]
+fn a_role_is_assumed_only_for_namespaces_a_policy_grants_it() {
+    let mut billing = grant("billing", &["billing"], &["yourcompany.com"], false);
+    billing.roles = vec![
+        "arn:aws:iam::111122223333:role/ses-billing".into(),
+        "arn:aws:iam::444455556666:role/*".into(),
+    ];
+    let with_role = |ns: &str, role: &str| {
+        let mut c = identity(ns, "yourcompany-com", "yourcompany.com", 100);
+        c.role = Some(role.into());
+        c
+    };
+    let c = Cluster {
+        grants: vec![billing.clone()],
+        claims: vec![with_role(
+            "billing",
+            "arn:aws:iam::111122223333:role/ses-billing",
+        )],
+        ..cluster()
+    };
+    assert_eq!(c.reason("billing", "yourcompany-com"), None);
+    for (ns, role) in [
+        ("billing", "arn:aws:iam::111122223333:role/ses-admin"),
+        ("shop", "arn:aws:iam::111122223333:role/ses-billing"),
+    ] {
+        let c = Cluster {
+            grants: vec![billing.clone()],
+            claims: vec![with_role(ns, role)],
+            ..cluster()
+        };
+        assert_eq!(
+            c.reason(ns, "yourcompany-com"),
+            Some(reasons::ROLE_NOT_GRANTED),
+            "{ns} {role}"
+        );
+        assert!(c.message(ns, "yourcompany-com").contains("roleArns"));
+    }
+    let c = Cluster {
+        grants: vec![billing],
+        claims: vec![with_role(
+            "billing",
+            "arn:aws:iam::444455556666:role/anything",
+        )],
+        ..cluster()
+    };
+    assert_eq!(
+        c.reason("billing", "yourcompany-com"),
+        None,
+        "an account's every role"
+    );
+}
+
+#[test]
+fn adoption_publishing_and_relay_credentials_are_granted_per_domain_and_namespace() {
+    let mut g = grant("billing", &["billing"], &["yourcompany.com"], false);
+    g.adopt = true;
+    g.publish_records = true;
+    g.default_relay = true;
+    g.relay_credentials = Some("billing-relay".into());
+    let c = Cluster {
+        grants: vec![g],
+        ..cluster()
+    };
+    let d = |s: &str| DomainName::parse(s).expect("domain");
+    assert!(may_adopt(&c, "billing", &d("en.yourcompany.com")));
+    assert!(!may_adopt(&c, "shop", &d("yourcompany.com")));
+    assert!(!may_adopt(&c, "billing", &d("corp.example")));
+    assert!(may_publish_records(&c, "billing", &d("yourcompany.com")));
+    assert!(!may_publish_records(&c, "shop", &d("yourcompany.com")));
+    assert_eq!(
+        relay_credentials(&c, "billing", &d("yourcompany.com")).as_deref(),
+        Some("billing-relay")
+    );
+    assert_eq!(relay_credentials(&c, "billing", &d("other.example")), None);
 }

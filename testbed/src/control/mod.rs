@@ -26,6 +26,7 @@ pub struct ControlState {
     pub zone: Zone,
     pub clock: Clock,
     pub ses: Arc<SesState>,
+    pub sts: Arc<crate::sts::StsState>,
 }
 
 /// The control API's routes.
@@ -55,6 +56,7 @@ pub fn router(state: Arc<ControlState>) -> Router {
         .route("/ses/identities", get(routes::list_identities))
         .route("/ses/outbox", get(routes::outbox))
         .route("/ses/confirm-email", post(routes::confirm_email))
+        .route("/sts/assumed", get(routes::assumed_roles))
         .with_state(state)
 }
 
@@ -133,6 +135,7 @@ impl AwsTestbed {
             zone,
             clock: clock.clone(),
             ses: ses.state(),
+            sts: sts.state(),
         });
         let control = ControlServer::start(([127, 0, 0, 1], ports.control).into(), state).await?;
         Ok(Self {

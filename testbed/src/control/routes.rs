@@ -217,3 +217,16 @@ pub async fn confirm_email(State(state): Shared, Json(body): Json<Confirm>) -> R
         Err(error) => Err(bad_request(error)),
     }
 }
+
+/// `GET /sts/assumed` → how many `AssumeRole` requests arrived (`requests`, answered or not)
+/// and every answered one, oldest first: role, session name, external id and session tags.
+pub async fn assumed_roles(State(state): Shared) -> Json<Value> {
+    let calls = state
+        .sts
+        .assumed
+        .lock()
+        .map(|c| c.clone())
+        .unwrap_or_default();
+    let requests = state.sts.requests.load(std::sync::atomic::Ordering::SeqCst);
+    Json(json!({ "requests": requests, "assumed": calls }))
+}

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each e2e test file uses a different part of the harness
 
 pub mod chart;
+pub mod tenants;
 
 use email_operator::crd::SenderIdentity;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -65,15 +66,15 @@ pub const E2E_SES_RPS: &str = "5";
 pub const POLICY_NAMESPACE: &str = "email-system";
 
 /// The suites' platform: every namespace may send as the domains the suites use, share their
-/// SES identities and use the default relay — so a suite about something else can put tenants
-/// of one company in several namespaces. The tenancy suite starts without it
-/// ([`Bed::up_without_policy`]).
+/// SES identities, use the default relay and publish records through external-dns — so a suite
+/// about something else can put tenants of one company in several namespaces. The tenancy and
+/// security suites start without it ([`Bed::up_without_policy`]).
 pub fn company_wide_policy() -> Value {
     json!({
         "apiVersion": "email.ops.dev/v1alpha1", "kind": "SenderPolicy",
         "metadata": {"name": "company-wide", "namespace": POLICY_NAMESPACE},
         "spec": {"namespaceSelector": {}, "domains": ["yourcompany.com", "yourcompany.co", "sharedcorp.com", "othercompany.com"],
-                 "shareIdentities": true, "defaultRelay": true}
+                 "shareIdentities": true, "defaultRelay": true, "publishRecords": true}
     })
 }
 
@@ -157,6 +158,11 @@ impl Bed {
         self.spawn_operator(extra, &[])
     }
 
+    /// [`Bed::start_operator`] with more environment, e.g. `RUST_LOG`.
+    pub fn start_operator_with(&mut self, extra: &[&str], env: &[(&str, &str)]) -> PathBuf {
+        self.spawn_operator(extra, env)
+    }
+
     /// Starts `email-operator run` as the user of `kubeconfig` (e.g. from
     /// [`Bed::service_account_kubeconfig`]), with `POD_NAMESPACE=namespace` and
     /// `POD_NAME=email-operator-N` as the chart's Deployment sets them (the Lease namespace
@@ -167,16 +173,31 @@ impl Bed {
         namespace: &str,
         extra: &[&str],
     ) -> PathBuf {
+        self.start_operator_as_with(kubeconfig, namespace, extra, &[])
+    }
+
+    /// [`Bed::start_operator_as`] with more environment, e.g. `RUST_LOG`.
+    pub fn start_operator_as_with(
+        &mut self,
+        kubeconfig: &std::path::Path,
+        namespace: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> PathBuf {
         let pod = format!("email-operator-{}", self.operators.len());
         let kubeconfig = kubeconfig.display().to_string();
-        self.spawn_operator(
-            extra,
-            &[
-                ("KUBECONFIG", kubeconfig.as_str()),
-                ("POD_NAMESPACE", namespace),
-                ("POD_NAME", pod.as_str()),
-            ],
-        )
+        let mut all = vec![
+            ("KUBECONFIG", kubeconfig.as_str()),
+            ("POD_NAMESPACE", namespace),
+            ("POD_NAME", pod.as_str()),
+        ];
+        all.extend(env);
+        self.spawn_operator(extra, &all)
+    }
+
+    /// The process id of the `i`-th operator started.
+    pub fn operator_pid(&self, i: usize) -> u32 {
+        self.operators[i].id()
     }
 
     fn spawn_operator(&mut self, extra: &[&str], env: &[(&str, &str)]) -> PathBuf {
@@ -195,6 +216,11 @@ impl Bed {
         }
         if !extra.contains(&"--policy-namespace") {
             args.extend(["--policy-namespace", POLICY_NAMESPACE]);
+        }
+        // The suites' SMTP and token servers run on loopback, which tenants' connection tests
+        // may not reach unless the platform allows it (the egress suites set their own).
+        if !extra.contains(&"--egress-allow") {
+            args.extend(["--egress-allow", "127.0.0.0/8"]);
         }
         args.extend(extra);
         let args: Vec<String> = args.into_iter().map(str::to_string).collect();
@@ -218,8 +244,8 @@ impl Bed {
             .arg("run")
             .args(args)
             .envs(&self.env)
-            .envs(env.iter().copied())
             .env("RUST_LOG", "info,email_operator=debug")
+            .envs(env.iter().copied())
             .stdout(out.try_clone().expect("clone"))
             .stderr(out)
             .spawn()
@@ -565,6 +591,36 @@ pub async fn wait_condition(
     )
     .await;
     si.expect("exists")
+}
+
+/// Every SES identity as the operator could have changed it — name, region, tags, status,
+/// DKIM, MAIL FROM, configuration set — without what the stand-in's own DNS check found.
+pub async fn ses_state(bed: &Bed) -> Vec<Value> {
+    let mut identities = bed.get("/ses/identities").await["identities"]
+        .as_array()
+        .expect("identities")
+        .clone();
+    for i in &mut identities {
+        let o = i.as_object_mut().expect("identity");
+        // What the stand-in's own DNS check last found: when, and what failed.
+        o.remove("lastChecked");
+        o.remove("lastSuccess");
+        o.remove("errorType");
+    }
+    identities
+}
+
+/// An AWS SDK client for the SES stand-in, as someone working in the console would use it.
+pub fn ses_sdk(bed: &Bed) -> aws_sdk_sesv2::Client {
+    let conf = aws_sdk_sesv2::Config::builder()
+        .behavior_version(aws_sdk_sesv2::config::BehaviorVersion::latest())
+        .region(aws_sdk_sesv2::config::Region::new("us-east-1"))
+        .endpoint_url(&bed.env["AWS_ENDPOINT_URL_SESV2"])
+        .credentials_provider(aws_sdk_sesv2::config::Credentials::new(
+            "AKIDTEST", "secret", None, None, "test",
+        ))
+        .build();
+    aws_sdk_sesv2::Client::from_conf(conf)
 }
 
 pub async fn ses_identities(bed: &Bed) -> Vec<String> {

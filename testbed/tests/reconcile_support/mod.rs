@@ -656,6 +656,7 @@ impl Harness {
         let key = SesKey {
             region: region.into(),
             role_arn: None,
+            namespace: None,
         };
         self.ctx.mark_dirty(&key, identity);
     }
