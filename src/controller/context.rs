@@ -18,7 +18,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// The field manager of every status write.
@@ -167,12 +167,27 @@ pub struct Memory {
     /// When each SenderIdentity was last read from SES, including reads whose result was not
     /// written to its status.
     pub checked: PerObject<k8s_openapi::jiff::Timestamp>,
-    /// Identities whose listed SES status changed since they were last read.
-    dirty: Mutex<HashSet<(SesKey, String)>>,
+    /// Identities whose listed SES status changed since they were last read, and what the
+    /// listing said.
+    dirty: Mutex<HashMap<(SesKey, String), Stale>>,
     /// Events published about each object in the current window (see [`EVENT_BUDGET`]).
     events: PerObject<(k8s_openapi::jiff::Timestamp, u32)>,
     /// Connection tests running per namespace (see [`TESTS_PER_NAMESPACE`]).
     tests_running: Mutex<HashMap<String, usize>>,
+}
+
+/// Why an identity is to be looked at again before its timer says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stale {
+    /// A bulk listing that began at `began` shows a status other than the recorded one:
+    /// this status, and whether SES lets the identity send.
+    Listed {
+        began: k8s_openapi::jiff::Timestamp,
+        status: crate::ses::VerificationStatus,
+        sending: bool,
+    },
+    /// Read it from SES: missing from a listing, or found already there when creating it.
+    Unread,
 }
 
 /// At most this many Events about one object in [`EVENT_WINDOW`]; more are dropped (and
@@ -316,19 +331,39 @@ impl<B: Backends> Context<B> {
             .objects(&self.caches.settings, namespace)
     }
 
-    pub fn mark_dirty(&self, key: &SesKey, identity: &str) {
+    /// Marks an identity to be read again (or, for [`Stale::Listed`], to take the listing's
+    /// word): the newest mark wins.
+    pub fn mark_dirty(&self, key: &SesKey, identity: &str, why: Stale) {
         if let Ok(mut d) = self.memory.dirty.lock() {
-            d.insert((key.clone(), crate::ses::identity_key(identity)));
+            d.insert((key.clone(), crate::ses::identity_key(identity)), why);
         }
     }
 
-    /// Takes the dirty mark of an identity (true if it was set).
-    pub fn take_dirty(&self, key: &SesKey, identity: &str) -> bool {
+    /// Takes the dirty mark of an identity.
+    pub fn take_dirty(&self, key: &SesKey, identity: &str) -> Option<Stale> {
         self.memory
             .dirty
             .lock()
-            .map(|mut d| d.remove(&(key.clone(), crate::ses::identity_key(identity))))
-            .unwrap_or(false)
+            .ok()?
+            .remove(&(key.clone(), crate::ses::identity_key(identity)))
+    }
+
+    /// The identity was read from SES at or after `read_at`: a listing that began before then
+    /// says nothing newer, and is dropped (the reconcile it triggered would read it twice).
+    pub fn settle_dirty(
+        &self,
+        key: &SesKey,
+        identity: &str,
+        read_at: k8s_openapi::jiff::Timestamp,
+    ) {
+        if let Ok(mut d) = self.memory.dirty.lock() {
+            let k = (key.clone(), crate::ses::identity_key(identity));
+            if let Some(Stale::Listed { began, .. }) = d.get(&k)
+                && *began <= read_at
+            {
+                d.remove(&k);
+            }
+        }
     }
 
     /// Publishes an Event about `obj`; a failure to publish is logged, never fatal.

@@ -31,7 +31,7 @@ pub mod watches;
 
 pub use backends::{Backends, Live, SesKey};
 pub use config::Config;
-pub use context::{Caches, Context, FIELD_MANAGER, apply_status};
+pub use context::{Caches, Context, FIELD_MANAGER, Stale, apply_status};
 pub use watches::{guard_ref, run};
 
 /// The finalizer on SenderIdentities (SES cleanup).

@@ -22,10 +22,11 @@ async fn a_domain_identity_shows_its_records_and_verifies_once_they_are_publishe
     bed.apply::<SenderIdentity>("billing", domain).await;
 
     let si = wait_condition(&bed, "billing", "yourcompany-com", "Accepted", "True", None).await;
-    // One read (is it there, and whose) and one create: the records come from the create's
-    // answer, not from a second read.
-    assert_eq!(bed.ses_calls("GetEmailIdentity").await, 1);
+    // Created without a read first: the records come from the create's answer (and the
+    // MAIL FROM domain is put on it).
+    assert_eq!(bed.ses_calls("GetEmailIdentity").await, 0);
     assert_eq!(bed.ses_calls("CreateEmailIdentity").await, 1);
+    assert_eq!(bed.ses_calls("PutEmailIdentityMailFromAttributes").await, 1);
     let st = si.status.clone().expect("status");
     assert_eq!(st.verification_status.as_deref(), Some("Pending"));
     let cnames: Vec<_> = st
@@ -228,7 +229,17 @@ async fn an_identity_shared_by_two_namespaces_is_created_once_and_deleted_with_i
         cname_values(&b),
         "one SES identity, the same records"
     );
-    assert_eq!(bed.ses_calls("CreateEmailIdentity").await, 1);
+    // The second namespace's create is refused (AlreadyExists): it reads and shares it.
+    assert_eq!(
+        bed.ses_calls_answered("CreateEmailIdentity", "Success")
+            .await,
+        1
+    );
+    assert_eq!(
+        bed.ses_calls_answered("CreateEmailIdentity", "AlreadyExistsException")
+            .await,
+        1
+    );
 
     bed.delete_object::<SenderIdentity>("production", "shared")
         .await;

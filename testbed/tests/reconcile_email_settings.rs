@@ -338,8 +338,8 @@ async fn ses_settings_wait_for_a_verified_sender_then_publish_and_wake_nothing_i
     assert_eq!(data["host"], "email-smtp.eu-west-1.amazonaws.com");
     assert_eq!(
         h.ses().ops(),
-        ["GetEmailIdentity"],
-        "the EmailSettings controller never calls SES itself"
+        Vec::<&str>::new(),
+        "the identity is verified from the listing, and the EmailSettings controller never calls SES itself"
     );
 }
 

@@ -93,8 +93,8 @@ async fn a_new_domain_is_created_tagged_as_ours_and_its_records_are_reported() {
 
     assert_eq!(
         h.ses().ops(),
-        ["GetEmailIdentity", "CreateEmailIdentity"],
-        "read, then created — the create's answer carries the DKIM tokens, so no second read"
+        ["CreateEmailIdentity"],
+        "created without a read first — its answer carries the DKIM tokens: one call before the records show"
     );
     let created = h.ses().get(REGION, "yourcompany.com").expect("created");
     assert!(
@@ -186,7 +186,7 @@ async fn a_pending_identity_with_nothing_new_makes_no_ses_call() {
 }
 
 #[tokio::test]
-async fn verified_in_ses_is_read_once_the_listing_says_so_and_becomes_ready() {
+async fn verified_in_ses_is_ready_from_the_listing_without_a_read() {
     let h = shop_with_domain().await;
     h.reconcile_new_si("shop", "yourcompany-com").await;
     h.ses().verify(REGION, "yourcompany.com");
@@ -195,7 +195,11 @@ async fn verified_in_ses_is_read_once_the_listing_says_so_and_becomes_ready() {
     // The bulk listing saw the change and marked it.
     h.listing_changed(REGION, "yourcompany.com");
     let action = h.reconcile_si("shop", "yourcompany-com").await.expect("ok");
-    assert_eq!(h.ses().ops(), ["GetEmailIdentity"]);
+    assert_eq!(
+        h.ses().ops(),
+        Vec::<&str>::new(),
+        "the listing says all the status needs"
+    );
     let st = h.si_status("shop", "yourcompany-com").await;
     assert_eq!(st.verification_status.as_deref(), Some("Success"));
     assert_eq!(st.verified_for_sending, Some(true));
@@ -204,6 +208,10 @@ async fn verified_in_ses_is_read_once_the_listing_says_so_and_becomes_ready() {
         Some(("True".into(), reasons::READY.into()))
     );
     assert!(st.pending_since.is_none(), "no longer pending");
+
+    let dkim = records(&st, "CNAME");
+    assert_eq!(dkim.len(), 3, "the records shown are kept: {dkim:?}");
+    assert_eq!(st.dkim_status.as_deref(), Some("Success"));
 
     // Verified identities are left to the bulk listing: no timer of their own.
     h.ses().clear_calls();
@@ -289,8 +297,8 @@ async fn a_second_namespace_shares_the_identity_and_only_the_last_owner_deletes_
     h.reconcile_new_si("other", "yourcompany-com").await;
     assert_eq!(
         h.ses().ops(),
-        ["GetEmailIdentity", "TagResource", "GetEmailIdentity"],
-        "the existing identity is claimed, not created again"
+        ["CreateEmailIdentity", "GetEmailIdentity", "TagResource"],
+        "SES refuses the create (AlreadyExists); the identity is read and claimed"
     );
     let mut owners = owner_tags(&h, REGION, "yourcompany.com");
     owners.sort();
@@ -355,12 +363,17 @@ async fn an_identity_not_tagged_as_ours_is_never_modified_nor_deleted() {
     h.ses().insert(REGION, "yourcompany.com", theirs.clone());
 
     h.reconcile_new_si("shop", "yourcompany-com").await;
-    assert_eq!(h.ses().ops(), ["GetEmailIdentity"], "read only");
+    assert_eq!(
+        h.ses().ops(),
+        ["CreateEmailIdentity", "GetEmailIdentity"],
+        "a create SES refuses (AlreadyExists), then a read: nothing modified"
+    );
     assert_eq!(
         accepted(&h, "shop", "yourcompany-com").await,
         Some(("False".into(), reasons::IDENTITY_NOT_OWNED.into()))
     );
 
+    h.ses().clear_calls();
     h.delete_si("shop", "yourcompany-com").await;
     h.reconcile_si("shop", "yourcompany-com")
         .await
@@ -394,7 +407,11 @@ async fn the_adopt_annotation_is_refused_without_a_policy_grant() {
     h.apply(si).await;
     h.reconcile_new_si("shop", "yourcompany-com").await;
 
-    assert_eq!(h.ses().ops(), ["GetEmailIdentity"], "read only");
+    assert_eq!(
+        h.ses().ops(),
+        ["CreateEmailIdentity", "GetEmailIdentity"],
+        "a create SES refuses (AlreadyExists), then a read: nothing modified"
+    );
     assert_eq!(h.ses().get(REGION, "yourcompany.com"), Some(hand_made()));
     assert_eq!(
         accepted(&h, "shop", "yourcompany-com").await,
@@ -630,11 +647,7 @@ async fn a_mail_from_domain_is_set_at_creation_and_its_records_reported() {
 
     assert_eq!(
         h.ses().ops(),
-        [
-            "GetEmailIdentity",
-            "CreateEmailIdentity",
-            "PutEmailIdentityMailFromAttributes"
-        ]
+        ["CreateEmailIdentity", "PutEmailIdentityMailFromAttributes"]
     );
     assert_eq!(
         h.ses()
@@ -651,10 +664,18 @@ async fn a_mail_from_domain_is_set_at_creation_and_its_records_reported() {
             "10 feedback-smtp.eu-west-1.amazonses.com"
         )]
     );
+
+    // Verified: the listing does not carry the MAIL FROM status, so this one is read.
+    h.ses().clear_calls();
+    h.verified_by_listing(REGION, "yourcompany.com");
+    h.reconcile_si("shop", "yourcompany-com").await.expect("ok");
+    assert_eq!(h.ses().ops(), ["GetEmailIdentity"]);
+    let st = h.si_status("shop", "yourcompany-com").await;
+    assert_eq!(st.verification_status.as_deref(), Some("Success"));
 }
 
 #[tokio::test]
-async fn an_email_identity_is_created_and_read_for_its_details() {
+async fn an_email_identity_is_created_with_one_call() {
     let h = Harness::start().await;
     ses_settings(&h, "shop", REGION).await;
     h.apply(sender("shop", "employee", "employee@yourcompany.com"))
@@ -662,12 +683,8 @@ async fn an_email_identity_is_created_and_read_for_its_details() {
     h.reconcile_new_si("shop", "employee").await;
     assert_eq!(
         h.ses().ops(),
-        [
-            "GetEmailIdentity",
-            "CreateEmailIdentity",
-            "GetEmailIdentity"
-        ],
-        "an address's create answers nothing the status shows, so it is read"
+        ["CreateEmailIdentity"],
+        "the create's answer is all a new address's status shows"
     );
     let st = h.si_status("shop", "employee").await;
     assert_eq!(st.verification_status.as_deref(), Some("Pending"));
@@ -727,7 +744,7 @@ async fn a_domain_held_by_another_namespace_is_refused_before_ses_and_promoted_w
     h.reconcile_si("tenant-b", "yourcompany-com")
         .await
         .expect("ok");
-    assert_eq!(h.ses().ops(), ["GetEmailIdentity", "CreateEmailIdentity"]);
+    assert_eq!(h.ses().ops(), ["CreateEmailIdentity"]);
     let st = h.si_status("tenant-b", "yourcompany-com").await;
     assert_eq!(
         condition(&st.conditions, types::ACCEPTED).map(|c| c.0),
@@ -756,7 +773,7 @@ async fn a_governed_domain_is_refused_to_a_namespace_the_policy_does_not_grant()
     ))
     .await;
     h.reconcile_si("shop", "yourcompany-com").await.expect("ok");
-    assert_eq!(h.ses().ops(), ["GetEmailIdentity", "CreateEmailIdentity"]);
+    assert_eq!(h.ses().ops(), ["CreateEmailIdentity"]);
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! identities a listing says to read again.
 
 use crate::controller::backends::SesKey;
+use crate::controller::context::Stale;
 use crate::crd::SenderIdentity;
 use crate::ses::VerificationStatus;
 use std::collections::{BTreeMap, HashMap};
@@ -80,27 +81,36 @@ pub fn due_locations(
         .collect()
 }
 
-/// The identities of `key` to read again: their listed status, or whether they may send,
-/// differs from the recorded one, or they are missing from a listing that began after they
-/// were last read (deleted behind our back).
+/// The identities of `key` to look at again, and why: their listed status, or whether they
+/// may send, differs from the recorded one, or they are missing from a listing that began
+/// after they were last read (deleted behind our back).
 pub fn changed<'a>(
     identities: &'a [Recorded<'a>],
     key: &SesKey,
     listed: &'a Listed,
     listing_began: k8s_openapi::jiff::Timestamp,
-) -> impl Iterator<Item = &'a SenderIdentity> {
+) -> impl Iterator<Item = (&'a SenderIdentity, Stale)> {
     identities
         .iter()
         .filter(move |r| &r.key == key)
-        .filter(
+        .filter_map(
             move |r| match listed.get(&crate::ses::identity_key(&r.si.spec.identity)) {
-                Some((status, sending)) => {
-                    *status != r.status || r.sending.is_some_and(|s| s != *sending)
+                Some(&(status, sending)) => {
+                    (status != r.status || r.sending.is_some_and(|s| s != sending)).then_some((
+                        r.si,
+                        Stale::Listed {
+                            began: listing_began,
+                            status,
+                            sending,
+                        },
+                    ))
                 }
-                None => r.last_checked.is_some_and(|t| t < listing_began),
+                None => r
+                    .last_checked
+                    .is_some_and(|t| t < listing_began)
+                    .then_some((r.si, Stale::Unread)),
             },
         )
-        .map(|r| r.si)
 }
 
 #[cfg(test)]
@@ -205,7 +215,7 @@ mod tests {
         .collect();
         let began = Timestamp::from_second(150).expect("time");
         let names: Vec<&str> = changed(&identities, &key("eu-west-1"), &listed, began)
-            .map(|si| si.spec.identity.as_str())
+            .map(|(si, _)| si.spec.identity.as_str())
             .collect();
         // just-read is missing too, but it was read after the listing began: not concluded.
         assert_eq!(

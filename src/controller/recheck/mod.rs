@@ -91,8 +91,8 @@ pub async fn run<B: Backends>(
             // is not read a second time.
             let now = ctx.caches.identities.state();
             let identities = recorded_all(&now);
-            for si in changed(&identities, &key, &listed, began) {
-                ctx.mark_dirty(&key, &si.spec.identity);
+            for (si, why) in changed(&identities, &key, &listed, began) {
+                ctx.mark_dirty(&key, &si.spec.identity, why);
                 let _ = trigger.unbounded_send(super::guard_ref(si));
             }
         }

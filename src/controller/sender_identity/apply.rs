@@ -8,7 +8,7 @@ use super::step::{Facts, Recreation, Step, next_step};
 use super::{Error, cleanup, dns_endpoint, records, status};
 use crate::controller::backends::{Backends, SesKey};
 use crate::controller::tenancy::Rights;
-use crate::controller::{ADOPT_ANNOTATION, Context, RETRY_ANNOTATION, apply_status};
+use crate::controller::{ADOPT_ANNOTATION, Context, RETRY_ANNOTATION, Stale, apply_status};
 use crate::crd::SenderIdentity;
 use crate::crd::conditions::reasons;
 use crate::crd::sender_identity::SenderIdentityStatus;
@@ -185,10 +185,33 @@ impl<B: Backends> Apply<'_, B> {
     }
 
     /// Reads SES, takes the one step [`next_step`] decides, and writes what SES then says.
+    /// SES is not read for an identity never created (the create answers) nor for one the
+    /// bulk listing shows verified when that is all its status needs
+    /// ([`decide::listed_details`]).
     pub async fn converge(&self, mut read: Read, target: &Target) -> Result<Action, Error> {
         let Self { si, ctx, now, .. } = *self;
+        let listed = decide::listed_details(
+            &read,
+            target,
+            mail_from(si, target).is_some(),
+            key_length(si, target),
+        );
+        if let Some(details) = listed {
+            let lifecycle = Lifecycle::from(Some(details), &read.prior);
+            return self.finish(&read, target, lifecycle).await;
+        }
         let ses = ctx.backends.ses(&target.key).await;
+        if decide::never_created(&read) {
+            let fresh = Lifecycle::from(None, &read.prior);
+            match self.create_step(&ses, &mut read, target, fresh).await? {
+                Some(Acted::Continue(l)) => return self.finish(&read, target, l).await,
+                Some(Acted::Done(action)) => return Ok(action),
+                // Someone's already: read below, and decided on like any identity found.
+                None => {}
+            }
+        }
         let details = get(&ses, &target.name).await?;
+        ctx.settle_dirty(&target.key, &target.name, now);
         let owner_key = read.owner.tag_key();
         let facts = Facts {
             ses: details.as_ref(),
@@ -205,7 +228,10 @@ impl<B: Backends> Apply<'_, B> {
         let step = next_step(&facts, &ctx.config.recheck.windows);
         let lifecycle = Lifecycle::from(details, &read.prior);
         let acted = match step {
-            Step::Create => self.create_step(&ses, &mut read, target, lifecycle).await?,
+            Step::Create => match self.create_step(&ses, &mut read, target, lifecycle).await? {
+                Some(acted) => acted,
+                None => Acted::Done(already_there(ctx, &target.key, &target.name)),
+            },
             Step::NotOwned => Acted::Done(self.not_owned(&read, target).await?),
             Step::Claim { adopt } => {
                 self.claim_step(&ses, &read, target, lifecycle, adopt)
@@ -256,14 +282,15 @@ impl<B: Backends> Apply<'_, B> {
         }
     }
 
-    /// No identity in SES: record where it goes, then create it tagged as ours.
+    /// No identity in SES: record where it goes, then create it tagged as ours. `None`: SES
+    /// says it is already there.
     async fn create_step(
         &self,
         ses: &B::Ses,
         read: &mut Read,
         target: &Target,
         mut l: Lifecycle,
-    ) -> Result<Acted, Error> {
+    ) -> Result<Option<Acted>, Error> {
         let Self {
             si, api, ctx, now, ..
         } = *self;
@@ -295,11 +322,9 @@ impl<B: Backends> Apply<'_, B> {
                 return self
                     .quota_exceeded(read, target, &detail)
                     .await
-                    .map(Acted::Done);
+                    .map(|a| Some(Acted::Done(a)));
             }
-            Ok(Created::AlreadyThere) => {
-                return Ok(Acted::Done(already_there(ctx, &target.key, &target.name)));
-            }
+            Ok(Created::AlreadyThere) => return Ok(None),
             Ok(Created::New(details)) => details,
             Err(e) => return Err(e),
         };
@@ -315,7 +340,7 @@ impl<B: Backends> Apply<'_, B> {
             ),
         )
         .await;
-        Ok(Acted::Continue(l))
+        Ok(Some(Acted::Continue(l)))
     }
 
     /// SES refused to create it for the account's identity quota: stalled until someone acts.
@@ -411,7 +436,11 @@ impl<B: Backends> Apply<'_, B> {
         ctx.event(si, false, reason, note).await;
         l.pending_since.get_or_insert(now);
         l.attempts = l.attempts.max(1);
-        l.details = get(ses, &target.name).await?;
+        // What SES now holds: what was read, with our tags (TagResource replaces a key's value).
+        if let Some(d) = l.details.as_mut() {
+            d.tags.retain(|(k, _)| tags.iter().all(|(t, _)| t != k));
+            d.tags.extend(tags);
+        }
         Ok(Acted::Continue(l))
     }
 
@@ -485,11 +514,7 @@ impl<B: Backends> Apply<'_, B> {
                 generation: read.generation,
                 now,
                 mail_from: mail_from(si, target),
-                key_length: target
-                    .id
-                    .is_domain()
-                    .then(|| si.spec.dkim.as_ref().map(|d| d.key_length.as_str()))
-                    .flatten(),
+                key_length: key_length(si, target),
                 key_length_changed: l.key_length_changed,
                 windows: &ctx.config.recheck.windows,
             },
@@ -552,6 +577,15 @@ fn creation_key_length(si: &SenderIdentity, target: &Target) -> Option<&'static 
             .unwrap_or_default()
             .as_str()
     })
+}
+
+/// The DKIM key length the spec asks for (domain identities only).
+fn key_length(si: &SenderIdentity, target: &Target) -> Option<&'static str> {
+    target
+        .id
+        .is_domain()
+        .then(|| si.spec.dkim.as_ref().map(|d| d.key_length.as_str()))
+        .flatten()
 }
 
 /// The spec's custom MAIL FROM domain (domain identities only).
@@ -619,7 +653,7 @@ async fn configure<S: SesApi>(
 /// An identity found already there when creating it: read again at once (see
 /// [`Created::AlreadyThere`]).
 fn already_there<B: Backends>(ctx: &Context<B>, key: &SesKey, name: &str) -> Action {
-    ctx.mark_dirty(key, name);
+    ctx.mark_dirty(key, name, Stale::Unread);
     Action::requeue(decide::AT_ONCE)
 }
 

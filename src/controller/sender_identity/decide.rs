@@ -8,7 +8,7 @@ use crate::controller::STATUS_HEARTBEAT;
 use crate::controller::config::Windows;
 use crate::crd::conditions::{reasons, types};
 use crate::crd::sender_identity::SenderIdentityStatus;
-use crate::ses::VerificationStatus;
+use crate::ses::{IdentityDetails, VerificationStatus};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use std::time::Duration;
 
@@ -115,6 +115,94 @@ fn quiet(read: &Read, target: &Target) -> bool {
         && !read.dirty
         && prior.ses.as_ref() == Some(&target.location)
         && !release_due(prior, target.settings_published)
+}
+
+/// Never created by this SenderIdentity, as far as its status knows: it is created without
+/// reading SES first (SES's answer carries its tokens; an identity already there is refused
+/// with AlreadyExists, and only then read, so ownership is decided as before).
+pub fn never_created(read: &Read) -> bool {
+    read.prior.ses.is_none() && read.prior.verification_status.is_none() && !read.dirty
+}
+
+/// What SES would answer when the bulk listing says an identity is verified and that is all
+/// its status needs: its spec observed, in the same place, accepted, no custom MAIL FROM (its
+/// status is not listed), no key length change awaited, and — for a domain — the DKIM tokens
+/// and signing zone known from the records already shown. A domain verified by Easy DKIM is
+/// verified because its DKIM is. `None`: read it.
+pub fn listed_details(
+    read: &Read,
+    target: &Target,
+    mail_from: bool,
+    key_length: Option<&str>,
+) -> Option<IdentityDetails> {
+    let (status, sending) = read.listed?;
+    let prior = &read.prior;
+    let accepted = prior
+        .conditions
+        .iter()
+        .any(|c| c.type_ == types::ACCEPTED && c.status == "True");
+    if status != VerificationStatus::Success
+        || mail_from
+        || !accepted
+        || read.generation != prior.observed_generation
+        || read.retry != prior.observed_retry
+        || prior.ses.as_ref() != Some(&target.location)
+    {
+        return None;
+    }
+    let next_key_length = match key_length {
+        None => None,
+        Some(want) => {
+            let applied = prior
+                .conditions
+                .iter()
+                .any(|c| c.type_ == types::DKIM_KEY_LENGTH_APPLIED && c.status == "True");
+            if !applied {
+                return None;
+            }
+            Some(want.to_string())
+        }
+    };
+    let (dkim_tokens, signing_hosted_zone, dkim_status) = if target.id.is_domain() {
+        let (tokens, zone) = dkim_from_records(prior)?;
+        (tokens, Some(zone), Some(VerificationStatus::Success))
+    } else {
+        let dkim = prior
+            .dkim_status
+            .as_deref()
+            .and_then(VerificationStatus::from_shown);
+        (vec![], None, dkim)
+    };
+    Some(IdentityDetails {
+        verification_status: status,
+        dkim_status,
+        dkim_tokens,
+        signing_hosted_zone,
+        verified_for_sending: sending,
+        next_key_length,
+        ..IdentityDetails::default()
+    })
+}
+
+/// The DKIM tokens and signing zone behind the CNAMEs a status shows
+/// (`<token>._domainkey.<domain>` → `<token>.<zone>`); `None` unless there are three.
+fn dkim_from_records(prior: &SenderIdentityStatus) -> Option<(Vec<String>, String)> {
+    let mut tokens = vec![];
+    let mut zone = None;
+    for r in prior
+        .dns_records
+        .iter()
+        .filter(|r| r.purpose == crate::dns::purpose::DKIM)
+    {
+        let (token, _) = r.name.split_once("._domainkey.")?;
+        let z = r.value.strip_prefix(token)?.strip_prefix('.')?;
+        if zone.get_or_insert(z) != &z {
+            return None;
+        }
+        tokens.push(token.to_string());
+    }
+    let zone = zone?.to_string();
+    (tokens.len() == 3).then_some((tokens, zone))
 }
 
 /// Whether the last attempt to write the DNSEndpoint failed (it is tried again).

@@ -3,12 +3,12 @@
 
 use crate::controller::backends::{Backends, SesKey};
 use crate::controller::tenancy;
-use crate::controller::{ADOPT_ANNOTATION, Context, RETRY_ANNOTATION};
+use crate::controller::{ADOPT_ANNOTATION, Context, RETRY_ANNOTATION, Stale};
 use crate::crd::sender_identity::{SenderIdentityStatus, SesLocation};
 use crate::crd::{EmailSettings, SenderIdentity};
 use crate::names::IdentityName;
 use crate::policy::{self, Verdict};
-use crate::ses::Owner;
+use crate::ses::{Owner, VerificationStatus};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
@@ -56,8 +56,11 @@ pub struct Read {
     pub retry: Option<String>,
     /// `email.ops.dev/adopt: "true"`.
     pub adopt: bool,
-    /// The bulk listing saw its SES status change since it was last read.
+    /// The bulk listing saw its SES status change since it was last read (or it is to be
+    /// read for another reason, see [`Stale`]).
     pub dirty: bool,
+    /// What that listing said: its verification status and whether SES lets it send.
+    pub listed: Option<(VerificationStatus, bool)>,
     /// When it was last read from SES, as far as this process knows.
     pub checked_at: Option<Timestamp>,
     pub owner: Owner,
@@ -75,12 +78,12 @@ pub fn read<B: Backends>(si: &SenderIdentity, ctx: &Context<B>) -> Read {
         .get(&ObjectRef::new(settings_name).within(&ns));
     let siblings = ctx.identities_in(&ns);
     let admission = admission(si, settings, &siblings, ctx);
-    let mut dirty = false;
+    let mut stale = None;
     if let Admission::Admitted(t) = &admission {
         // A move (the EmailSettings' region or role changed) is not quiet: `prior.ses` still
         // says where it was.
         super::status::track_move(&mut prior, &t.location);
-        dirty = ctx.take_dirty(&t.key, &t.name);
+        stale = ctx.take_dirty(&t.key, &t.name);
     }
     let checked_at = ctx
         .memory
@@ -98,7 +101,13 @@ pub fn read<B: Backends>(si: &SenderIdentity, ctx: &Context<B>) -> Read {
             .annotations()
             .get(ADOPT_ANNOTATION)
             .is_some_and(|v| v == "true"),
-        dirty,
+        dirty: stale.is_some(),
+        listed: match stale {
+            Some(Stale::Listed {
+                status, sending, ..
+            }) => Some((status, sending)),
+            _ => None,
+        },
         checked_at,
         owner: owner(si, &ctx.config.cluster_id),
         uid,

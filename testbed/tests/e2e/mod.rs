@@ -390,6 +390,12 @@ impl Bed {
             .map_or(0, |o| o.values().filter_map(Value::as_u64).sum())
     }
 
+    /// Calls of `operation` that SES answered with `outcome` ("Success", or an error code).
+    pub async fn ses_calls_answered(&self, operation: &str, outcome: &str) -> u64 {
+        let calls = self.get("/ses/calls").await;
+        calls["calls"][operation][outcome].as_u64().unwrap_or(0)
+    }
+
     pub async fn apply<K>(&self, ns: &str, obj: Value) -> K
     where
         K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>

@@ -10,7 +10,7 @@ use email_operator::clock::Clock;
 use email_operator::controller::config::{Recheck, Ses, Smtp, Tenancy, Windows};
 use email_operator::controller::context::Cache;
 use email_operator::controller::{
-    Backends, Caches, Config, Context, SesKey, email_settings, sender_identity,
+    Backends, Caches, Config, Context, SesKey, Stale, email_settings, sender_identity,
 };
 use email_operator::crd::sender_identity::SenderIdentityStatus;
 use email_operator::crd::{EmailSettings, EmailSettingsStatus, SenderIdentity, SenderPolicy};
@@ -215,9 +215,9 @@ impl SesApi for SesClient {
             ..Default::default()
         };
         world.identities.insert(key, details.clone());
-        // SES answers a domain's creation with its DKIM tokens; an address's with nothing
-        // the status shows.
-        Ok(is_domain.then_some(details))
+        // SES answers a creation with whether it may send and, for a domain, its DKIM tokens
+        // and signing zone: all a new identity's status shows.
+        Ok(Some(details))
     }
 
     async fn get_identity(&self, name: &str) -> Result<IdentityDetails, SesError> {
@@ -651,14 +651,23 @@ impl Harness {
         self.listing_changed(region, identity);
     }
 
-    /// The bulk listing saw `identity`'s status change in `region`.
+    /// The bulk listing, begun now, saw `identity`'s status change in `region` (or saw it
+    /// missing): it marks it with what SES lists.
     pub fn listing_changed(&self, region: &str, identity: &str) {
         let key = SesKey {
             region: region.into(),
             role_arn: None,
             namespace: None,
         };
-        self.ctx.mark_dirty(&key, identity);
+        let why = match self.ses().get(region, identity) {
+            Some(d) => Stale::Listed {
+                began: self.ctx.clock.now(),
+                status: d.verification_status,
+                sending: d.verified_for_sending,
+            },
+            None => Stale::Unread,
+        };
+        self.ctx.mark_dirty(&key, identity, why);
     }
 
     pub async fn es(&self, ns: &str, name: &str) -> EmailSettings {
