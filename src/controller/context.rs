@@ -190,6 +190,18 @@ pub enum Stale {
     Unread,
 }
 
+impl Memory {
+    /// The watch shows `status` on the object: once that is the status this process last
+    /// wrote, the cache has caught up with the write and its copy is dropped, so the memory
+    /// holds only writes in flight, not a copy of every status.
+    pub fn cache_shows<S: Serialize>(&self, uid: &str, status: Option<&S>) {
+        let Some(status) = status else { return };
+        self.written.forget_if(uid, |written| {
+            serde_json::to_string(status).is_ok_and(|shown| shown == *written)
+        });
+    }
+}
+
 /// At most this many Events about one object in [`EVENT_WINDOW`]; more are dropped (and
 /// logged): a flapping object cannot flood the API server for everyone.
 pub const EVENT_BUDGET: u32 = 20;
@@ -266,6 +278,11 @@ impl<B: Backends> Context<B> {
             .and_then(|w| serde_json::from_str(&w).ok())
             .or_else(|| cached.cloned())
             .unwrap_or_default()
+    }
+
+    /// See [`Memory::cache_shows`].
+    pub fn cache_shows<S: Serialize>(&self, uid: &str, status: Option<&S>) {
+        self.memory.cache_shows(uid, status);
     }
 
     /// Records a status this process wrote.
@@ -441,5 +458,29 @@ mod tests {
         // A later re-list swaps a whole listing in at its end: the caches stay usable meanwhile.
         sync.observe::<EmailSettings>(Cache::Settings, &watcher::Event::Init);
         assert!(sync.synced());
+    }
+
+    #[test]
+    fn a_written_status_is_forgotten_once_the_watch_shows_it() {
+        use crate::crd::sender_identity::SenderIdentityStatus;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        let memory = Memory::default();
+        let written = SenderIdentityStatus {
+            verification_status: Some("Pending".into()),
+            // Nanoseconds here; the API server keeps seconds.
+            last_checked_time: Some(Time(
+                k8s_openapi::jiff::Timestamp::new(1_700_000_000, 123_456_789).expect("time"),
+            )),
+            ..Default::default()
+        };
+        let v = serde_json::to_string(&written).expect("json");
+        memory.written.set("u1", v);
+        let older = SenderIdentityStatus::default();
+        let shown: SenderIdentityStatus =
+            serde_json::from_str(&serde_json::to_string(&written).expect("json")).expect("back");
+        memory.cache_shows("u1", Some(&older));
+        assert_eq!(memory.written.len(), 1, "the cache is behind: kept");
+        memory.cache_shows("u1", Some(&shown));
+        assert!(memory.written.is_empty(), "caught up: dropped");
     }
 }

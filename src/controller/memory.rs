@@ -132,6 +132,15 @@ impl<V: Clone> PerObject<V> {
         }
     }
 
+    /// Forgets what is remembered of `uid` when `done` says so of it.
+    pub fn forget_if(&self, uid: &str, done: impl FnOnce(&V) -> bool) {
+        if let Ok(mut m) = self.0.lock()
+            && m.get(uid).is_some_and(done)
+        {
+            m.remove(uid);
+        }
+    }
+
     /// How many objects are remembered (for tests and gauges).
     pub fn len(&self) -> usize {
         self.0.lock().map(|m| m.len()).unwrap_or(0)

@@ -76,6 +76,19 @@ fn forget_deleted<K: Resource, B: Backends>(ctx: &Context<B>, event: &watcher::E
     }
 }
 
+/// Lets go of the copy of a status this process wrote once the watch shows it.
+fn settle_written<K: Resource, S: serde::Serialize, B: Backends>(
+    ctx: &Context<B>,
+    event: &watcher::Event<K>,
+    status: impl Fn(&K) -> Option<&S>,
+) {
+    if let watcher::Event::Apply(obj) | watcher::Event::InitApply(obj) = event
+        && let Some(uid) = obj.meta().uid.as_deref()
+    {
+        ctx.cache_shows(uid, status(obj));
+    }
+}
+
 /// A channel that wakes a controller for one object, besides its own watch.
 type Wake<K> = futures::channel::mpsc::UnboundedSender<ObjectRef<K>>;
 
@@ -188,6 +201,7 @@ fn settings_stream<B: Backends>(
             triggers.observe(event);
             claims.observe_settings(event);
             forget_deleted(&memory, event);
+            settle_written(&memory, event, |es: &EmailSettings| es.status.as_ref());
         },
     )
 }
@@ -224,6 +238,9 @@ fn identities_stream<B: Backends>(
             triggers.observe(event);
             claims.observe_identity(event);
             forget_deleted(&memory, event);
+            settle_written(&memory, event, |g: &DeserializeGuard<SenderIdentity>| {
+                g.0.as_ref().ok().and_then(|si| si.status.as_ref())
+            });
         },
     )
 }

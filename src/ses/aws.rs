@@ -33,6 +33,7 @@ impl AwsSes {
     ) -> Self {
         let region = aws_config::Region::new(region.to_string());
         let base = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(https())
             .region(region.clone())
             .retry_config(aws_config::retry::RetryConfig::disabled())
             .load()
@@ -174,11 +175,24 @@ fn created_details(
     })
 }
 
+/// The HTTPS client of every AWS call (SES, STS, credential providers): rustls on ring with
+/// the platform's roots, the one TLS stack the operator links.
+pub fn https() -> aws_sdk_sesv2::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
 fn key_length(s: &str) -> DkimSigningKeyLength {
     DkimSigningKeyLength::from(s)
 }
 
 impl SesApi for AwsSes {
+    fn turn(&self, namespace: &str, id: &str) -> super::turns::Turn {
+        self.limiter.turn(namespace, id)
+    }
+
     async fn create_identity(
         &self,
         name: &str,

@@ -4,8 +4,9 @@
 //! a token, so a burst of reconciles never turns into a burst of SES calls.
 
 use super::SesError;
+use super::turns::{Turn, Turns};
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -25,10 +26,15 @@ struct State {
     last: Instant,
 }
 
-/// A token bucket with adaptive rate (AIMD).
+/// A token bucket with adaptive rate (AIMD), handing out tokens in the order they were asked
+/// for, and the namespaces' turns at it ([`Turns`]).
 pub struct RateLimiter {
     max_rate: f64,
     state: Mutex<State>,
+    /// Callers wait for a token one after the other, first come first served (tokio's mutex
+    /// is fair), so a call never waits behind more calls than were asked for before it.
+    queue: tokio::sync::Mutex<()>,
+    turns: Arc<Turns>,
 }
 
 impl std::fmt::Debug for RateLimiter {
@@ -51,7 +57,15 @@ impl RateLimiter {
                 tokens: max_rate.min(1.0),
                 last: Instant::now(),
             }),
+            queue: tokio::sync::Mutex::new(()),
+            turns: Arc::default(),
         }
+    }
+
+    /// The turn of a reconcile of object `id` in `namespace` that is about to call SES.
+    pub fn turn(&self, namespace: &str, id: &str) -> Turn {
+        self.turns
+            .take(namespace, id, self.current_rate(), Instant::now())
     }
 
     /// The rate the limiter allows now (requests per second).
@@ -59,8 +73,9 @@ impl RateLimiter {
         self.state.lock().map(|s| s.rate).unwrap_or(self.max_rate)
     }
 
-    /// Waits for a token.
+    /// Waits for a token, after those who asked before.
     pub async fn acquire(&self) {
+        let _in_line = self.queue.lock().await;
         loop {
             let wait = {
                 let Ok(mut s) = self.state.lock() else { return };

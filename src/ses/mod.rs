@@ -9,6 +9,7 @@
 
 pub mod aws;
 pub mod limiter;
+pub mod turns;
 
 use std::future::Future;
 
@@ -254,6 +255,11 @@ pub trait SesApi: Send + Sync {
         name: &str,
         key_length: &str,
     ) -> impl Future<Output = Result<(), SesError>> + Send;
+    /// The turn of a reconcile of object `id` in `namespace` at this account and region's SES
+    /// budget ([`turns`]); clients without a budget of their own let everyone in.
+    fn turn(&self, _namespace: &str, _id: &str) -> turns::Turn {
+        turns::Turn::Go(turns::Permit::free())
+    }
 }
 
 /// Who owns a SenderIdentity's claim on an SES identity.

@@ -17,6 +17,7 @@ pub async fn poll(endpoint: String, identities: Vec<(String, String)>, period: D
     for (region, _) in &identities {
         if !clients.contains_key(region) {
             let conf = aws_config::defaults(BehaviorVersion::latest())
+                .http_client(email_operator::ses::aws::https())
                 .region(Region::new(region.clone()))
                 .endpoint_url(&endpoint)
                 .credentials_provider(Credentials::new(

@@ -110,6 +110,8 @@ pub struct Planned {
     pub namespace: String,
     pub name: String,
     pub identity: String,
+    /// The EmailSettings it refers to.
+    pub settings: String,
 }
 
 impl Planned {
@@ -118,20 +120,43 @@ impl Planned {
         json!({
             "apiVersion": "email.ops.dev/v1alpha1", "kind": "SenderIdentity",
             "metadata": {"name": self.name, "namespace": self.namespace},
-            "spec": {"emailSettingsRef": {"name": "notifications"}, "identity": self.identity}
+            "spec": {"emailSettingsRef": {"name": self.settings}, "identity": self.identity}
         })
     }
 }
+
+/// Where the plan's objects go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// One namespace per EmailSettings (`bench-<i>`, each EmailSettings `notifications`).
+    NamespaceEach,
+    /// Every EmailSettings (`notifications-<i>`) in the one namespace [`BURST_NAMESPACE`]: one
+    /// team's burst.
+    OneNamespace,
+}
+
+/// The namespace of [`Layout::OneNamespace`].
+pub const BURST_NAMESPACE: &str = "bench-burst";
 
 /// The objects: M namespaces with an AdvancedSmtp EmailSettings each; identity k belongs to
 /// settings k mod M — the first of each is its domain, the next up to three email addresses
 /// on a subdomain (the policy's 1 domain + 3 email identities per EmailSettings).
 pub fn plan(n: usize, m: usize) -> (Vec<Value>, Vec<Planned>) {
+    plan_in(n, m, Layout::NamespaceEach)
+}
+
+/// [`plan`], laid out as `layout` says.
+pub fn plan_in(n: usize, m: usize, layout: Layout) -> (Vec<Value>, Vec<Planned>) {
+    let place = |i: usize| match layout {
+        Layout::NamespaceEach => (format!("bench-{i}"), "notifications".to_string()),
+        Layout::OneNamespace => (BURST_NAMESPACE.to_string(), format!("notifications-{i}")),
+    };
     let settings = (0..m)
         .map(|i| {
+            let (namespace, name) = place(i);
             json!({
                 "apiVersion": "email.ops.dev/v1alpha1", "kind": "EmailSettings",
-                "metadata": {"name": "notifications", "namespace": format!("bench-{i}")},
+                "metadata": {"name": name, "namespace": namespace},
                 "spec": {"from": format!("noreply@t{i}.bench.example"), "delivery": "AdvancedSmtp",
                          "activeUsers": [format!("ops@t{i}.bench.example")],
                          "advancedSmtp": {"region": "us-east-1"}}
@@ -146,10 +171,16 @@ pub fn plan(n: usize, m: usize) -> (Vec<Value>, Vec<Planned>) {
             } else {
                 format!("s{slot}@mail.t{i}.bench.example")
             };
+            let (namespace, settings) = place(i);
+            let name = match layout {
+                Layout::NamespaceEach => format!("id-{slot}"),
+                Layout::OneNamespace => format!("id-{i}-{slot}"),
+            };
             Planned {
-                namespace: format!("bench-{i}"),
-                name: format!("id-{slot}"),
+                namespace,
+                name,
                 identity,
+                settings,
             }
         })
         .collect();
@@ -594,6 +625,7 @@ fn lone_objects() -> Vec<Value> {
             namespace: LONE_NAMESPACE.into(),
             name: "lone".into(),
             identity: "lone.bench.example".into(),
+            settings: "notifications".into(),
         }
         .manifest(),
     ]
@@ -606,13 +638,24 @@ async fn records_pass(
     binary: &Path,
     extra: &[String],
 ) -> Result<(RecordsPass, Bed, u32, Instant), String> {
-    let (settings, identities) = plan(options.identities, options.settings);
+    // At the default limit one team's burst: every object in one namespace.
+    let lone = rps < options.fast_rps;
+    let layout = if lone {
+        Layout::OneNamespace
+    } else {
+        Layout::NamespaceEach
+    };
+    let (settings, identities) = plan_in(options.identities, options.settings, layout);
     let mut bed = Bed::up(options, rps).await?;
     let mut flags = vec!["--ses-max-rps".to_string(), rps.to_string()];
     flags.extend_from_slice(extra);
     let pid = bed.start_operator(binary, &flags).await?;
-    let namespaces: Vec<Value> = (0..options.settings)
-        .map(|i| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": format!("bench-{i}")}}))
+    let namespaces: Vec<Value> = settings
+        .iter()
+        .filter_map(|s| s["metadata"]["namespace"].as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .map(|ns| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
         .collect();
     bed.apply_all(namespaces).await?;
     bed.apply_all(settings).await?;
@@ -620,7 +663,6 @@ async fn records_pass(
     let started = Instant::now();
     // At the default limit, one more SenderIdentity in a namespace of its own, applied while
     // the burst is being created: how long another team waits for its records.
-    let lone = rps < options.fast_rps;
     let (applied, lone_applied) = tokio::join!(bed.apply_all(objects), async {
         if !lone {
             return Ok(None);
@@ -896,6 +938,25 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), 10, "unique names");
+    }
+
+    #[test]
+    fn one_namespace_holds_every_object_under_unique_names() {
+        let (settings, identities) = plan_in(10, 3, Layout::OneNamespace);
+        assert!(
+            settings
+                .iter()
+                .all(|s| s["metadata"]["namespace"] == BURST_NAMESPACE)
+        );
+        let mut names: Vec<_> = identities.iter().map(|p| &p.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), 10, "unique names");
+        for p in &identities {
+            assert_eq!(p.namespace, BURST_NAMESPACE);
+            let index = p.name.split('-').nth(1).expect("index");
+            assert_eq!(p.settings, format!("notifications-{index}"));
+        }
     }
 
     #[test]

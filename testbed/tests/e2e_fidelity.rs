@@ -257,6 +257,7 @@ async fn as_shipped_with_only_the_env_file_everything_becomes_ready() {
 /// An SES v2 client of the bed's SES stand-in (the test acting outside the operator).
 async fn ses(bed: &Bed) -> aws_sdk_sesv2::Client {
     let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(email_operator::ses::aws::https())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(bed.env["AWS_ENDPOINT_URL_SESV2"].clone())
         .credentials_provider(aws_sdk_sesv2::config::Credentials::new(

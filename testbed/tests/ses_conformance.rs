@@ -316,6 +316,7 @@ async fn sts_names_the_account_and_hands_out_roles_of_it() {
     let bed = start().await;
     ses_support::install_crypto();
     let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(email_operator::ses::aws::https())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(bed.sts.endpoint_url())
         .credentials_provider(aws_sdk_sesv2::config::Credentials::new(

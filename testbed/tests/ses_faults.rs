@@ -94,6 +94,7 @@ async fn sdk_retries_recover_from_throttling() {
     // The default SDK configuration retries throttled calls with backoff.
     ses_support::install_crypto();
     let shared = aws_config::defaults(aws_sdk_sesv2::config::BehaviorVersion::latest())
+        .http_client(email_operator::ses::aws::https())
         .region(aws_sdk_sesv2::config::Region::new("us-east-1"))
         .endpoint_url(bed.ses.endpoint_url())
         .credentials_provider(aws_sdk_sesv2::config::Credentials::new(

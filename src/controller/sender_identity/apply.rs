@@ -12,6 +12,7 @@ use crate::controller::{ADOPT_ANNOTATION, Context, RETRY_ANNOTATION, Stale, appl
 use crate::crd::SenderIdentity;
 use crate::crd::conditions::reasons;
 use crate::crd::sender_identity::SenderIdentityStatus;
+use crate::ses::turns::Turn;
 use crate::ses::{self, IdentityDetails, SesApi, SesError, VerificationStatus};
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
@@ -201,6 +202,11 @@ impl<B: Backends> Apply<'_, B> {
             return self.finish(&read, target, lifecycle).await;
         }
         let ses = ctx.backends.ses(&target.key).await;
+        // Its namespace's turn at the account's SES budget; held until this reconcile is done.
+        let _turn = match ses.turn(&si.namespace().unwrap_or_default(), &read.uid) {
+            Turn::Go(permit) => permit,
+            Turn::Later(after) => return Ok(Action::requeue(after)),
+        };
         if decide::never_created(&read) {
             let fresh = Lifecycle::from(None, &read.prior);
             match self.create_step(&ses, &mut read, target, fresh).await? {

@@ -619,6 +619,7 @@ pub async fn ses_state(bed: &Bed) -> Vec<Value> {
 /// An AWS SDK client for the SES stand-in, as someone working in the console would use it.
 pub fn ses_sdk(bed: &Bed) -> aws_sdk_sesv2::Client {
     let conf = aws_sdk_sesv2::Config::builder()
+        .http_client(email_operator::ses::aws::https())
         .behavior_version(aws_sdk_sesv2::config::BehaviorVersion::latest())
         .region(aws_sdk_sesv2::config::Region::new("us-east-1"))
         .endpoint_url(&bed.env["AWS_ENDPOINT_URL_SESV2"])

@@ -43,6 +43,7 @@ pub async fn start_as_shipped() -> AwsTestbed {
 pub async fn ses_client(endpoint: &str, region: &str) -> aws_sdk_sesv2::Client {
     install_crypto();
     let shared = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(email_operator::ses::aws::https())
         .region(Region::new(region.to_string()))
         .endpoint_url(endpoint)
         .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
