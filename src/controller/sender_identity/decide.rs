@@ -104,6 +104,12 @@ fn stalled_on_quota(read: &Read, target: &Target) -> bool {
 /// identity dirty) brings it back. A status that still says "rejected" is not quiet: it must be
 /// rewritten now that the policy admits it.
 fn quiet(read: &Read, target: &Target) -> bool {
+    settled(read, target) && !read.dirty && !release_due(&read.prior, target.settings_published)
+}
+
+/// The status speaks for the object as it is now: accepted, its spec and retry annotation
+/// observed, in the place its EmailSettings says.
+fn settled(read: &Read, target: &Target) -> bool {
     let prior = &read.prior;
     let was_accepted = prior
         .conditions
@@ -112,9 +118,7 @@ fn quiet(read: &Read, target: &Target) -> bool {
     read.generation == prior.observed_generation
         && was_accepted
         && read.retry == prior.observed_retry
-        && !read.dirty
         && prior.ses.as_ref() == Some(&target.location)
-        && !release_due(prior, target.settings_published)
 }
 
 /// Never created by this SenderIdentity, as far as its status knows: it is created without
@@ -137,17 +141,7 @@ pub fn listed_details(
 ) -> Option<IdentityDetails> {
     let (status, sending) = read.listed?;
     let prior = &read.prior;
-    let accepted = prior
-        .conditions
-        .iter()
-        .any(|c| c.type_ == types::ACCEPTED && c.status == "True");
-    if status != VerificationStatus::Success
-        || mail_from
-        || !accepted
-        || read.generation != prior.observed_generation
-        || read.retry != prior.observed_retry
-        || prior.ses.as_ref() != Some(&target.location)
-    {
+    if status != VerificationStatus::Success || mail_from || !settled(read, target) {
         return None;
     }
     let next_key_length = match key_length {
