@@ -10,11 +10,13 @@ use super::memory::PerObject;
 use super::secrets::SecretCache;
 use super::tenancy::ClaimIndex;
 use crate::clock::Clock;
-use crate::crd::{EmailSettings, SenderIdentity, SenderPolicy};
+use crate::crd::{
+    EmailSettings, EmailSettingsStatus, SenderIdentity, SenderIdentityStatus, SenderPolicy,
+};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Patch, PatchParams};
 use kube::core::{DeserializeGuard, PartialObjectMeta};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -267,17 +269,46 @@ impl<B: Backends> Context<B> {
         }
     }
 
-    /// The status to reconcile from: the one this process last wrote, else the cached one.
-    pub fn prior_status<S>(&self, uid: &str, cached: Option<&S>) -> S
+    /// The status to reconcile from: the one this process last wrote, else the one the cache
+    /// holds now. The written copy is dropped once the watch shows it, and the watch shows it
+    /// only after the store holds it; so the store is asked after the copy, and never the
+    /// snapshot a reconcile began with, which may predate the write (a SenderIdentity whose
+    /// status said "created" would be created again).
+    fn prior_status<S>(&self, uid: &str, cached: impl FnOnce() -> Option<S>) -> S
     where
-        S: Clone + Default + serde::de::DeserializeOwned,
+        S: Default + serde::de::DeserializeOwned,
     {
         self.memory
             .written
             .get(uid)
             .and_then(|w| serde_json::from_str(&w).ok())
-            .or_else(|| cached.cloned())
+            .or_else(cached)
             .unwrap_or_default()
+    }
+
+    /// The status to reconcile `si` from (see [`Context::prior_status`]).
+    pub fn identity_prior(&self, si: &SenderIdentity) -> SenderIdentityStatus {
+        let uid = si.meta().uid.as_deref().unwrap_or_default();
+        self.prior_status(uid, || {
+            let key = ObjectRef::new(&si.name_any()).within(&si.namespace().unwrap_or_default());
+            let now = self.caches.identities.get(&key);
+            let now = now.as_ref().and_then(|g| g.0.as_ref().ok());
+            match now {
+                Some(cached) if cached.meta().uid.as_deref() == Some(uid) => cached.status.clone(),
+                _ => si.status.clone(),
+            }
+        })
+    }
+
+    /// The status to reconcile `es` from (see [`Context::prior_status`]).
+    pub fn settings_prior(&self, es: &EmailSettings) -> EmailSettingsStatus {
+        let uid = es.meta().uid.as_deref().unwrap_or_default();
+        self.prior_status(uid, || {
+            match self.caches.settings.get(&ObjectRef::from_obj(es)) {
+                Some(cached) if cached.meta().uid.as_deref() == Some(uid) => cached.status.clone(),
+                _ => es.status.clone(),
+            }
+        })
     }
 
     /// See [`Memory::cache_shows`].

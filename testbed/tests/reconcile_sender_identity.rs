@@ -362,7 +362,13 @@ async fn an_identity_not_tagged_as_ours_is_never_modified_nor_deleted() {
     };
     h.ses().insert(REGION, "yourcompany.com", theirs.clone());
 
-    h.reconcile_new_si("shop", "yourcompany-com").await;
+    h.reconcile_si("shop", "yourcompany-com")
+        .await
+        .expect("finalizer added");
+    let before = h.si("shop", "yourcompany-com").await.expect("exists");
+    h.reconcile_si("shop", "yourcompany-com")
+        .await
+        .expect("reconciled");
     assert_eq!(
         h.ses().ops(),
         ["CreateEmailIdentity", "GetEmailIdentity"],
@@ -371,6 +377,18 @@ async fn an_identity_not_tagged_as_ours_is_never_modified_nor_deleted() {
     assert_eq!(
         accepted(&h, "shop", "yourcompany-com").await,
         Some(("False".into(), reasons::IDENTITY_NOT_OWNED.into()))
+    );
+
+    // Reconciled again from a copy taken before that status was written (the watch caught up
+    // in between): the status in the cache says SES has it, so it is read, not created again.
+    h.ses().clear_calls();
+    h.reconcile_si_snapshot(before)
+        .await
+        .expect("reconciled again");
+    assert_eq!(
+        h.ses().ops(),
+        ["GetEmailIdentity"],
+        "an identity known to be someone else's is read, not created again"
     );
 
     h.ses().clear_calls();
@@ -634,6 +652,32 @@ async fn an_identity_deleted_in_ses_behind_our_back_is_created_again() {
     assert_eq!(h.ses().ops(), ["GetEmailIdentity", "CreateEmailIdentity"]);
     let st = h.si_status("shop", "yourcompany-com").await;
     assert_eq!(st.verification_status.as_deref(), Some("Pending"));
+}
+
+#[tokio::test]
+async fn a_deletion_reconciled_from_a_copy_older_than_the_creation_still_deletes_it() {
+    let h = shop_with_domain().await;
+    h.reconcile_si("shop", "yourcompany-com")
+        .await
+        .expect("finalizer added");
+    let mut before = h.si("shop", "yourcompany-com").await.expect("exists");
+    h.reconcile_si("shop", "yourcompany-com")
+        .await
+        .expect("created");
+    assert_eq!(h.ses().count(REGION), 1);
+
+    // The finalizer runs on a copy taken before the status recorded the creation (the watch
+    // caught up in between): the identity it created is still found, and deleted.
+    h.ses().clear_calls();
+    h.delete_si("shop", "yourcompany-com").await;
+    before.metadata.deletion_timestamp = h
+        .si("shop", "yourcompany-com")
+        .await
+        .and_then(|si| si.metadata.deletion_timestamp);
+    h.reconcile_si_snapshot(before).await.expect("cleaned up");
+    assert!(h.si("shop", "yourcompany-com").await.is_none());
+    assert_eq!(h.ses().ops(), ["GetEmailIdentity", "DeleteEmailIdentity"]);
+    assert_eq!(h.ses().count(REGION), 0, "nothing left behind in SES");
 }
 
 #[tokio::test]

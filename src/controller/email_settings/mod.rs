@@ -18,9 +18,9 @@ mod tests;
 
 use crate::controller::Context;
 use crate::controller::backends::Backends;
+use crate::crd::EmailSettings;
 use crate::crd::conditions::reasons;
 use crate::crd::email_settings::Delivery;
-use crate::crd::{EmailSettings, EmailSettingsStatus};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
@@ -102,7 +102,7 @@ async fn pipeline<B: Backends>(es: &EmailSettings, ctx: &Context<B>) -> Result<A
         Ok(generation) => generation,
         Err(action) => return Ok(action),
     };
-    let prior: EmailSettingsStatus = ctx.prior_status(&read.uid, es.status.as_ref());
+    let prior = ctx.settings_prior(es);
     let new = status::compute(
         &prior,
         &status::Inputs {

@@ -60,8 +60,7 @@ impl<B: Backends> Apply<'_, B> {
     /// The rejected status (Accepted and Ready False), written when it says something new.
     pub async fn reject(&self, reason: &str, message: &str) -> Result<Action, Error> {
         let Self { si, ctx, now, .. } = *self;
-        let uid = si.uid().unwrap_or_default();
-        let prior: SenderIdentityStatus = ctx.prior_status(&uid, si.status.as_ref());
+        let prior = ctx.identity_prior(si);
         let new = status::rejected(&prior, reason, message, si.metadata.generation, now);
         self.write_if_changed(&prior, &new).await?;
         Ok(Action::await_change())

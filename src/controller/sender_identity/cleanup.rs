@@ -20,10 +20,10 @@ pub(super) async fn cleanup<B: Backends>(
     si: &SenderIdentity,
     ctx: &Context<B>,
 ) -> Result<Action, Error> {
+    // Where it went is read before this process forgets what it wrote: the copy of `si` this
+    // reconcile began with may predate the status that recorded it.
+    let status = ctx.identity_prior(si);
     ctx.forget(&si.uid().unwrap_or_default());
-    let Some(status) = &si.status else {
-        return Ok(Action::await_change()); // never reached SES
-    };
     let Ok(id) = IdentityName::parse(&si.spec.identity) else {
         return Ok(Action::await_change());
     };

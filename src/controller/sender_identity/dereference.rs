@@ -70,7 +70,7 @@ pub struct Read {
 pub fn read<B: Backends>(si: &SenderIdentity, ctx: &Context<B>) -> Read {
     let ns = si.namespace().unwrap_or_default();
     let uid = si.uid().unwrap_or_default();
-    let mut prior: SenderIdentityStatus = ctx.prior_status(&uid, si.status.as_ref());
+    let mut prior = ctx.identity_prior(si);
     let settings_name = &si.spec.email_settings_ref.name;
     let settings = ctx
         .caches

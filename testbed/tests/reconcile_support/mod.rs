@@ -23,12 +23,12 @@ use email_operator::smtp::{ConnectionPath, ConnectionTest, Failure, Outcome};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -543,6 +543,15 @@ impl Harness {
             .list_metadata(&ListParams::default())
             .await
             .expect("Namespace list");
+        // As the watches do: a written status the cache now shows is let go.
+        for es in &settings.items {
+            self.ctx
+                .cache_shows(es.uid().as_deref().unwrap_or_default(), es.status.as_ref());
+        }
+        for si in identities.items.iter().filter_map(|g| g.0.as_ref().ok()) {
+            self.ctx
+                .cache_shows(si.uid().as_deref().unwrap_or_default(), si.status.as_ref());
+        }
         let caches = &self.ctx.caches;
         relist(
             &mut self.settings.lock().expect("lock"),
@@ -594,6 +603,16 @@ impl Harness {
             .await
             .expect("the SenderIdentity exists");
         sender_identity::reconcile(Arc::new(guard), self.ctx.clone()).await
+    }
+
+    /// Reconciles `snapshot`, an older copy of a SenderIdentity, as the controller does when
+    /// the watch catches up between taking an object from its cache and reconciling it.
+    pub async fn reconcile_si_snapshot(
+        &self,
+        snapshot: SenderIdentity,
+    ) -> Result<Action, sender_identity::Error> {
+        self.sync_caches().await;
+        sender_identity::reconcile(Arc::new(DeserializeGuard(Ok(snapshot))), self.ctx.clone()).await
     }
 
     /// Reconciles the SenderIdentity until its finalizer is on and one reconcile has acted
