@@ -150,6 +150,26 @@ async fn a_new_domain_is_created_tagged_as_ours_and_its_records_are_reported() {
 }
 
 #[tokio::test]
+async fn a_roll_out_publishes_two_events_created_with_what_to_do_and_ready() {
+    let h = shop_with_domain().await;
+    h.reconcile_new_si("shop", "yourcompany-com").await;
+    h.verified_by_listing(REGION, "yourcompany.com");
+    h.reconcile_si("shop", "yourcompany-com").await.expect("ok");
+    let events = h.events_about("shop", "yourcompany-com").await;
+    let reasons: Vec<&str> = events.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(
+        reasons,
+        [reasons::IDENTITY_CREATED, reasons::READY],
+        "the routine steps between (creating, pending) are in the status, not in Events"
+    );
+    assert!(
+        events[0].1.contains("3 CNAME records"),
+        "the creation says what verifies it: {}",
+        events[0].1
+    );
+}
+
+#[tokio::test]
 async fn a_pending_identity_with_nothing_new_makes_no_ses_call() {
     let h = shop_with_domain().await;
     h.reconcile_new_si("shop", "yourcompany-com").await;

@@ -335,14 +335,28 @@ impl<B: Backends> Apply<'_, B> {
         };
         l.pending_since = Some(now);
         l.attempts += 1;
+        let created = format!(
+            "created {} in SES ({})",
+            target.name, target.location.region
+        );
+        let next = match &l.details {
+            Some(d) if target.id.is_domain() => format!(
+                "it is verified once the {} CNAME records in .status.dnsRecords are published in DNS (SES looks for them for 72 hours)",
+                d.dkim_tokens.len()
+            ),
+            _ if target.id.is_domain() => {
+                "it is verified once the records in .status.dnsRecords are published in DNS (SES looks for them for 72 hours)".to_string()
+            }
+            _ => format!(
+                "SES emailed a verification link to {}, valid 24 hours; it is verified once the link is followed",
+                target.name
+            ),
+        };
         ctx.event(
             si,
             false,
             reasons::IDENTITY_CREATED,
-            format!(
-                "created {} in SES ({})",
-                target.name, target.location.region
-            ),
+            format!("{created}: {next}"),
         )
         .await;
         Ok(Some(Acted::Continue(l)))

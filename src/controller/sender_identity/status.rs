@@ -381,13 +381,16 @@ const ROUTINE: [&str; 3] = [
     reasons::NOT_APPLICABLE,
 ];
 
-/// The Events for a status change: one for `Ready` when it changed, whose note also names the
-/// other conditions that changed with it; otherwise one per condition that changed. A
-/// condition seen for the first time is worth an Event only when it reports a problem (the
-/// identity's creation has its own Event). Reconciling and Stalled mirror Ready and are left
-/// out. One Event per change keeps `kubectl describe` readable at any number of identities.
+/// The Events for a status change a user acts on or waits for: a condition that now reports a
+/// problem, or that became True (or True for another reason). A routine step on the way
+/// (creating, pending: its condition False for a [`ROUTINE`] reason) is in the status only;
+/// the creation has its own Event, which says what verifies the identity. One Event for
+/// `Ready` when it is among them, whose note also names the others; otherwise one per
+/// condition. Reconciling and Stalled mirror Ready and are left out. One Event per change
+/// keeps `kubectl describe` readable at any number of identities.
 pub fn transitions(prior: &SenderIdentityStatus, new: &SenderIdentityStatus) -> Vec<Transition> {
     let problem = |c: &Condition| c.status != "True" && !ROUTINE.contains(&c.reason.as_str());
+    let telling = |c: &Condition| c.status == "True" || problem(c);
     let changed: Vec<&Condition> = new
         .conditions
         .iter()
@@ -404,11 +407,16 @@ pub fn transitions(prior: &SenderIdentityStatus, new: &SenderIdentityStatus) -> 
             .contains(&c.type_.as_str())
         })
         .filter(|c| {
-            match prior.conditions.iter().find(|p| p.type_ == c.type_) {
-                Some(p) => p.status != c.status || p.reason != c.reason,
-                // Ready always has something to say once the identity is first observed.
-                None => problem(c) || c.type_ == types::READY,
-            }
+            let changed = prior
+                .conditions
+                .iter()
+                .find(|p| p.type_ == c.type_)
+                .is_none_or(|p| p.status != c.status || p.reason != c.reason);
+            let first = !prior.conditions.iter().any(|p| p.type_ == c.type_);
+            // A condition seen for the first time True is no news (Accepted, say), except Ready:
+            // an identity found verified is ready at once.
+            let ready = c.type_ == types::READY && c.status == "True";
+            changed && if first { problem(c) || ready } else { telling(c) }
         })
         .collect();
     let event = |c: &Condition, also: String| Transition {

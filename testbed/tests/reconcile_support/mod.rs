@@ -722,6 +722,25 @@ impl Harness {
         self.event_reasons(ns).await.iter().any(|r| r == reason)
     }
 
+    /// The Events about the object `name` in `ns`: (reason, note), in alphabetical order.
+    pub async fn events_about(&self, ns: &str, name: &str) -> Vec<(String, String)> {
+        let mut events: Vec<(String, String)> = Api::<Event>::namespaced(self.client.clone(), ns)
+            .list(&ListParams::default())
+            .await
+            .expect("events")
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.regarding
+                    .as_ref()
+                    .is_some_and(|r| r.name.as_deref() == Some(name))
+            })
+            .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .collect();
+        events.sort();
+        events
+    }
+
     /// The reasons of the Events about objects in `ns`, oldest first.
     pub async fn event_reasons(&self, ns: &str) -> Vec<String> {
         let mut events = Api::<Event>::namespaced(self.client.clone(), ns)
