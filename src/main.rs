@@ -70,7 +70,15 @@ enum Command {
     },
 }
 
+/// With the `heap-profile` feature every allocation goes through dhat (see Cargo.toml).
+#[cfg(feature = "heap-profile")]
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
 fn main() -> ExitCode {
+    // Written to dhat-heap.json in the working directory when main returns.
+    #[cfg(feature = "heap-profile")]
+    let _profiler = dhat::Profiler::new_heap();
     match Cli::parse().command {
         Command::Run(args) => cli::run::run(*args),
         Command::Crds { out_dir } => match write_crds(out_dir.as_deref()) {

@@ -65,14 +65,23 @@ where
 {
     let streams: Vec<BoxStream<'static, Events<K>>> = apis
         .into_iter()
-        .map(|(api, config)| {
-            watcher(api, config)
-                .default_backoff()
-                .modify(|obj: &mut K| obj.meta_mut().managed_fields = None)
-                .boxed()
-        })
+        .map(|(api, config)| watcher(api, config).default_backoff().modify(trim).boxed())
         .collect();
     merged(streams)
+}
+
+/// The annotation `kubectl apply` (client-side, as Argo CD does by default) keeps a whole copy
+/// of the object in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// What no controller reads is not cached: the managed fields, and the copy of the object
+/// `kubectl apply` keeps in an annotation (it would double what the caches hold).
+pub fn trim<K: Resource>(obj: &mut K) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
 }
 
 /// Several watches as one. Applies and deletes pass through. Listings are held back until
@@ -186,6 +195,30 @@ impl<K: Resource + Clone> Merge<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kube::ResourceExt;
+
+    #[test]
+    fn the_cache_keeps_neither_managed_fields_nor_kubectls_copy_of_the_object() {
+        let mut obj: ConfigMap = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "a",
+                "annotations": {
+                    LAST_APPLIED: "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\"}",
+                    "email.ops.dev/adopt": "true"
+                },
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}]
+            }
+        }))
+        .expect("object");
+        trim(&mut obj);
+        assert_eq!(obj.metadata.managed_fields, None);
+        let kept: Vec<&String> = obj.annotations().keys().collect();
+        assert_eq!(
+            kept,
+            ["email.ops.dev/adopt"],
+            "annotations the operator reads stay"
+        );
+    }
     use crate::controller::memory::tests::config_map as cm;
     use k8s_openapi::api::core::v1::ConfigMap;
     use kube::runtime::reflector;
