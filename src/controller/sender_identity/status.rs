@@ -416,7 +416,12 @@ pub fn transitions(prior: &SenderIdentityStatus, new: &SenderIdentityStatus) -> 
             // A condition seen for the first time True is no news (Accepted, say), except Ready:
             // an identity found verified is ready at once.
             let ready = c.type_ == types::READY && c.status == "True";
-            changed && if first { problem(c) || ready } else { telling(c) }
+            changed
+                && if first {
+                    problem(c) || ready
+                } else {
+                    telling(c)
+                }
         })
         .collect();
     let event = |c: &Condition, also: String| Transition {
