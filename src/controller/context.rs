@@ -288,26 +288,30 @@ impl<B: Backends> Context<B> {
 
     /// The status to reconcile `si` from (see [`Context::prior_status`]).
     pub fn identity_prior(&self, si: &SenderIdentity) -> SenderIdentityStatus {
-        let uid = si.meta().uid.as_deref().unwrap_or_default();
-        self.prior_status(uid, || {
-            let key = ObjectRef::new(&si.name_any()).within(&si.namespace().unwrap_or_default());
-            let now = self.caches.identities.get(&key);
-            let now = now.as_ref().and_then(|g| g.0.as_ref().ok());
-            match now {
-                Some(cached) if cached.meta().uid.as_deref() == Some(uid) => cached.status.clone(),
-                _ => si.status.clone(),
-            }
-        })
+        let key = ObjectRef::new(&si.name_any()).within(&si.namespace().unwrap_or_default());
+        let now = self.caches.identities.get(&key);
+        let now = now.as_ref().and_then(|g| g.0.as_ref().ok());
+        self.prior_of(si, now, |si| si.status.as_ref())
     }
 
     /// The status to reconcile `es` from (see [`Context::prior_status`]).
     pub fn settings_prior(&self, es: &EmailSettings) -> EmailSettingsStatus {
-        let uid = es.meta().uid.as_deref().unwrap_or_default();
+        let now = self.caches.settings.get(&ObjectRef::from_obj(es));
+        self.prior_of(es, now.as_deref(), |es| es.status.as_ref())
+    }
+
+    /// [`Context::prior_status`] of `obj`, whose cached copy is `now` (if it is the same
+    /// object: same uid), else `obj` itself.
+    fn prior_of<K: Resource, S: Clone + Default + serde::de::DeserializeOwned>(
+        &self,
+        obj: &K,
+        now: Option<&K>,
+        status: impl Fn(&K) -> Option<&S>,
+    ) -> S {
+        let uid = obj.meta().uid.as_deref().unwrap_or_default();
         self.prior_status(uid, || {
-            match self.caches.settings.get(&ObjectRef::from_obj(es)) {
-                Some(cached) if cached.meta().uid.as_deref() == Some(uid) => cached.status.clone(),
-                _ => es.status.clone(),
-            }
+            let same = now.filter(|n| n.meta().uid.as_deref() == Some(uid));
+            status(same.unwrap_or(obj)).cloned()
         })
     }
 

@@ -339,18 +339,18 @@ impl<B: Backends> Apply<'_, B> {
             "created {} in SES ({})",
             target.name, target.location.region
         );
-        let next = match &l.details {
-            Some(d) if target.id.is_domain() => format!(
-                "it is verified once the {} CNAME records in .status.dnsRecords are published in DNS (SES looks for them for 72 hours)",
-                d.dkim_tokens.len()
-            ),
-            _ if target.id.is_domain() => {
-                "it is verified once the records in .status.dnsRecords are published in DNS (SES looks for them for 72 hours)".to_string()
-            }
-            _ => format!(
+        let next = if target.id.is_domain() {
+            let records = l.details.as_ref().map_or("records".to_string(), |d| {
+                format!("{} CNAME records", d.dkim_tokens.len())
+            });
+            format!(
+                "it is verified once the {records} in .status.dnsRecords are published in DNS (SES looks for them for 72 hours)"
+            )
+        } else {
+            format!(
                 "SES emailed a verification link to {}, valid 24 hours; it is verified once the link is followed",
                 target.name
-            ),
+            )
         };
         ctx.event(
             si,

@@ -406,23 +406,14 @@ pub fn transitions(prior: &SenderIdentityStatus, new: &SenderIdentityStatus) -> 
             ]
             .contains(&c.type_.as_str())
         })
-        .filter(|c| {
-            let changed = prior
-                .conditions
-                .iter()
-                .find(|p| p.type_ == c.type_)
-                .is_none_or(|p| p.status != c.status || p.reason != c.reason);
-            let first = !prior.conditions.iter().any(|p| p.type_ == c.type_);
-            // A condition seen for the first time True is no news (Accepted, say), except Ready:
-            // an identity found verified is ready at once.
-            let ready = c.type_ == types::READY && c.status == "True";
-            changed
-                && if first {
-                    problem(c) || ready
-                } else {
-                    telling(c)
-                }
-        })
+        .filter(
+            |c| match prior.conditions.iter().find(|p| p.type_ == c.type_) {
+                // A condition seen for the first time True is no news (Accepted, say), except
+                // Ready: an identity found verified is ready at once.
+                None => problem(c) || (c.type_ == types::READY && c.status == "True"),
+                Some(p) => (p.status != c.status || p.reason != c.reason) && telling(c),
+            },
+        )
         .collect();
     let event = |c: &Condition, also: String| Transition {
         warning: problem(c),

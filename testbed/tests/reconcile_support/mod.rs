@@ -724,11 +724,9 @@ impl Harness {
 
     /// The Events about the object `name` in `ns`: (reason, note), in alphabetical order.
     pub async fn events_about(&self, ns: &str, name: &str) -> Vec<(String, String)> {
-        let mut events: Vec<(String, String)> = Api::<Event>::namespaced(self.client.clone(), ns)
-            .list(&ListParams::default())
+        let mut events: Vec<(String, String)> = self
+            .events(ns)
             .await
-            .expect("events")
-            .items
             .into_iter()
             .filter(|e| {
                 e.regarding
@@ -741,13 +739,18 @@ impl Harness {
         events
     }
 
-    /// The reasons of the Events about objects in `ns`, oldest first.
-    pub async fn event_reasons(&self, ns: &str) -> Vec<String> {
-        let mut events = Api::<Event>::namespaced(self.client.clone(), ns)
+    /// The Events in `ns`.
+    async fn events(&self, ns: &str) -> Vec<Event> {
+        Api::<Event>::namespaced(self.client.clone(), ns)
             .list(&ListParams::default())
             .await
             .expect("events")
-            .items;
+            .items
+    }
+
+    /// The reasons of the Events about objects in `ns`, oldest first.
+    pub async fn event_reasons(&self, ns: &str) -> Vec<String> {
+        let mut events = self.events(ns).await;
         events.sort_by_key(|e| e.metadata.creation_timestamp.clone().map(|t| t.0));
         events.into_iter().filter_map(|e| e.reason).collect()
     }
