@@ -85,6 +85,14 @@ impl Turns {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether a reconcile is booked for a turn (not yet let in), its booking not stale.
+    pub fn booked(&self, now: Instant) -> bool {
+        self.lock()
+            .booked
+            .values()
+            .any(|t| now.saturating_duration_since(*t) < STALE_BOOKING)
+    }
+
     /// The turn of the reconcile of object `id` in `namespace`, at `rate` calls a second.
     pub fn take(self: &Arc<Self>, namespace: &str, id: &str, rate: f64, now: Instant) -> Turn {
         let mut s = self.lock();

@@ -81,6 +81,19 @@ pub fn due_locations(
         .collect()
 }
 
+/// While other calls wait for a location's budget (a burst of creations at SES's 1 call a
+/// second), its listing waits for them, up to this long since it was last listed: at 1/s a
+/// listing page every 30 s would take a creation's place 40 times in the 20 minutes a
+/// thousand creations take, and the records of new identities come before news of pending
+/// ones (which SES cannot verify before their records are published anyway).
+pub const BUSY_DEFERRAL: Duration = Duration::from_secs(600);
+
+/// Whether a due listing waits: other calls are waiting for the budget, and it was listed
+/// less than [`BUSY_DEFERRAL`] ago.
+pub fn deferred(since_listed: Duration, busy: bool) -> bool {
+    busy && since_listed < BUSY_DEFERRAL
+}
+
 /// The identities of `key` to look at again, and why: their listed status, or whether they
 /// may send, differs from the recorded one, or they are missing from a listing that began
 /// after they were last read (deleted behind our back).
@@ -178,6 +191,15 @@ mod tests {
             due_locations(&identities, &listed_at, started, at(12 * 3600), CADENCE),
             [key("ap-south-1"), key("eu-west-1"), key("us-east-1")]
         );
+    }
+
+    #[test]
+    fn a_busy_budget_defers_a_listing_at_most_ten_minutes() {
+        let secs = Duration::from_secs;
+        assert!(!deferred(secs(30), false), "an idle budget lists on time");
+        assert!(deferred(secs(30), true));
+        assert!(deferred(secs(599), true));
+        assert!(!deferred(secs(600), true), "then it takes its turn anyway");
     }
 
     #[test]
