@@ -80,10 +80,10 @@ pub async fn run<B: Backends>(
         let identities = recorded_all(&all);
         let due = due_locations(&identities, &listed_at, started, Instant::now(), cadence);
         drop(identities);
-        for key in due {
+        for (key, pending) in due {
             let ses = ctx.backends.ses(&key).await;
             let since = listed_at.get(&key).copied().unwrap_or(started).elapsed();
-            if deferred(since, ses.busy()) {
+            if deferred(pending, since, ses.busy()) {
                 tracing::debug!(region = key.region, "listing deferred: calls are waiting");
                 continue;
             }
