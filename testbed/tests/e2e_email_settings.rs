@@ -517,13 +517,11 @@ async fn advanced_smtp_is_ready_once_a_covering_identity_verifies() {
         WAIT,
         || get_es(&bed, ns, "notifications"),
         |e| {
-            e.as_ref()
-                .and_then(|e| condition_of(Some(e), "SenderVerified"))
-                .is_some_and(|(status, reason, message)| {
-                    status == "False"
-                        && reason == "SenderNotVerified"
-                        && message.contains("not verified yet")
-                })
+            condition_of(e.as_ref(), "SenderVerified").is_some_and(|(status, reason, message)| {
+                status == "False"
+                    && reason == "SenderNotVerified"
+                    && message.contains("not verified yet")
+            })
         },
     )
     .await
