@@ -53,15 +53,16 @@ fn in_flight(status: VerificationStatus) -> bool {
     )
 }
 
-/// The locations to list now: those with an identity in flight once `pending_every` has passed
-/// since they were last listed, the others once `verified_every` has.
+/// The locations to list now, and whether an identity of each is in flight: those with one
+/// once `pending_every` has passed since they were last listed, the others once
+/// `verified_every` has.
 pub fn due_locations(
     identities: &[Recorded<'_>],
     listed_at: &HashMap<SesKey, Instant>,
     started: Instant,
     now: Instant,
     cadence: Cadence,
-) -> Vec<SesKey> {
+) -> Vec<(SesKey, bool)> {
     let mut in_flight_by_key: BTreeMap<&SesKey, bool> = BTreeMap::new();
     for r in identities {
         *in_flight_by_key.entry(&r.key).or_default() |= in_flight(r.status);
@@ -77,8 +78,22 @@ pub fn due_locations(
                     cadence.verified_every
                 }
         })
-        .map(|(key, _)| key.clone())
+        .map(|(key, pending)| (key.clone(), pending))
         .collect()
+}
+
+/// While other calls wait for a location's budget (a burst of creations at SES's 1 call a
+/// second), its listing waits for them, up to this long since it was last listed: at 1/s a
+/// listing page every 30 s would take a creation's place 40 times in the 20 minutes a
+/// thousand creations take, and the records of new identities come before news of pending
+/// ones (which SES cannot verify before their records are published anyway).
+pub const BUSY_DEFERRAL: Duration = Duration::from_secs(600);
+
+/// Whether a due listing waits: it is there for identities in flight (the listing of a
+/// location whose identities are all settled comes twice a day and never waits), other calls
+/// are waiting for the budget, and it was listed less than [`BUSY_DEFERRAL`] ago.
+pub fn deferred(pending: bool, since_listed: Duration, busy: bool) -> bool {
+    pending && busy && since_listed < BUSY_DEFERRAL
 }
 
 /// The identities of `key` to look at again, and why: their listed status, or whether they
@@ -169,14 +184,37 @@ mod tests {
         assert!(due_locations(&identities, &listed_at, started, at(29), CADENCE).is_empty());
         assert_eq!(
             due_locations(&identities, &listed_at, started, at(30), CADENCE),
-            [key("ap-south-1"), key("eu-west-1")]
+            [(key("ap-south-1"), true), (key("eu-west-1"), true)]
         );
         listed_at.insert(key("eu-west-1"), at(30));
         listed_at.insert(key("ap-south-1"), at(30));
         assert!(due_locations(&identities, &listed_at, started, at(59), CADENCE).is_empty());
         assert_eq!(
             due_locations(&identities, &listed_at, started, at(12 * 3600), CADENCE),
-            [key("ap-south-1"), key("eu-west-1"), key("us-east-1")]
+            [
+                (key("ap-south-1"), true),
+                (key("eu-west-1"), true),
+                (key("us-east-1"), false)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_busy_budget_defers_a_listing_at_most_ten_minutes() {
+        let secs = Duration::from_secs;
+        assert!(
+            !deferred(true, secs(30), false),
+            "an idle budget lists on time"
+        );
+        assert!(deferred(true, secs(30), true));
+        assert!(deferred(true, secs(599), true));
+        assert!(
+            !deferred(true, secs(600), true),
+            "then it takes its turn anyway"
+        );
+        assert!(
+            !deferred(false, secs(30), true),
+            "the twice-a-day listing of settled identities never waits"
         );
     }
 
