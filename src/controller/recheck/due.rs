@@ -53,6 +53,29 @@ fn in_flight(status: VerificationStatus) -> bool {
     )
 }
 
+/// When each location in use falls due, and whether an identity of it is in flight: its last
+/// listing (or the start) plus `pending_every` when one is, `verified_every` otherwise.
+fn due_at<'a>(
+    identities: &'a [Recorded<'_>],
+    listed_at: &'a HashMap<SesKey, Instant>,
+    started: Instant,
+    cadence: Cadence,
+) -> impl Iterator<Item = (&'a SesKey, bool, Instant)> {
+    let mut in_flight_by_key: BTreeMap<&SesKey, bool> = BTreeMap::new();
+    for r in identities {
+        *in_flight_by_key.entry(&r.key).or_default() |= in_flight(r.status);
+    }
+    in_flight_by_key.into_iter().map(move |(key, pending)| {
+        let every = if pending {
+            cadence.pending_every
+        } else {
+            cadence.verified_every
+        };
+        let last = listed_at.get(key).copied().unwrap_or(started);
+        (key, pending, last + every)
+    })
+}
+
 /// The locations to list now, and whether an identity of each is in flight: those with one
 /// once `pending_every` has passed since they were last listed, the others once
 /// `verified_every` has.
@@ -63,23 +86,31 @@ pub fn due_locations(
     now: Instant,
     cadence: Cadence,
 ) -> Vec<(SesKey, bool)> {
-    let mut in_flight_by_key: BTreeMap<&SesKey, bool> = BTreeMap::new();
-    for r in identities {
-        *in_flight_by_key.entry(&r.key).or_default() |= in_flight(r.status);
-    }
-    in_flight_by_key
-        .into_iter()
-        .filter(|(key, pending)| {
-            let since = now.duration_since(listed_at.get(*key).copied().unwrap_or(started));
-            since
-                >= if *pending {
-                    cadence.pending_every
-                } else {
-                    cadence.verified_every
-                }
-        })
-        .map(|(key, pending)| (key.clone(), pending))
+    due_at(identities, listed_at, started, cadence)
+        .filter(|&(_, _, at)| at <= now)
+        .map(|(key, pending, _)| (key.clone(), pending))
         .collect()
+}
+
+/// When to look again after a round at `now`: when the next location falls due, so each is
+/// listed on its cadence however long the listings took, but no later than `tick` (a new
+/// identity in flight can bring its location's listing forward) and not before `now + tick`
+/// when one is overdue (its listing was deferred: it waits a tick, not a busy loop).
+pub fn next_wake(
+    identities: &[Recorded<'_>],
+    listed_at: &HashMap<SesKey, Instant>,
+    started: Instant,
+    now: Instant,
+    cadence: Cadence,
+) -> Instant {
+    let tick = now + cadence.pending_every.min(cadence.verified_every);
+    match due_at(identities, listed_at, started, cadence)
+        .map(|(_, _, at)| at)
+        .min()
+    {
+        Some(at) if at > now => at.min(tick),
+        _ => tick,
+    }
 }
 
 /// While other calls wait for a location's budget (a burst of creations at SES's 1 call a
@@ -215,6 +246,56 @@ mod tests {
         assert!(
             !deferred(false, secs(30), true),
             "the twice-a-day listing of settled identities never waits"
+        );
+    }
+
+    #[test]
+    fn the_next_round_comes_when_a_location_falls_due_however_long_the_last_took() {
+        let all = [
+            si("a.example.com", "eu-west-1", "Success", 0),
+            si("b.example.com", "us-east-1", "Success", 0),
+        ];
+        let identities: Vec<_> = all.iter().filter_map(recorded).collect();
+        let cadence = Cadence {
+            verified_every: Duration::from_secs(2),
+            pending_every: Duration::from_secs(1),
+        };
+        let started = Instant::now();
+        let at = |ms| started + Duration::from_millis(ms);
+        let mut listed_at = HashMap::new();
+        // Nothing listed yet: both are due 2 s after the start, one tick (1 s) caps the wait.
+        assert_eq!(
+            next_wake(&identities, &listed_at, started, at(0), cadence),
+            at(1000)
+        );
+        assert_eq!(
+            next_wake(&identities, &listed_at, started, at(1700), cadence),
+            at(2000)
+        );
+        // Listed at 2.0 s and 2.6 s, the round ending at 3.1 s: the next is due at 4.0 s, not
+        // a whole tick after the slow round (4.1 s), which would stretch every period.
+        listed_at.insert(key("eu-west-1"), at(2000));
+        listed_at.insert(key("us-east-1"), at(2600));
+        assert_eq!(
+            next_wake(&identities, &listed_at, started, at(3100), cadence),
+            at(4000)
+        );
+        // An overdue location (its listing deferred) is looked at again a tick later.
+        listed_at.insert(key("eu-west-1"), at(0));
+        assert_eq!(
+            next_wake(&identities, &listed_at, started, at(3100), cadence),
+            at(4100)
+        );
+        // A new identity in flight: listed 1 s after its location's last listing.
+        let all = [
+            si("a.example.com", "eu-west-1", "Success", 0),
+            si("c.example.com", "us-east-1", "Pending", 0),
+        ];
+        let identities: Vec<_> = all.iter().filter_map(recorded).collect();
+        listed_at.insert(key("eu-west-1"), at(3000));
+        assert_eq!(
+            next_wake(&identities, &listed_at, started, at(3100), cadence),
+            at(3600)
         );
     }
 

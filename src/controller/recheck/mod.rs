@@ -15,7 +15,7 @@ use super::Context;
 use super::backends::{Backends, SesKey};
 use crate::crd::SenderIdentity;
 use crate::ses::SesApi;
-use due::{Cadence, Listed, Recorded, changed, deferred, due_locations, recorded};
+use due::{Cadence, Listed, Recorded, changed, deferred, due_locations, next_wake, recorded};
 use futures::channel::mpsc;
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::ObjectRef;
@@ -68,11 +68,11 @@ pub async fn run<B: Backends>(
         verified_every: ctx.config.recheck.verified_every,
         pending_every: ctx.config.recheck.windows.pending_min,
     };
-    let tick = cadence.pending_every.min(cadence.verified_every);
     let started = Instant::now();
     let mut listed_at: HashMap<SesKey, Instant> = HashMap::new();
+    let mut wake = started + cadence.pending_every.min(cadence.verified_every);
     loop {
-        tokio::time::sleep(tick).await;
+        tokio::time::sleep_until(wake).await;
         // Every location a SenderIdentity's status names, so a restarted operator re-checks
         // identities it has not read since. Borrowed from the cache's shared copies: cloning
         // ten thousand objects every round was most of the operator's CPU at that size.
@@ -88,10 +88,17 @@ pub async fn run<B: Backends>(
                 continue;
             }
             let began = ctx.clock.now();
-            listed_at.insert(key.clone(), Instant::now());
+            let asked = Instant::now();
+            listed_at.insert(key.clone(), asked);
             let Some(listed) = list_all(&ses, &key).await else {
                 continue;
             };
+            tracing::debug!(
+                region = key.region,
+                identities = listed.len(),
+                took_ms = asked.elapsed().as_millis() as u64,
+                "listed SES identities"
+            );
             // Compared with the statuses as they are now, not as they were before the listing:
             // an identity whose own reconcile saw it verified while the listing was under way
             // is not read a second time.
@@ -102,5 +109,13 @@ pub async fn run<B: Backends>(
                 let _ = trigger.unbounded_send(super::guard_ref(si));
             }
         }
+        let all = ctx.caches.identities.state();
+        wake = next_wake(
+            &recorded_all(&all),
+            &listed_at,
+            started,
+            Instant::now(),
+            cadence,
+        );
     }
 }
