@@ -7,22 +7,9 @@ mod e2e;
 
 use e2e::*;
 use email_operator::crd::{EmailSettings, SenderIdentity};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::Duration;
 use testbed::bench::{BURST_NAMESPACE, Layout, plan_in};
-
-async fn calls(bed: &Bed) -> Value {
-    bed.get("/ses/calls").await["calls"].clone()
-}
-
-fn count(calls: &Value, op: &str, outcome: Option<&str>) -> u64 {
-    match outcome {
-        Some(o) => calls[op][o].as_u64().unwrap_or(0),
-        None => calls[op]
-            .as_object()
-            .map_or(0, |m| m.values().filter_map(Value::as_u64).sum()),
-    }
-}
 
 #[tokio::test]
 async fn an_identity_that_is_not_ours_is_never_modified_until_adopted() {
@@ -168,128 +155,6 @@ async fn fifty_identities_converge_under_throttling_and_server_errors() {
     assert_eq!(names, want, "every SES identity is accounted for");
 }
 
-#[tokio::test]
-async fn verified_identities_cost_one_listing_per_round_and_only_a_changed_one_is_read() {
-    const N: usize = 200;
-    let started = std::time::Instant::now();
-    let mut bed = Bed::up_with(&["--audit-log", "audit.log"]).await;
-    bed.start_operator(&[FAST, &["--ses-max-rps", "400"]].concat());
-    for i in 0..N {
-        let ns = format!("t{i}");
-        let domain = format!("v{i}.example.com");
-        tenant(&bed, &ns, &[&format!("ops@{domain}")]).await;
-        bed.apply::<SenderIdentity>(&ns, identity(&ns, "domain", &domain))
-            .await;
-    }
-    eprintln!("{:?}: applied", started.elapsed());
-    for i in 0..N {
-        let ns = format!("t{i}");
-        let si = wait_records(&bed, &ns, "domain", Duration::from_secs(120)).await;
-        publish_dkim(&bed, &si).await;
-    }
-    eprintln!("{:?}: records published", started.elapsed());
-    for i in 0..N {
-        wait_condition_for(&bed, &format!("t{i}"), "domain", Duration::from_secs(120)).await;
-    }
-
-    eprintln!("{:?}: all Ready", started.elapsed());
-    // The roll-out's tail (EmailSettings following their identities) done: nothing written to
-    // the API server for 3 s. The steady state is measured from there.
-    settled(&bed, Duration::from_secs(3), Duration::from_secs(120)).await;
-    eprintln!("{:?}: no more writes", started.elapsed());
-    // Steady state: ten rounds of the 2 s re-check.
-    bed.delete("/ses/calls", json!({})).await;
-    tokio::time::sleep(Duration::from_secs(21)).await;
-    let c = calls(&bed).await;
-    let lists = count(&c, "ListEmailIdentities", None);
-    assert!(
-        (9..=12).contains(&lists),
-        "one page per round, about 10 rounds: {c}"
-    );
-    assert_eq!(
-        count(&c, "GetEmailIdentity", None),
-        0,
-        "nothing changed, nothing read: {c}"
-    );
-
-    // Remove one identity's records: exactly that identity is read again and shows it.
-    let victim = sid(&bed, "t17", "domain").await.expect("t17");
-    for r in victim
-        .status
-        .as_ref()
-        .expect("st")
-        .dns_records
-        .iter()
-        .filter(|r| r.type_ == "CNAME")
-    {
-        bed.delete("/dns/records", json!({"name": r.name, "type": "CNAME"}))
-            .await;
-    }
-    bed.delete("/ses/calls", json!({})).await;
-    wait_condition(
-        &bed,
-        "t17",
-        "domain",
-        "Verified",
-        "False",
-        Some("TemporaryFailure"),
-    )
-    .await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let c = calls(&bed).await;
-    assert_eq!(
-        count(&c, "GetEmailIdentity", None),
-        1,
-        "only the changed identity is read: {c}"
-    );
-}
-
-/// Waits until the audit log shows no write for `quiet`.
-async fn settled(bed: &Bed, quiet: Duration, timeout: Duration) {
-    let writes = || {
-        bed.audit()
-            .iter()
-            .filter(|e| {
-                matches!(
-                    e["verb"].as_str(),
-                    Some("create" | "update" | "patch" | "delete")
-                )
-                // The leader's Lease is renewed every few seconds, idle or not.
-                && e["objectRef"]["resource"] != "leases"
-            })
-            .map(|e| {
-                let r = &e["objectRef"];
-                format!("{} {}/{}", e["verb"], r["resource"], r["subresource"])
-            })
-            .collect::<Vec<_>>()
-    };
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut last = writes();
-    loop {
-        tokio::time::sleep(quiet).await;
-        let now = writes();
-        if now.len() == last.len() {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "still writing after {timeout:?}: {:?}",
-            &now[last.len()..]
-        );
-        last = now;
-    }
-}
-
-async fn wait_condition_for(bed: &Bed, ns: &str, name: &str, timeout: Duration) {
-    eventually(
-        &format!("{ns}/{name} Ready"),
-        timeout,
-        || sid(bed, ns, name),
-        |si| condition(si, "Ready").is_some_and(|(s, _)| s == "True"),
-    )
-    .await;
-}
-
 /// Pending identities are not read one by one: their SES status comes from one listing per
 /// round, and one the listing shows verified is Ready from it without a read. At SES's limit
 /// of 1 call a second, per-identity polls of a thousand pending identities would starve the
@@ -352,7 +217,7 @@ async fn pending_identities_cost_one_listing_per_round_and_none_is_read_one_by_o
         },
     )
     .await;
-    wait_condition_for(&bed, "p7", "domain", Duration::from_secs(60)).await;
+    wait_ready(&bed, "p7", "domain", Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let c = calls(&bed).await;
     assert_eq!(

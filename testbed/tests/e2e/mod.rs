@@ -725,3 +725,29 @@ pub async fn delete_and_wait_until_ses_is_empty(bed: &Bed, ns: &str, name: &str)
     )
     .await;
 }
+
+/// The SES stand-in's call counts, by operation and outcome.
+pub async fn calls(bed: &Bed) -> Value {
+    bed.get("/ses/calls").await["calls"].clone()
+}
+
+/// Calls of `op` (with `outcome`, or all).
+pub fn count(calls: &Value, op: &str, outcome: Option<&str>) -> u64 {
+    match outcome {
+        Some(o) => calls[op][o].as_u64().unwrap_or(0),
+        None => calls[op]
+            .as_object()
+            .map_or(0, |m| m.values().filter_map(Value::as_u64).sum()),
+    }
+}
+
+/// Waits until `ns/name` is Ready.
+pub async fn wait_ready(bed: &Bed, ns: &str, name: &str, timeout: Duration) {
+    eventually(
+        &format!("{ns}/{name} Ready"),
+        timeout,
+        || sid(bed, ns, name),
+        |si| condition(si, "Ready").is_some_and(|(s, _)| s == "True"),
+    )
+    .await;
+}
