@@ -7,12 +7,10 @@ use super::memory::{Change, Relisted, key_of};
 use kube::Resource;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-/// Sorted names per namespace. A sorted `Vec` rather than a B-tree: most namespaces hold a
-/// few objects, and a B-tree node costs about 540 bytes however few it holds.
-type Names = HashMap<String, Vec<String>>;
+type Names = HashMap<String, BTreeSet<String>>;
 
 /// The names of the cached objects of each namespace.
 #[derive(Clone, Default)]
@@ -22,17 +20,12 @@ fn update<K: Resource>(names: &mut Names, change: Change<'_, K>) {
     match change {
         Change::Present(obj) => {
             let (ns, name) = key_of(obj);
-            let set = names.entry(ns).or_default();
-            if let Err(at) = set.binary_search(&name) {
-                set.insert(at, name);
-            }
+            names.entry(ns).or_default().insert(name);
         }
         Change::Gone(obj) => {
             let (ns, name) = key_of(obj);
             if let Some(set) = names.get_mut(&ns) {
-                if let Ok(at) = set.binary_search(&name) {
-                    set.remove(at);
-                }
+                set.remove(&name);
                 if set.is_empty() {
                     names.remove(&ns);
                 }
@@ -66,7 +59,7 @@ impl NamespaceIndex {
         self.0
             .lock()
             .ok()
-            .and_then(|names| Some(names.live().get(namespace)?.clone()))
+            .and_then(|names| Some(names.live().get(namespace)?.iter().cloned().collect()))
             .unwrap_or_default()
     }
 

@@ -53,14 +53,14 @@ fn in_flight(status: VerificationStatus) -> bool {
     )
 }
 
-/// When each location in use falls due, and whether an identity of it is in flight: its last
-/// listing (or the start) plus `pending_every` when one is, `verified_every` otherwise.
+/// When each location in use falls due: its last listing (or the start) plus `pending_every`
+/// when an identity of it is in flight, `verified_every` otherwise.
 fn due_at<'a>(
     identities: &'a [Recorded<'_>],
     listed_at: &'a HashMap<SesKey, Instant>,
     started: Instant,
     cadence: Cadence,
-) -> impl Iterator<Item = (&'a SesKey, bool, Instant)> {
+) -> impl Iterator<Item = (&'a SesKey, Instant)> {
     let mut in_flight_by_key: BTreeMap<&SesKey, bool> = BTreeMap::new();
     for r in identities {
         *in_flight_by_key.entry(&r.key).or_default() |= in_flight(r.status);
@@ -72,30 +72,29 @@ fn due_at<'a>(
             cadence.verified_every
         };
         let last = listed_at.get(key).copied().unwrap_or(started);
-        (key, pending, last + every)
+        (key, last + every)
     })
 }
 
-/// The locations to list now, and whether an identity of each is in flight: those with one
-/// once `pending_every` has passed since they were last listed, the others once
-/// `verified_every` has.
+/// The locations to list now: those with an identity in flight once `pending_every` has passed
+/// since they were last listed, the others once `verified_every` has.
 pub fn due_locations(
     identities: &[Recorded<'_>],
     listed_at: &HashMap<SesKey, Instant>,
     started: Instant,
     now: Instant,
     cadence: Cadence,
-) -> Vec<(SesKey, bool)> {
+) -> Vec<SesKey> {
     due_at(identities, listed_at, started, cadence)
-        .filter(|&(_, _, at)| at <= now)
-        .map(|(key, pending, _)| (key.clone(), pending))
+        .filter(|&(_, at)| at <= now)
+        .map(|(key, _)| key.clone())
         .collect()
 }
 
 /// When to look again after a round at `now`: when the next location falls due, so each is
 /// listed on its cadence however long the listings took, but no later than `tick` (a new
-/// identity in flight can bring its location's listing forward) and not before `now + tick`
-/// when one is overdue (its listing was deferred: it waits a tick, not a busy loop).
+/// identity in flight can bring its location's listing forward), and a tick from `now` when
+/// one is overdue (its listing failed to start: a tick, not a busy loop).
 pub fn next_wake(
     identities: &[Recorded<'_>],
     listed_at: &HashMap<SesKey, Instant>,
@@ -105,26 +104,12 @@ pub fn next_wake(
 ) -> Instant {
     let tick = now + cadence.pending_every.min(cadence.verified_every);
     match due_at(identities, listed_at, started, cadence)
-        .map(|(_, _, at)| at)
+        .map(|(_, at)| at)
         .min()
     {
         Some(at) if at > now => at.min(tick),
         _ => tick,
     }
-}
-
-/// While other calls wait for a location's budget (a burst of creations at SES's 1 call a
-/// second), its listing waits for them, up to this long since it was last listed: at 1/s a
-/// listing page every 30 s would take a creation's place 40 times in the 20 minutes a
-/// thousand creations take, and the records of new identities come before news of pending
-/// ones (which SES cannot verify before their records are published anyway).
-pub const BUSY_DEFERRAL: Duration = Duration::from_secs(600);
-
-/// Whether a due listing waits: it is there for identities in flight (the listing of a
-/// location whose identities are all settled comes twice a day and never waits), other calls
-/// are waiting for the budget, and it was listed less than [`BUSY_DEFERRAL`] ago.
-pub fn deferred(pending: bool, since_listed: Duration, busy: bool) -> bool {
-    pending && busy && since_listed < BUSY_DEFERRAL
 }
 
 /// The identities of `key` to look at again, and why: their listed status, or whether they
@@ -215,37 +200,14 @@ mod tests {
         assert!(due_locations(&identities, &listed_at, started, at(29), CADENCE).is_empty());
         assert_eq!(
             due_locations(&identities, &listed_at, started, at(30), CADENCE),
-            [(key("ap-south-1"), true), (key("eu-west-1"), true)]
+            [key("ap-south-1"), key("eu-west-1")]
         );
         listed_at.insert(key("eu-west-1"), at(30));
         listed_at.insert(key("ap-south-1"), at(30));
         assert!(due_locations(&identities, &listed_at, started, at(59), CADENCE).is_empty());
         assert_eq!(
             due_locations(&identities, &listed_at, started, at(12 * 3600), CADENCE),
-            [
-                (key("ap-south-1"), true),
-                (key("eu-west-1"), true),
-                (key("us-east-1"), false)
-            ]
-        );
-    }
-
-    #[test]
-    fn a_busy_budget_defers_a_listing_at_most_ten_minutes() {
-        let secs = Duration::from_secs;
-        assert!(
-            !deferred(true, secs(30), false),
-            "an idle budget lists on time"
-        );
-        assert!(deferred(true, secs(30), true));
-        assert!(deferred(true, secs(599), true));
-        assert!(
-            !deferred(true, secs(600), true),
-            "then it takes its turn anyway"
-        );
-        assert!(
-            !deferred(false, secs(30), true),
-            "the twice-a-day listing of settled identities never waits"
+            [key("ap-south-1"), key("eu-west-1"), key("us-east-1")]
         );
     }
 
@@ -280,7 +242,7 @@ mod tests {
             next_wake(&identities, &listed_at, started, at(3100), cadence),
             at(4000)
         );
-        // An overdue location (its listing deferred) is looked at again a tick later.
+        // An overdue location is looked at again a tick later.
         listed_at.insert(key("eu-west-1"), at(0));
         assert_eq!(
             next_wake(&identities, &listed_at, started, at(3100), cadence),

@@ -6,8 +6,7 @@
 //! A location is listed every `pending_every` while one of its identities is still on its way
 //! (pending, or in temporary failure), and every `verified_every` otherwise. At SES's default
 //! of 1 call a second, per-identity polls of a thousand pending identities would starve
-//! the creation of new ones; the listing costs one call per thousand, and while other calls
-//! wait for the budget it waits too (at most [`due::BUSY_DEFERRAL`]).
+//! the creation of new ones; the listing costs one call per thousand.
 
 mod due;
 
@@ -15,7 +14,7 @@ use super::Context;
 use super::backends::{Backends, SesKey};
 use crate::crd::SenderIdentity;
 use crate::ses::SesApi;
-use due::{Cadence, Listed, Recorded, changed, deferred, due_locations, next_wake, recorded};
+use due::{Cadence, Listed, Recorded, changed, due_locations, next_wake, recorded};
 use futures::channel::mpsc;
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::ObjectRef;
@@ -80,13 +79,8 @@ pub async fn run<B: Backends>(
         let identities = recorded_all(&all);
         let due = due_locations(&identities, &listed_at, started, Instant::now(), cadence);
         drop(identities);
-        for (key, pending) in due {
+        for key in due {
             let ses = ctx.backends.ses(&key).await;
-            let since = listed_at.get(&key).copied().unwrap_or(started).elapsed();
-            if deferred(pending, since, ses.busy()) {
-                tracing::debug!(region = key.region, "listing deferred: calls are waiting");
-                continue;
-            }
             let began = ctx.clock.now();
             let asked = Instant::now();
             listed_at.insert(key.clone(), asked);
