@@ -53,62 +53,83 @@ fn in_flight(status: VerificationStatus) -> bool {
     )
 }
 
-/// When each location in use falls due: its last listing (or the start) plus `pending_every`
-/// when an identity of it is in flight, `verified_every` otherwise.
-fn due_at<'a>(
-    identities: &'a [Recorded<'_>],
-    listed_at: &'a HashMap<SesKey, Instant>,
-    started: Instant,
-    cadence: Cadence,
-) -> impl Iterator<Item = (&'a SesKey, Instant)> {
+/// How often each location in use is listed now: every `pending_every` while an identity of it
+/// is in flight, every `verified_every` otherwise.
+pub fn periods(identities: &[Recorded<'_>], cadence: Cadence) -> BTreeMap<SesKey, Duration> {
     let mut in_flight_by_key: BTreeMap<&SesKey, bool> = BTreeMap::new();
     for r in identities {
         *in_flight_by_key.entry(&r.key).or_default() |= in_flight(r.status);
     }
-    in_flight_by_key.into_iter().map(move |(key, pending)| {
-        let every = if pending {
-            cadence.pending_every
-        } else {
-            cadence.verified_every
-        };
-        let last = listed_at.get(key).copied().unwrap_or(started);
-        (key, last + every)
-    })
-}
-
-/// The locations to list now: those with an identity in flight once `pending_every` has passed
-/// since they were last listed, the others once `verified_every` has.
-pub fn due_locations(
-    identities: &[Recorded<'_>],
-    listed_at: &HashMap<SesKey, Instant>,
-    started: Instant,
-    now: Instant,
-    cadence: Cadence,
-) -> Vec<SesKey> {
-    due_at(identities, listed_at, started, cadence)
-        .filter(|&(_, at)| at <= now)
-        .map(|(key, _)| key.clone())
+    in_flight_by_key
+        .into_iter()
+        .map(|(key, pending)| {
+            let every = if pending {
+                cadence.pending_every
+            } else {
+                cadence.verified_every
+            };
+            (key.clone(), every)
+        })
         .collect()
 }
 
-/// When to look again after a round at `now`: when the next location falls due, so each is
-/// listed on its cadence however long the listings took, but no later than `tick` (a new
-/// identity in flight can bring its location's listing forward), and a tick from `now` when
-/// one is overdue (its listing failed to start: a tick, not a busy loop).
-pub fn next_wake(
-    identities: &[Recorded<'_>],
-    listed_at: &HashMap<SesKey, Instant>,
+/// When each location was last listed, and so when it falls due again.
+pub struct Schedule {
     started: Instant,
-    now: Instant,
-    cadence: Cadence,
-) -> Instant {
-    let tick = now + cadence.pending_every.min(cadence.verified_every);
-    match due_at(identities, listed_at, started, cadence)
-        .map(|(_, at)| at)
-        .min()
-    {
-        Some(at) if at > now => at.min(tick),
-        _ => tick,
+    /// The shortest period: the longest the loop sleeps, so a location whose period shortens
+    /// (a new identity in flight) is listed at most this late.
+    tick: Duration,
+    listed_at: HashMap<SesKey, Instant>,
+}
+
+impl Schedule {
+    pub fn new(started: Instant, cadence: Cadence) -> Self {
+        Self {
+            started,
+            tick: cadence.pending_every.min(cadence.verified_every),
+            listed_at: HashMap::new(),
+        }
+    }
+
+    /// When the loop first looks.
+    pub fn first_wake(&self) -> Instant {
+        self.started + self.tick
+    }
+
+    /// When a location listed every `every` falls due: its last listing (or the start) plus
+    /// `every`.
+    fn due_at(&self, key: &SesKey, every: Duration) -> Instant {
+        self.listed_at.get(key).copied().unwrap_or(self.started) + every
+    }
+
+    /// The locations to list now.
+    pub fn due(&self, periods: &BTreeMap<SesKey, Duration>, now: Instant) -> Vec<SesKey> {
+        periods
+            .iter()
+            .filter(|&(key, &every)| self.due_at(key, every) <= now)
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    /// A listing of `key` began at `at`.
+    pub fn listed(&mut self, key: &SesKey, at: Instant) {
+        self.listed_at.insert(key.clone(), at);
+    }
+
+    /// When to look again after a round at `now`: when the next location falls due, so each
+    /// is listed on its cadence however long the listings took, but no later than a tick from
+    /// `now`, and a tick from `now` when one is overdue (its listing failed to start: a tick,
+    /// not a busy loop).
+    pub fn next_wake(&self, periods: &BTreeMap<SesKey, Duration>, now: Instant) -> Instant {
+        let tick = now + self.tick;
+        match periods
+            .iter()
+            .map(|(key, &every)| self.due_at(key, every))
+            .min()
+        {
+            Some(at) if at > now => at.min(tick),
+            _ => tick,
+        }
     }
 }
 
@@ -194,19 +215,20 @@ mod tests {
             si("e.example.com", "ap-south-1", "TemporaryFailure", 0),
         ];
         let identities: Vec<_> = all.iter().filter_map(recorded).collect();
+        let periods = periods(&identities, CADENCE);
         let started = Instant::now();
         let at = |secs| started + Duration::from_secs(secs);
-        let mut listed_at = HashMap::new();
-        assert!(due_locations(&identities, &listed_at, started, at(29), CADENCE).is_empty());
+        let mut schedule = Schedule::new(started, CADENCE);
+        assert!(schedule.due(&periods, at(29)).is_empty());
         assert_eq!(
-            due_locations(&identities, &listed_at, started, at(30), CADENCE),
+            schedule.due(&periods, at(30)),
             [key("ap-south-1"), key("eu-west-1")]
         );
-        listed_at.insert(key("eu-west-1"), at(30));
-        listed_at.insert(key("ap-south-1"), at(30));
-        assert!(due_locations(&identities, &listed_at, started, at(59), CADENCE).is_empty());
+        schedule.listed(&key("eu-west-1"), at(30));
+        schedule.listed(&key("ap-south-1"), at(30));
+        assert!(schedule.due(&periods, at(59)).is_empty());
         assert_eq!(
-            due_locations(&identities, &listed_at, started, at(12 * 3600), CADENCE),
+            schedule.due(&periods, at(12 * 3600)),
             [key("ap-south-1"), key("eu-west-1"), key("us-east-1")]
         );
     }
@@ -222,41 +244,31 @@ mod tests {
             verified_every: Duration::from_secs(2),
             pending_every: Duration::from_secs(1),
         };
+        let periods_now = periods(&identities, cadence);
         let started = Instant::now();
         let at = |ms| started + Duration::from_millis(ms);
-        let mut listed_at = HashMap::new();
+        let mut schedule = Schedule::new(started, cadence);
         // Nothing listed yet: both are due 2 s after the start, one tick (1 s) caps the wait.
-        assert_eq!(
-            next_wake(&identities, &listed_at, started, at(0), cadence),
-            at(1000)
-        );
-        assert_eq!(
-            next_wake(&identities, &listed_at, started, at(1700), cadence),
-            at(2000)
-        );
+        assert_eq!(schedule.first_wake(), at(1000));
+        assert_eq!(schedule.next_wake(&periods_now, at(0)), at(1000));
+        assert_eq!(schedule.next_wake(&periods_now, at(1700)), at(2000));
         // Listed at 2.0 s and 2.6 s, the round ending at 3.1 s: the next is due at 4.0 s, not
         // a whole tick after the slow round (4.1 s), which would stretch every period.
-        listed_at.insert(key("eu-west-1"), at(2000));
-        listed_at.insert(key("us-east-1"), at(2600));
-        assert_eq!(
-            next_wake(&identities, &listed_at, started, at(3100), cadence),
-            at(4000)
-        );
+        schedule.listed(&key("eu-west-1"), at(2000));
+        schedule.listed(&key("us-east-1"), at(2600));
+        assert_eq!(schedule.next_wake(&periods_now, at(3100)), at(4000));
         // An overdue location is looked at again a tick later.
-        listed_at.insert(key("eu-west-1"), at(0));
-        assert_eq!(
-            next_wake(&identities, &listed_at, started, at(3100), cadence),
-            at(4100)
-        );
+        schedule.listed(&key("eu-west-1"), at(0));
+        assert_eq!(schedule.next_wake(&periods_now, at(3100)), at(4100));
         // A new identity in flight: listed 1 s after its location's last listing.
         let all = [
             si("a.example.com", "eu-west-1", "Success", 0),
             si("c.example.com", "us-east-1", "Pending", 0),
         ];
         let identities: Vec<_> = all.iter().filter_map(recorded).collect();
-        listed_at.insert(key("eu-west-1"), at(3000));
+        schedule.listed(&key("eu-west-1"), at(3000));
         assert_eq!(
-            next_wake(&identities, &listed_at, started, at(3100), cadence),
+            schedule.next_wake(&periods(&identities, cadence), at(3100)),
             at(3600)
         );
     }

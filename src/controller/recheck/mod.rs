@@ -14,7 +14,7 @@ use super::Context;
 use super::backends::{Backends, SesKey};
 use crate::crd::SenderIdentity;
 use crate::ses::SesApi;
-use due::{Cadence, Listed, Recorded, changed, due_locations, next_wake, recorded};
+use due::{Cadence, Listed, Recorded, Schedule, changed, periods, recorded};
 use futures::channel::mpsc;
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::ObjectRef;
@@ -67,23 +67,21 @@ pub async fn run<B: Backends>(
         verified_every: ctx.config.recheck.verified_every,
         pending_every: ctx.config.recheck.windows.pending_min,
     };
-    let started = Instant::now();
-    let mut listed_at: HashMap<SesKey, Instant> = HashMap::new();
-    let mut wake = started + cadence.pending_every.min(cadence.verified_every);
+    let mut schedule = Schedule::new(Instant::now(), cadence);
+    let mut wake = schedule.first_wake();
     loop {
         tokio::time::sleep_until(wake).await;
         // Every location a SenderIdentity's status names, so a restarted operator re-checks
         // identities it has not read since. Borrowed from the cache's shared copies: cloning
         // ten thousand objects every round was most of the operator's CPU at that size.
         let all = ctx.caches.identities.state();
-        let identities = recorded_all(&all);
-        let due = due_locations(&identities, &listed_at, started, Instant::now(), cadence);
-        drop(identities);
-        for key in due {
+        let periods = periods(&recorded_all(&all), cadence);
+        drop(all);
+        for key in schedule.due(&periods, Instant::now()) {
             let ses = ctx.backends.ses(&key).await;
             let began = ctx.clock.now();
             let asked = Instant::now();
-            listed_at.insert(key.clone(), asked);
+            schedule.listed(&key, asked);
             let Some(listed) = list_all(&ses, &key).await else {
                 continue;
             };
@@ -103,13 +101,8 @@ pub async fn run<B: Backends>(
                 let _ = trigger.unbounded_send(super::guard_ref(si));
             }
         }
-        let all = ctx.caches.identities.state();
-        wake = next_wake(
-            &recorded_all(&all),
-            &listed_at,
-            started,
-            Instant::now(),
-            cadence,
-        );
+        // From the periods the round began with: a location whose period shortened meanwhile
+        // is looked at within a tick.
+        wake = schedule.next_wake(&periods, Instant::now());
     }
 }
