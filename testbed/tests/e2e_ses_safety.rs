@@ -217,7 +217,16 @@ async fn pending_identities_cost_one_listing_per_round_and_none_is_read_one_by_o
         },
     )
     .await;
-    wait_ready(&bed, "p7", "domain", Duration::from_secs(60)).await;
+    wait_condition_within(
+        &bed,
+        "p7",
+        "domain",
+        "Ready",
+        "True",
+        None,
+        Duration::from_secs(60),
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let c = calls(&bed).await;
     assert_eq!(

@@ -32,7 +32,16 @@ async fn verified_identities_cost_one_listing_per_round_and_only_a_changed_one_i
     }
     eprintln!("{:?}: records published", started.elapsed());
     for i in 0..N {
-        wait_ready(&bed, &format!("t{i}"), "domain", Duration::from_secs(120)).await;
+        wait_condition_within(
+            &bed,
+            &format!("t{i}"),
+            "domain",
+            "Ready",
+            "True",
+            None,
+            Duration::from_secs(120),
+        )
+        .await;
     }
 
     eprintln!("{:?}: all Ready", started.elapsed());

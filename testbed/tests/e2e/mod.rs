@@ -586,9 +586,22 @@ pub async fn wait_condition(
     status: &str,
     reason: Option<&str>,
 ) -> SenderIdentity {
+    wait_condition_within(bed, ns, name, t, status, reason, WAIT).await
+}
+
+/// [`wait_condition`], waiting up to `timeout`.
+pub async fn wait_condition_within(
+    bed: &Bed,
+    ns: &str,
+    name: &str,
+    t: &str,
+    status: &str,
+    reason: Option<&str>,
+    timeout: Duration,
+) -> SenderIdentity {
     let si = eventually(
         &format!("{ns}/{name} {t}={status} {reason:?}"),
-        WAIT,
+        timeout,
         || sid(bed, ns, name),
         |si| {
             condition(si, t)
@@ -739,15 +752,4 @@ pub fn count(calls: &Value, op: &str, outcome: Option<&str>) -> u64 {
             .as_object()
             .map_or(0, |m| m.values().filter_map(Value::as_u64).sum()),
     }
-}
-
-/// Waits until `ns/name` is Ready.
-pub async fn wait_ready(bed: &Bed, ns: &str, name: &str, timeout: Duration) {
-    eventually(
-        &format!("{ns}/{name} Ready"),
-        timeout,
-        || sid(bed, ns, name),
-        |si| condition(si, "Ready").is_some_and(|(s, _)| s == "True"),
-    )
-    .await;
 }
