@@ -281,6 +281,15 @@ impl<B: Backends> World for Cluster<'_, B> {
             .filter_map(|(ns, name)| settings_claim(&*self.settings(&ns, &name)?));
         identities.chain(settings).collect()
     }
+
+    fn overlapping_identities(&self, domain: &DomainName, other_than: &str) -> Vec<Claim> {
+        let (identities, _) = self.ctx.caches.claims.overlapping(domain);
+        identities
+            .into_iter()
+            .filter(|(ns, _)| ns != other_than)
+            .filter_map(|(ns, name)| self.identity(&ns, &name))
+            .collect()
+    }
 }
 
 /// The tenancy verdict on a claim, judged against the caches.

@@ -212,6 +212,13 @@ pub trait World {
     /// Every claim of a namespace other than `other_than` on a domain within `domain` or that
     /// `domain` is within.
     fn overlapping(&self, domain: &DomainName, other_than: &str) -> Vec<Claim>;
+    /// [`World::overlapping`], SenderIdentities' claims only (all that a claim on a domain a
+    /// policy governs can collide with).
+    fn overlapping_identities(&self, domain: &DomainName, other_than: &str) -> Vec<Claim> {
+        let mut claims = self.overlapping(domain, other_than);
+        claims.retain(|c| matches!(c.claimed, Claimed::Identity { .. }));
+        claims
+    }
 }
 
 /// The grants that give `namespace` the domain `domain` (it, or a parent of it).
@@ -397,57 +404,67 @@ impl<'w, W: World> Judge<'w, W> {
                 ),
             ));
         }
-        let mut earlier: Vec<Claim> = self
-            .world
-            .overlapping(domain, ns)
+        // The earlier claims of other namespaces that would refuse this one if admitted
+        // themselves. Without a governing policy, any: the first to claim a domain holds it.
+        // With one, only a SenderIdentity of the same SES identity that no policy lets both
+        // share (an EmailSettings' from domain, granted, collides with nothing). Only those are
+        // judged in turn, so a domain that a policy grants to many namespaces costs one read
+        // of the identities that could collide, not every claim and its earlier claims.
+        let earlier = if governing.is_empty() {
+            self.world.overlapping(domain, ns)
+        } else {
+            let Claimed::Identity { id, ses } = &claim.claimed else {
+                return None;
+            };
+            let mut others = self.world.overlapping_identities(domain, ns);
+            others.retain(|e| match &e.claimed {
+                Claimed::Identity {
+                    id: held,
+                    ses: held_ses,
+                } => {
+                    super::same_identity(id, held)
+                        && ses == held_ses
+                        && !governing.iter().any(|g| {
+                            g.share
+                                && g.covers(domain)
+                                && self.granted(g, ns)
+                                && self.granted(g, &e.namespace)
+                        })
+                }
+                Claimed::From { .. } => false,
+            });
+            others
+        };
+        let mut earlier: Vec<Claim> = earlier
             .into_iter()
             .filter(|e| e.namespace != ns && e.order() < claim.order())
             .collect();
         earlier.sort_by(|a, b| a.order().cmp(&b.order()));
-        for e in earlier {
-            if !self.judge(&e).is_admitted() {
-                continue; // a refused claim holds nothing
-            }
-            if governing.is_empty() {
-                return Some((
-                    reasons::DOMAIN_HELD_BY_ANOTHER_NAMESPACE,
-                    format!(
-                        "{domain} is held by namespace {} ({}): a domain no SenderPolicy names belongs to the first namespace that claims it. Ask the platform team for a SenderPolicy in namespace {policies} granting {domain} to both {} and {ns} (with shareIdentities: true to share one SES identity)",
-                        e.namespace,
-                        e.describe(),
-                        e.namespace
-                    ),
-                ));
-            }
-            if let (
-                Claimed::Identity { id, ses },
-                Claimed::Identity {
-                    id: held,
-                    ses: held_ses,
-                },
-            ) = (&claim.claimed, &e.claimed)
-                && super::same_identity(id, held)
-                && ses == held_ses
-                && !governing.iter().any(|g| {
-                    g.share
-                        && g.covers(domain)
-                        && self.granted(g, ns)
-                        && self.granted(g, &e.namespace)
-                })
-            {
-                return Some((
-                    reasons::IDENTITY_SHARING_NOT_ALLOWED,
-                    format!(
-                        "{id} is already claimed in SES {} by namespace {} ({}), and no SenderPolicy in namespace {policies} lets {} and {ns} share it; ask the platform team to set shareIdentities: true on a SenderPolicy granting {domain} to both",
-                        ses.region,
-                        e.namespace,
-                        e.describe(),
-                        e.namespace
-                    ),
-                ));
-            }
+        let e = earlier.into_iter().find(|e| self.judge(e).is_admitted())?;
+        if governing.is_empty() {
+            return Some((
+                reasons::DOMAIN_HELD_BY_ANOTHER_NAMESPACE,
+                format!(
+                    "{domain} is held by namespace {} ({}): a domain no SenderPolicy names belongs to the first namespace that claims it. Ask the platform team for a SenderPolicy in namespace {policies} granting {domain} to both {} and {ns} (with shareIdentities: true to share one SES identity)",
+                    e.namespace,
+                    e.describe(),
+                    e.namespace
+                ),
+            ));
         }
-        None
+        let Claimed::Identity { id, ses } = &claim.claimed else {
+            return None;
+        };
+        Some((
+            reasons::IDENTITY_SHARING_NOT_ALLOWED,
+            format!(
+                "{id} is already claimed in SES {} by namespace {} ({}), and no SenderPolicy in namespace {policies} lets {} and {ns} share it; ask the platform team to set shareIdentities: true on a SenderPolicy granting {domain} to both",
+                ses.region,
+                e.namespace,
+                e.describe(),
+                e.namespace
+            ),
+        ))
     }
 }
 

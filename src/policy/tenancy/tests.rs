@@ -517,3 +517,77 @@ fn adoption_publishing_and_relay_credentials_are_granted_per_domain_and_namespac
     );
     assert_eq!(relay_credentials(&c, "billing", &d("other.example")), None);
 }
+
+/// A cluster that counts the other claims the judge reads (each costs the controller a cache
+/// lookup and parsing the object's names).
+struct Counting {
+    inner: Cluster,
+    read: std::cell::Cell<usize>,
+}
+
+impl World for Counting {
+    fn grants(&self) -> &[Grant] {
+        self.inner.grants()
+    }
+    fn policy_namespace(&self) -> &str {
+        self.inner.policy_namespace()
+    }
+    fn labels(&self, namespace: &str) -> Option<BTreeMap<String, String>> {
+        self.inner.labels(namespace)
+    }
+    fn relay_allowed(&self, namespace: &str) -> bool {
+        self.inner.relay_allowed(namespace)
+    }
+    fn overlapping(&self, domain: &DomainName, other_than: &str) -> Vec<Claim> {
+        let claims = self.inner.overlapping(domain, other_than);
+        self.read.set(self.read.get() + claims.len());
+        claims
+    }
+    fn overlapping_identities(&self, domain: &DomainName, other_than: &str) -> Vec<Claim> {
+        let claims = self.inner.overlapping_identities(domain, other_than);
+        self.read.set(self.read.get() + claims.len());
+        claims
+    }
+}
+
+#[test]
+fn many_namespaces_sending_from_one_governed_domain_cost_the_judge_no_reads_of_each_other() {
+    // A company-wide policy granting yourcompany.com to 200 teams, each with an EmailSettings
+    // sending from it and a SenderIdentity of its own address: every claim is admitted, and
+    // judging one reads only the identities that could collide with it, not every team's
+    // claims and their earlier claims in turn (quadratic: 40,000 reads per judgement).
+    let teams: Vec<String> = (0..200).map(|i| format!("team{i}")).collect();
+    let names: Vec<&str> = teams.iter().map(String::as_str).collect();
+    let mut claims = Vec::new();
+    for (i, ns) in names.iter().enumerate() {
+        claims.push(from(ns, "billing@yourcompany.com", false, i as i64));
+        claims.push(identity(
+            ns,
+            "sender",
+            &format!("{ns}@yourcompany.com"),
+            i as i64,
+        ));
+    }
+    let world = Counting {
+        inner: Cluster {
+            grants: vec![grant("company", &names, &["yourcompany.com"], false)],
+            claims,
+            ..cluster()
+        },
+        read: std::cell::Cell::new(0),
+    };
+    let last_from = world.inner.claims[398].clone();
+    assert!(Judge::new(&world).judge(&last_from).is_admitted());
+    assert_eq!(
+        world.read.get(),
+        0,
+        "an EmailSettings' from domain, granted by a policy, collides with no other claim"
+    );
+    let last_identity = world.inner.claims[399].clone();
+    assert!(Judge::new(&world).judge(&last_identity).is_admitted());
+    assert!(
+        world.read.get() <= 199,
+        "one read of the other teams' identities, no EmailSettings, no recursion: read {}",
+        world.read.get()
+    );
+}
