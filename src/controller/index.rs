@@ -7,10 +7,12 @@ use super::memory::{Change, Relisted, key_of};
 use kube::Resource;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-type Names = HashMap<String, BTreeSet<String>>;
+/// Sorted names per namespace. A sorted `Vec` rather than a B-tree: most namespaces hold a
+/// few objects, and a B-tree node costs about 540 bytes however few it holds.
+type Names = HashMap<String, Vec<String>>;
 
 /// The names of the cached objects of each namespace.
 #[derive(Clone, Default)]
@@ -20,12 +22,17 @@ fn update<K: Resource>(names: &mut Names, change: Change<'_, K>) {
     match change {
         Change::Present(obj) => {
             let (ns, name) = key_of(obj);
-            names.entry(ns).or_default().insert(name);
+            let set = names.entry(ns).or_default();
+            if let Err(at) = set.binary_search(&name) {
+                set.insert(at, name);
+            }
         }
         Change::Gone(obj) => {
             let (ns, name) = key_of(obj);
             if let Some(set) = names.get_mut(&ns) {
-                set.remove(&name);
+                if let Ok(at) = set.binary_search(&name) {
+                    set.remove(at);
+                }
                 if set.is_empty() {
                     names.remove(&ns);
                 }
@@ -59,7 +66,7 @@ impl NamespaceIndex {
         self.0
             .lock()
             .ok()
-            .and_then(|names| Some(names.live().get(namespace)?.iter().cloned().collect()))
+            .and_then(|names| Some(names.live().get(namespace)?.clone()))
             .unwrap_or_default()
     }
 

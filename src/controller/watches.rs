@@ -142,7 +142,11 @@ pub async fn run<B: Backends>(
     tokio::spawn(recheck::run(ctx.clone(), si_wake));
 
     let es_controller = Controller::for_stream(es_stream, es_reader)
-        .with_config(controller::Config::default().concurrency(ctx.config.concurrency))
+        .with_config(
+            controller::Config::default()
+                .concurrency(ctx.config.concurrency)
+                .debounce(SETTINGS_DEBOUNCE),
+        )
         .watches_stream(secret_events(&ctx, &scope), secret_mapper(ctx.clone()))
         .reconcile_on(es_wake_rx)
         .graceful_shutdown_on(stopped(stop.clone()))
@@ -169,6 +173,12 @@ pub async fn run<B: Backends>(
     .for_each(log_error);
     futures::join!(si_controller, es_controller);
 }
+
+/// An EmailSettings is reconciled this long after the last of a burst of changes (kube's
+/// trailing-edge debounce): it follows its SenderIdentities' usage and coverage, and when
+/// several of them change within this time (a listing that finds them verified together, a
+/// roll-out creating them) one reconcile writes the status once instead of once per change.
+const SETTINGS_DEBOUNCE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The EmailSettings watch: fills its cache, then wakes the SenderIdentities an event
 /// concerns, and other namespaces' claimers of the domains it claims.

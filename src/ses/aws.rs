@@ -193,6 +193,10 @@ impl SesApi for AwsSes {
         self.limiter.turn(namespace, id)
     }
 
+    fn busy(&self) -> bool {
+        self.limiter.busy()
+    }
+
     async fn create_identity(
         &self,
         name: &str,

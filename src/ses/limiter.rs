@@ -6,6 +6,7 @@
 use super::SesError;
 use super::turns::{Turn, Turns};
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -34,7 +35,25 @@ pub struct RateLimiter {
     /// Callers wait for a token one after the other, first come first served (tokio's mutex
     /// is fair), so a call never waits behind more calls than were asked for before it.
     queue: tokio::sync::Mutex<()>,
+    /// Callers waiting for a token now.
+    waiting: AtomicUsize,
     turns: Arc<Turns>,
+}
+
+/// Counts a caller as waiting until dropped (also when its wait is cancelled).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for RateLimiter {
@@ -58,6 +77,7 @@ impl RateLimiter {
                 last: Instant::now(),
             }),
             queue: tokio::sync::Mutex::new(()),
+            waiting: AtomicUsize::new(0),
             turns: Arc::default(),
         }
     }
@@ -73,8 +93,15 @@ impl RateLimiter {
         self.state.lock().map(|s| s.rate).unwrap_or(self.max_rate)
     }
 
+    /// Whether calls are waiting for this budget now: for a token, or for their namespace's
+    /// booked turn. What can wait (the bulk re-check) lets them go first.
+    pub fn busy(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed) > 0 || self.turns.booked(Instant::now())
+    }
+
     /// Waits for a token, after those who asked before.
     pub async fn acquire(&self) {
+        let _waiting = Waiting::new(&self.waiting);
         let _in_line = self.queue.lock().await;
         loop {
             let wait = {
@@ -183,6 +210,28 @@ mod tests {
             }
             last = Some(now);
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_budget_is_busy_while_a_caller_waits_for_a_token() {
+        let limiter = Arc::new(RateLimiter::new(1.0));
+        assert!(!limiter.busy());
+        limiter.acquire().await;
+        assert!(!limiter.busy(), "nobody waits once the token is taken");
+        let waiter = tokio::spawn({
+            let limiter = limiter.clone();
+            async move { limiter.acquire().await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(limiter.busy(), "a caller waits for the next token");
+        waiter.await.expect("waiter");
+        assert!(!limiter.busy());
+
+        // A reconcile booked for a later turn counts too.
+        let _first = limiter.turn("burst", "a");
+        let _second = limiter.turn("burst", "b");
+        assert!(matches!(limiter.turn("burst", "c"), Turn::Later(_)));
+        assert!(limiter.busy());
     }
 
     #[tokio::test(start_paused = true)]

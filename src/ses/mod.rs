@@ -260,6 +260,10 @@ pub trait SesApi: Send + Sync {
     fn turn(&self, _namespace: &str, _id: &str) -> turns::Turn {
         turns::Turn::Go(turns::Permit::free())
     }
+    /// Whether other calls are waiting for this budget now ([`limiter::RateLimiter::busy`]).
+    fn busy(&self) -> bool {
+        false
+    }
 }
 
 /// Who owns a SenderIdentity's claim on an SES identity.

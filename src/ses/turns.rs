@@ -59,8 +59,14 @@ struct State {
     inside: HashMap<String, usize>,
     /// The last time booked for each namespace's waiting reconciles.
     horizon: HashMap<String, Instant>,
-    /// The time booked for each waiting reconcile (by object uid).
-    booked: HashMap<String, Instant>,
+    /// The time booked for each waiting reconcile (by object uid), and when it last asked.
+    booked: HashMap<String, Booking>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Booking {
+    at: Instant,
+    asked: Instant,
 }
 
 /// The turns of one account and region.
@@ -80,9 +86,22 @@ pub fn per_namespace(rate: f64) -> usize {
 /// another reason and never came back).
 const STALE_BOOKING: Duration = Duration::from_secs(600);
 
+/// A booking whose time has come counts as waiting while its reconcile keeps asking (every
+/// few seconds while its namespace is full); one not asked for this long is not waiting.
+const ASKED_RECENTLY: Duration = Duration::from_secs(60);
+
 impl Turns {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether a reconcile waits for a turn: booked for later, or past its time and still
+    /// asking (a deleted object's booking stops counting once it stops asking).
+    pub fn booked(&self, now: Instant) -> bool {
+        self.lock()
+            .booked
+            .values()
+            .any(|b| b.at > now || now.saturating_duration_since(b.asked) < ASKED_RECENTLY)
     }
 
     /// The turn of the reconcile of object `id` in `namespace`, at `rate` calls a second.
@@ -107,7 +126,9 @@ impl Turns {
             .len()
             + 1;
         let spacing = Duration::from_secs_f64(active as f64 / rate.max(0.01));
-        if let Some(&at) = s.booked.get(id) {
+        if let Some(booking) = s.booked.get_mut(id) {
+            booking.asked = now;
+            let at = booking.at;
             if at > now {
                 return Turn::Later(at - now);
             }
@@ -123,14 +144,14 @@ impl Turns {
         }
         if s.booked.len() % 1024 == 1023 {
             s.booked
-                .retain(|_, t| now.duration_since(*t) < STALE_BOOKING);
+                .retain(|_, b| now.duration_since(b.at) < STALE_BOOKING);
             s.horizon
                 .retain(|_, t| now.duration_since(*t) < STALE_BOOKING);
         }
         let from = s.horizon.get(namespace).copied().unwrap_or(now).max(now);
         let at = from + spacing;
         s.horizon.insert(namespace.to_string(), at);
-        s.booked.insert(id.to_string(), at);
+        s.booked.insert(id.to_string(), Booking { at, asked: now });
         Turn::Later(at - now)
     }
 }
@@ -203,6 +224,29 @@ mod tests {
         assert!(matches!(turns.take("ns", "x", 1.0, now), Turn::Later(_)));
         drop(permits);
         let _p = go(turns.take("ns", "y", 1.0, now));
+    }
+
+    #[test]
+    fn a_booking_counts_as_waiting_while_its_reconcile_keeps_asking() {
+        let turns = Arc::new(Turns::default());
+        let now = Instant::now();
+        let secs = Duration::from_secs;
+        assert!(!turns.booked(now));
+        let _a = go(turns.take("ns", "a", 1.0, now));
+        let _b = go(turns.take("ns", "b", 1.0, now));
+        assert_eq!(later(turns.take("ns", "kept", 1.0, now)), secs(1));
+        assert_eq!(later(turns.take("ns", "deleted", 1.0, now)), secs(2));
+        assert!(turns.booked(now), "booked for later");
+        // Past their time, the namespace still full: one keeps asking, the other never does
+        // (its object was deleted).
+        for t in (3..=90).step_by(3) {
+            let _ = later(turns.take("ns", "kept", 1.0, now + secs(t)));
+        }
+        assert!(turns.booked(now + secs(90)), "still asking: waiting");
+        assert!(
+            !turns.booked(now + secs(151)),
+            "neither asked for a minute: nobody waits"
+        );
     }
 
     #[test]

@@ -53,25 +53,40 @@ fn in_flight(status: VerificationStatus) -> bool {
     )
 }
 
+/// How often a location is listed now, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period {
+    pub every: Duration,
+    /// An identity of it is in flight (`every` is the pending cadence).
+    pub in_flight: bool,
+}
+
 /// How often each location in use is listed now: every `pending_every` while an identity of it
 /// is in flight, every `verified_every` otherwise.
-pub fn periods(identities: &[Recorded<'_>], cadence: Cadence) -> BTreeMap<SesKey, Duration> {
+pub fn periods(identities: &[Recorded<'_>], cadence: Cadence) -> BTreeMap<SesKey, Period> {
     let mut in_flight_by_key: BTreeMap<&SesKey, bool> = BTreeMap::new();
     for r in identities {
         *in_flight_by_key.entry(&r.key).or_default() |= in_flight(r.status);
     }
     in_flight_by_key
         .into_iter()
-        .map(|(key, pending)| {
-            let every = if pending {
+        .map(|(key, in_flight)| {
+            let every = if in_flight {
                 cadence.pending_every
             } else {
                 cadence.verified_every
             };
-            (key.clone(), every)
+            (key.clone(), Period { every, in_flight })
         })
         .collect()
 }
+
+/// While other calls wait for a location's budget (a burst of creations at SES's 1 call a
+/// second), a listing for identities in flight waits for them, up to this long since it was
+/// last listed: at 1/s a listing page every 30 s would take a creation's place 40 times in the
+/// 20 minutes a thousand creations take, and the records of new identities come before news of
+/// pending ones (which SES cannot verify before their records are published anyway).
+pub const BUSY_DEFERRAL: Duration = Duration::from_secs(600);
 
 /// When each location was last listed, and so when it falls due again.
 pub struct Schedule {
@@ -99,16 +114,29 @@ impl Schedule {
     /// When a location listed every `every` falls due: its last listing (or the start) plus
     /// `every`.
     fn due_at(&self, key: &SesKey, every: Duration) -> Instant {
-        self.listed_at.get(key).copied().unwrap_or(self.started) + every
+        self.last(key) + every
+    }
+
+    /// When `key` was last listed (or the start).
+    fn last(&self, key: &SesKey) -> Instant {
+        self.listed_at.get(key).copied().unwrap_or(self.started)
     }
 
     /// The locations to list now.
-    pub fn due(&self, periods: &BTreeMap<SesKey, Duration>, now: Instant) -> Vec<SesKey> {
+    pub fn due(&self, periods: &BTreeMap<SesKey, Period>, now: Instant) -> Vec<(SesKey, Period)> {
         periods
             .iter()
-            .filter(|&(key, &every)| self.due_at(key, every) <= now)
-            .map(|(key, _)| key.clone())
+            .filter(|&(key, p)| self.due_at(key, p.every) <= now)
+            .map(|(key, &p)| (key.clone(), p))
             .collect()
+    }
+
+    /// Whether a due listing of `key` waits because other calls are waiting for its budget
+    /// (`busy`): only one for identities in flight (the listing of a location whose identities
+    /// are all settled comes twice a day and never waits), and for at most [`BUSY_DEFERRAL`]
+    /// since it was last listed. A deferred location stays due: the next round looks again.
+    pub fn deferred(&self, key: &SesKey, period: Period, busy: bool, now: Instant) -> bool {
+        period.in_flight && busy && now.saturating_duration_since(self.last(key)) < BUSY_DEFERRAL
     }
 
     /// A listing of `key` began at `at`.
@@ -118,13 +146,13 @@ impl Schedule {
 
     /// When to look again after a round at `now`: when the next location falls due, so each
     /// is listed on its cadence however long the listings took, but no later than a tick from
-    /// `now`, and a tick from `now` when one is overdue (its listing failed to start: a tick,
-    /// not a busy loop).
-    pub fn next_wake(&self, periods: &BTreeMap<SesKey, Duration>, now: Instant) -> Instant {
+    /// `now`, and a tick from `now` when one is overdue (its listing was deferred or failed to
+    /// start: a tick, not a busy loop).
+    pub fn next_wake(&self, periods: &BTreeMap<SesKey, Period>, now: Instant) -> Instant {
         let tick = now + self.tick;
         match periods
             .iter()
-            .map(|(key, &every)| self.due_at(key, every))
+            .map(|(key, p)| self.due_at(key, p.every))
             .min()
         {
             Some(at) if at > now => at.min(tick),
@@ -219,18 +247,53 @@ mod tests {
         let started = Instant::now();
         let at = |secs| started + Duration::from_secs(secs);
         let mut schedule = Schedule::new(started, CADENCE);
+        let keys = |due: Vec<(SesKey, Period)>| due.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
         assert!(schedule.due(&periods, at(29)).is_empty());
         assert_eq!(
-            schedule.due(&periods, at(30)),
+            keys(schedule.due(&periods, at(30))),
             [key("ap-south-1"), key("eu-west-1")]
         );
         schedule.listed(&key("eu-west-1"), at(30));
         schedule.listed(&key("ap-south-1"), at(30));
         assert!(schedule.due(&periods, at(59)).is_empty());
         assert_eq!(
-            schedule.due(&periods, at(12 * 3600)),
+            keys(schedule.due(&periods, at(12 * 3600))),
             [key("ap-south-1"), key("eu-west-1"), key("us-east-1")]
         );
+    }
+
+    #[test]
+    fn a_busy_budget_defers_a_listing_for_identities_in_flight_at_most_ten_minutes() {
+        let all = [
+            si("a.example.com", "eu-west-1", "Pending", 0),
+            si("b.example.com", "us-east-1", "Success", 0),
+        ];
+        let identities: Vec<_> = all.iter().filter_map(recorded).collect();
+        let periods = periods(&identities, CADENCE);
+        let (pending, settled) = (periods[&key("eu-west-1")], periods[&key("us-east-1")]);
+        assert!(pending.in_flight && !settled.in_flight);
+        let started = Instant::now();
+        let at = |secs| started + Duration::from_secs(secs);
+        let mut schedule = Schedule::new(started, CADENCE);
+        schedule.listed(&key("eu-west-1"), at(0));
+        let eu = key("eu-west-1");
+        assert!(
+            !schedule.deferred(&eu, pending, false, at(30)),
+            "an idle budget lists on time"
+        );
+        assert!(schedule.deferred(&eu, pending, true, at(30)));
+        assert!(schedule.deferred(&eu, pending, true, at(599)));
+        assert!(
+            !schedule.deferred(&eu, pending, true, at(600)),
+            "then it takes its turn anyway"
+        );
+        assert!(
+            !schedule.deferred(&key("us-east-1"), settled, true, at(12 * 3600)),
+            "the twice-a-day listing of settled identities never waits"
+        );
+        // A deferred location stays due, and is looked at again a tick later.
+        assert_eq!(schedule.due(&periods, at(30)).len(), 1);
+        assert_eq!(schedule.next_wake(&periods, at(30)), at(60));
     }
 
     #[test]

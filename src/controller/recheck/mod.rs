@@ -77,8 +77,12 @@ pub async fn run<B: Backends>(
         let all = ctx.caches.identities.state();
         let periods = periods(&recorded_all(&all), cadence);
         drop(all);
-        for key in schedule.due(&periods, Instant::now()) {
+        for (key, period) in schedule.due(&periods, Instant::now()) {
             let ses = ctx.backends.ses(&key).await;
+            if schedule.deferred(&key, period, ses.busy(), Instant::now()) {
+                tracing::debug!(region = key.region, "listing deferred: calls are waiting");
+                continue;
+            }
             let began = ctx.clock.now();
             let asked = Instant::now();
             schedule.listed(&key, asked);
