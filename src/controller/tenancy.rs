@@ -246,6 +246,15 @@ impl<'a, B: Backends> Cluster<'a, B> {
             Verdict::Rejected { .. } => None,
         }
     }
+
+    /// The admitted claims of the SenderIdentities `(namespace, name)` outside `other_than`.
+    fn identity_claims(&self, identities: Vec<(String, String)>, other_than: &str) -> Vec<Claim> {
+        identities
+            .into_iter()
+            .filter(|(ns, _)| ns != other_than)
+            .filter_map(|(ns, name)| self.identity(&ns, &name))
+            .collect()
+    }
 }
 
 impl<B: Backends> World for Cluster<'_, B> {
@@ -273,24 +282,19 @@ impl<B: Backends> World for Cluster<'_, B> {
 
     fn overlapping(&self, domain: &DomainName, other_than: &str) -> Vec<Claim> {
         let (identities, settings) = self.ctx.caches.claims.overlapping(domain);
-        let identities = identities
-            .into_iter()
-            .filter(|(ns, _)| ns != other_than)
-            .filter_map(|(ns, name)| self.identity(&ns, &name));
-        let settings = settings
-            .into_iter()
-            .filter(|(ns, _)| ns != other_than)
-            .filter_map(|(ns, name)| settings_claim(&*self.settings(&ns, &name)?));
-        identities.chain(settings).collect()
+        let mut claims = self.identity_claims(identities, other_than);
+        claims.extend(
+            settings
+                .into_iter()
+                .filter(|(ns, _)| ns != other_than)
+                .filter_map(|(ns, name)| settings_claim(&*self.settings(&ns, &name)?)),
+        );
+        claims
     }
 
     fn overlapping_identities(&self, domain: &DomainName, other_than: &str) -> Vec<Claim> {
         let (identities, _) = self.ctx.caches.claims.overlapping(domain);
-        identities
-            .into_iter()
-            .filter(|(ns, _)| ns != other_than)
-            .filter_map(|(ns, name)| self.identity(&ns, &name))
-            .collect()
+        self.identity_claims(identities, other_than)
     }
 }
 

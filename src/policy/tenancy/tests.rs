@@ -590,4 +590,24 @@ fn many_namespaces_sending_from_one_governed_domain_cost_the_judge_no_reads_of_e
         "one read of the other teams' identities, no EmailSettings, no recursion: read {}",
         world.read.get()
     );
+
+    // Without the policy the first team holds the domain: the last is refused after reading
+    // the others' claims and the first team's (whose verdict decides), not every verdict.
+    let world = Counting {
+        inner: Cluster {
+            grants: vec![],
+            ..world.inner
+        },
+        read: std::cell::Cell::new(0),
+    };
+    let refused = match Judge::new(&world).judge(&last_from) {
+        Verdict::Rejected { reason, .. } => Some(reason),
+        Verdict::Admitted(_) => None,
+    };
+    assert_eq!(refused, Some(reasons::DOMAIN_HELD_BY_ANOTHER_NAMESPACE));
+    assert!(
+        world.read.get() <= 2 * 399,
+        "the others' claims, then the first team's: read {}",
+        world.read.get()
+    );
 }
