@@ -252,9 +252,13 @@ def make_endless_https(cert_dir):
             await reader.read(65536)
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n")
             chunk = b"%x\r\n%s\r\n" % (65536, b"x" * 65536)
-            while True:
+            # Until the client hangs up. Over TLS, drain() returns at once when the peer is
+            # gone (the writes go nowhere, logging each), so yield to the loop each time or the
+            # lost connection is never delivered and this loop spins forever.
+            while not writer.is_closing():
                 writer.write(chunk)
                 await writer.drain()
+                await asyncio.sleep(0)
         except (ConnectionError, OSError, ssl.SSLError):
             pass
     return endless_https
