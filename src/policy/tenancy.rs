@@ -410,38 +410,8 @@ impl<'w, W: World> Judge<'w, W> {
         // share (an EmailSettings' from domain, granted, collides with nothing). Only those are
         // judged in turn, so a domain that a policy grants to many namespaces costs one read
         // of the identities that could collide, not every claim and its earlier claims.
-        let earlier = if governing.is_empty() {
-            self.world.overlapping(domain, ns)
-        } else {
-            let Claimed::Identity { id, ses } = &claim.claimed else {
-                return None;
-            };
-            let mut others = self.world.overlapping_identities(domain, ns);
-            others.retain(|e| match &e.claimed {
-                Claimed::Identity {
-                    id: held,
-                    ses: held_ses,
-                } => {
-                    super::same_identity(id, held)
-                        && ses == held_ses
-                        && !governing.iter().any(|g| {
-                            g.share
-                                && g.covers(domain)
-                                && self.granted(g, ns)
-                                && self.granted(g, &e.namespace)
-                        })
-                }
-                Claimed::From { .. } => false,
-            });
-            others
-        };
-        let mut earlier: Vec<Claim> = earlier
-            .into_iter()
-            .filter(|e| e.namespace != ns && e.order() < claim.order())
-            .collect();
-        earlier.sort_by(|a, b| a.order().cmp(&b.order()));
-        let e = earlier.into_iter().find(|e| self.judge(e).is_admitted())?;
         if governing.is_empty() {
+            let e = self.first_admitted(claim, self.world.overlapping(domain, ns))?;
             return Some((
                 reasons::DOMAIN_HELD_BY_ANOTHER_NAMESPACE,
                 format!(
@@ -455,6 +425,24 @@ impl<'w, W: World> Judge<'w, W> {
         let Claimed::Identity { id, ses } = &claim.claimed else {
             return None;
         };
+        let mut colliding = self.world.overlapping_identities(domain, ns);
+        colliding.retain(|e| match &e.claimed {
+            Claimed::Identity {
+                id: held,
+                ses: held_ses,
+            } => {
+                super::same_identity(id, held)
+                    && ses == held_ses
+                    && !governing.iter().any(|g| {
+                        g.share
+                            && g.covers(domain)
+                            && self.granted(g, ns)
+                            && self.granted(g, &e.namespace)
+                    })
+            }
+            Claimed::From { .. } => false,
+        });
+        let e = self.first_admitted(claim, colliding)?;
         Some((
             reasons::IDENTITY_SHARING_NOT_ALLOWED,
             format!(
@@ -465,6 +453,17 @@ impl<'w, W: World> Judge<'w, W> {
                 e.namespace
             ),
         ))
+    }
+
+    /// The oldest of `others` made before `claim` in another namespace that is admitted itself
+    /// (a refused claim holds nothing).
+    fn first_admitted(&self, claim: &Claim, others: Vec<Claim>) -> Option<Claim> {
+        let mut earlier: Vec<Claim> = others
+            .into_iter()
+            .filter(|e| e.namespace != claim.namespace && e.order() < claim.order())
+            .collect();
+        earlier.sort_by(|a, b| a.order().cmp(&b.order()));
+        earlier.into_iter().find(|e| self.judge(e).is_admitted())
     }
 }
 
