@@ -73,6 +73,11 @@ struct SesArgs {
     /// The AWS account id of identity ARNs (default: from the role ARN, else STS GetCallerIdentity).
     #[arg(long, env = "AWS_ACCOUNT_ID")]
     aws_account_id: Option<String>,
+    /// How often the SES account's standing (sandbox, enforcement, sending quota) is read with
+    /// GetAccount at each account and region AdvancedSmtp EmailSettings use: one call per
+    /// location each time, however many EmailSettings share it.
+    #[arg(long, value_parser = parse_duration, default_value = "12h")]
+    ses_account_interval: Duration,
 }
 
 #[derive(clap::Args)]
@@ -205,6 +210,7 @@ impl RunArgs {
             ses: config::Ses {
                 max_rps: self.ses.ses_max_rps,
                 aws_account_id: self.ses.aws_account_id.clone(),
+                account_every: self.ses.ses_account_interval,
             },
             recheck: config::Recheck {
                 verified_every: r.verified_recheck_interval,

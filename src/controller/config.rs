@@ -36,7 +36,13 @@ pub struct Ses {
     pub max_rps: f64,
     /// The AWS account of identity ARNs, when STS should not be asked.
     pub aws_account_id: Option<String>,
+    /// How often the account's standing (`GetAccount`) is read at each location AdvancedSmtp
+    /// EmailSettings use.
+    pub account_every: Duration,
 }
+
+/// How often the account's standing is read by default: twice a day.
+pub const ACCOUNT_EVERY: Duration = Duration::from_secs(12 * 3600);
 
 /// When identities are looked at again.
 #[derive(Debug, Clone)]

@@ -244,6 +244,8 @@ pub struct Context<B: Backends> {
     pub clock: Arc<dyn Clock>,
     pub config: Config,
     pub memory: Memory,
+    /// The SES account's standing at each location AdvancedSmtp uses.
+    pub accounts: super::account::Accounts,
 }
 
 impl<B: Backends> Context<B> {
@@ -264,6 +266,7 @@ impl<B: Backends> Context<B> {
             secrets: Arc::default(),
             backends,
             clock,
+            accounts: super::account::Accounts::new(config.ses.account_every),
             config,
             memory: Memory::default(),
         }

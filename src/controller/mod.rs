@@ -13,6 +13,7 @@
 //! memory, Events, status writes), [`backends`] (SES, DNS and connection tests behind one
 //! trait), [`config`] (typed settings), [`recheck`] (the bulk SES listing), [`leader`].
 
+pub mod account;
 pub mod backends;
 pub mod config;
 pub mod context;

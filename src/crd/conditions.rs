@@ -23,6 +23,10 @@ pub mod types {
     pub const DKIM_VERIFIED: &str = "DkimVerified";
     /// SES found the custom MAIL FROM domain's MX record (only with `mailFromDomain`).
     pub const MAIL_FROM_VERIFIED: &str = "MailFromVerified";
+    /// The SES account may send without restriction in the region (AdvancedSmtp): production
+    /// access, healthy, sending enabled. False is a warning (the sandbox, a review) unless
+    /// Ready says sending stopped.
+    pub const SES_ACCOUNT_HEALTHY: &str = "SesAccountHealthy";
     /// SES generates the DKIM key length the spec asks for (only with `dkim.keyLength`).
     pub const DKIM_KEY_LENGTH_APPLIED: &str = "DkimKeyLengthApplied";
     /// The DNSEndpoint holding the records is written (only with `dns.provider: ExternalDNS`).
@@ -195,6 +199,21 @@ pub mod reasons {
     pub const PROVIDER_LIMITS: &str = "ProviderLimits";
     /// No verified domain identity covers the from domain: mail is DKIM-signed by amazonses.com.
     pub const NO_VERIFIED_DOMAIN_IDENTITY: &str = "NoVerifiedDomainIdentity";
+
+    // The SES account's standing in the region (AdvancedSmtp, from GetAccount).
+    /// Production access, enforcement HEALTHY, sending enabled.
+    pub const SES_ACCOUNT_IN_GOOD_STANDING: &str = "SesAccountInGoodStanding";
+    /// The region is in the SES sandbox: verified recipients and the mailbox simulator only,
+    /// 200 messages a day, 1 a second.
+    pub const SES_SANDBOX: &str = "SesSandbox";
+    /// AWS is reviewing the account (`PROBATION`): it still sends.
+    pub const SES_ACCOUNT_ON_PROBATION: &str = "SesAccountOnProbation";
+    /// AWS stopped the account's sending (`SHUTDOWN`).
+    pub const SES_ACCOUNT_SHUT_DOWN: &str = "SesAccountShutDown";
+    /// Sending is paused for the account in the region (`SendingEnabled` false).
+    pub const SES_SENDING_PAUSED: &str = "SesSendingPaused";
+    /// GetAccount failed: the standing is unknown (the credentials may lack `ses:GetAccount`).
+    pub const SES_ACCOUNT_UNREADABLE: &str = "SesAccountUnreadable";
 }
 
 /// Builds a condition stamped with `now` and the generation it describes.

@@ -297,6 +297,34 @@ pub struct EmailSettingsStatus {
     /// How many identity slots this EmailSettings' SenderIdentities use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity_usage: Option<IdentityUsage>,
+
+    /// AdvancedSmtp: the SES account's standing in the region, as GetAccount last reported it
+    /// (read every 12 hours by default, once for all EmailSettings of the account and region).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ses_account: Option<SesAccount>,
+}
+
+/// The SES account's standing in one region.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SesAccount {
+    /// The region this describes.
+    pub region: String,
+    /// False while the region is in the SES sandbox: mail goes only to verified addresses and
+    /// domains and to the mailbox simulator, within the sandbox's quota.
+    pub production_access: bool,
+    /// False while sending is paused for the account in the region.
+    pub sending_enabled: bool,
+    /// `HEALTHY`, `PROBATION` (under review; still sending) or `SHUTDOWN` (sending stopped).
+    pub enforcement_status: String,
+    /// Messages the account may send in 24 hours.
+    pub max24_hour_send: i64,
+    /// Messages the account may send per second.
+    pub max_send_rate: i64,
+    /// Messages sent in the last 24 hours when it was read.
+    pub sent_last24_hours: i64,
+    /// When GetAccount was read.
+    pub checked_time: Time,
 }
 
 /// The outcome of one connection test.

@@ -297,6 +297,25 @@ impl SesApi for AwsSes {
         Ok((rows, out.next_token().map(str::to_string)))
     }
 
+    async fn get_account(&self) -> Result<super::AccountStanding, SesError> {
+        let out = self
+            .limiter
+            .call("GetAccount", || {
+                let req = self.client.get_account();
+                async move { req.send().await.map_err(classify) }
+            })
+            .await?;
+        let quota = out.send_quota();
+        Ok(super::AccountStanding {
+            production_access: out.production_access_enabled(),
+            sending_enabled: out.sending_enabled(),
+            enforcement_status: out.enforcement_status().unwrap_or("HEALTHY").to_string(),
+            max_24_hour_send: quota.map_or(0.0, |q| q.max24_hour_send()),
+            max_send_rate: quota.map_or(0.0, |q| q.max_send_rate()),
+            sent_last_24_hours: quota.map_or(0.0, |q| q.sent_last24_hours()),
+        })
+    }
+
     async fn delete_identity(&self, name: &str) -> Result<(), SesError> {
         self.limiter
             .call("DeleteEmailIdentity", || {

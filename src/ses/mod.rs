@@ -160,6 +160,20 @@ pub struct IdentityDetails {
     pub tags: Vec<(String, String)>,
 }
 
+/// The account's standing in one region, as `GetAccount` reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountStanding {
+    /// False while the region is in the sandbox (verified recipients only, 200 a day, 1/s).
+    pub production_access: bool,
+    /// False while sending is paused.
+    pub sending_enabled: bool,
+    /// `HEALTHY`, `PROBATION` or `SHUTDOWN` (SES may add others).
+    pub enforcement_status: String,
+    pub max_24_hour_send: f64,
+    pub max_send_rate: f64,
+    pub sent_last_24_hours: f64,
+}
+
 /// One row of `ListEmailIdentities`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedIdentity {
@@ -188,6 +202,20 @@ pub enum SesError {
     /// STS could not say which AWS account the credentials belong to (identity ARNs need it).
     #[error("AWS STS could not name the account (GetCallerIdentity): {0}")]
     Sts(String),
+}
+
+impl AccountStanding {
+    /// A healthy region with production access (SES's usual quota for one).
+    pub fn production() -> Self {
+        Self {
+            production_access: true,
+            sending_enabled: true,
+            enforcement_status: "HEALTHY".into(),
+            max_24_hour_send: 50_000.0,
+            max_send_rate: 14.0,
+            sent_last_24_hours: 0.0,
+        }
+    }
 }
 
 impl SesError {
@@ -255,6 +283,8 @@ pub trait SesApi: Send + Sync {
         name: &str,
         key_length: &str,
     ) -> impl Future<Output = Result<(), SesError>> + Send;
+    /// The account's standing in this client's region.
+    fn get_account(&self) -> impl Future<Output = Result<AccountStanding, SesError>> + Send;
     /// The turn of a reconcile of object `id` in `namespace` at this account and region's SES
     /// budget ([`turns`]); clients without a budget of their own let everyone in.
     fn turn(&self, _namespace: &str, _id: &str) -> turns::Turn {

@@ -126,6 +126,52 @@ pub struct Outcome {
     pub duration: Duration,
 }
 
+/// A message to send through a target: a test message on request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Letter {
+    /// The one recipient (`RCPT TO`).
+    pub to: String,
+    /// The whole message, headers and body, lines ending in CRLF.
+    pub message: String,
+}
+
+/// What the server answered to a [`Letter`], once the connection, TLS, AUTH and `MAIL FROM`
+/// had passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub path: ConnectionPath,
+    pub port: u16,
+    /// `RCPT TO` when the recipient was refused, else `DATA`.
+    pub stage: &'static str,
+    pub code: u16,
+    /// The reply's first line, printable ASCII only.
+    pub text: String,
+}
+
+impl Sent {
+    /// The server took the message for delivery.
+    pub fn accepted(&self) -> bool {
+        self.stage == "DATA" && (200..300).contains(&self.code)
+    }
+
+    /// The id the server gave the message, when its reply names one: SES answers
+    /// `250 Ok <id>`, Postfix `250 2.0.0 Ok: queued as <id>`.
+    pub fn message_id(&self) -> Option<String> {
+        if !self.accepted() {
+            return None;
+        }
+        let text = self.text.trim();
+        let id = match text.split_once("queued as ") {
+            Some((_, id)) => id,
+            None => text
+                .strip_prefix("Ok ")
+                .or_else(|| text.strip_prefix("OK "))?,
+        };
+        let id = id.split_whitespace().next()?;
+        (!id.is_empty()).then(|| id.to_string())
+    }
+}
+
 /// Bounds on one test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
@@ -156,6 +202,13 @@ pub trait ConnectionTest: Send + Sync {
         &self,
         prepared: &target::Prepared,
     ) -> impl Future<Output = Result<Outcome, Failure>> + Send;
+    /// Sends `letter` through `prepared` (a test message on request): the test's conversation,
+    /// then `RCPT TO` and `DATA`.
+    fn send(
+        &self,
+        prepared: &target::Prepared,
+        letter: &Letter,
+    ) -> impl Future<Output = Result<Sent, Failure>> + Send;
 }
 
 /// The real [`ConnectionTest`]: an OAuth 2.0 token when there is a grant, then the SMTP
@@ -183,6 +236,17 @@ impl Tester {
 impl ConnectionTest for Tester {
     async fn test(&self, prepared: &target::Prepared) -> Result<Outcome, Failure> {
         run_test(&self.prober, &self.tokens, prepared).await
+    }
+
+    async fn send(&self, prepared: &target::Prepared, letter: &Letter) -> Result<Sent, Failure> {
+        let prepared = match &prepared.oauth2 {
+            Some(grant) => {
+                let token = self.tokens.token(grant, prepared.target.restricted).await?;
+                prepared.clone().with_token(token)
+            }
+            None => prepared.clone(),
+        };
+        self.prober.send(&prepared.target, letter).await
     }
 }
 

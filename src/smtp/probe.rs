@@ -11,7 +11,10 @@
 
 use super::egress::Egress;
 use super::session::{self, Conn, Extensions, Reply, Session};
-use super::{Auth, ConnectionPath, Failure, Outcome, Prober, Target, Timeouts, describe_tls_error};
+use super::{
+    Auth, ConnectionPath, Failure, Letter, Outcome, Prober, Sent, Target, Timeouts,
+    describe_tls_error,
+};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::net::{IpAddr, SocketAddr};
@@ -42,20 +45,58 @@ impl SmtpProber {
 impl Prober for SmtpProber {
     async fn probe(&self, target: &Target) -> Result<Outcome, Failure> {
         let started = Instant::now();
+        self.bounded(target, None)
+            .await
+            .map(|(done, port)| Outcome {
+                path: done.path,
+                port,
+                duration: started.elapsed(),
+            })
+    }
+}
+
+/// How an attempt ended: the path that worked and, with a letter, the server's answer to it.
+struct Done {
+    path: ConnectionPath,
+    answer: Option<(&'static str, Reply)>,
+}
+
+impl SmtpProber {
+    /// Sends `letter` through `target`: the connection test's conversation, then `RCPT TO`
+    /// and `DATA`, all within the test's time.
+    pub async fn send(&self, target: &Target, letter: &Letter) -> Result<Sent, Failure> {
+        let (done, port) = self.bounded(target, Some(letter)).await?;
+        let (stage, reply) = done.answer.ok_or_else(|| {
+            Failure::ConnectFailed(format!("{}:{port} ended before the message", target.host))
+        })?;
+        let summary = reply.summary();
+        let text = summary
+            .split_once(' ')
+            .map_or(String::new(), |(_, t)| t.to_string());
+        Ok(Sent {
+            path: done.path,
+            port,
+            stage,
+            code: reply.code,
+            text,
+        })
+    }
+
+    /// The whole conversation under one deadline.
+    async fn bounded(
+        &self,
+        target: &Target,
+        letter: Option<&Letter>,
+    ) -> Result<(Done, u16), Failure> {
         let deadline = Deadline::now() + self.budget();
-        let result = timeout_at(deadline, self.run(target, deadline)).await;
-        let result = result.unwrap_or_else(|_| {
+        let result = timeout_at(deadline, self.run(target, letter, deadline)).await;
+        result.unwrap_or_else(|_| {
             Err(Failure::ReadTimeout(format!(
                 "{}:{} did not complete the test within {}s",
                 target.host,
                 target.port,
                 self.budget().as_secs()
             )))
-        });
-        result.map(|(path, port)| Outcome {
-            path,
-            port,
-            duration: started.elapsed(),
         })
     }
 }
@@ -96,8 +137,9 @@ impl SmtpProber {
     async fn run(
         &self,
         target: &Target,
+        letter: Option<&Letter>,
         deadline: Deadline,
-    ) -> Result<(ConnectionPath, u16), Failure> {
+    ) -> Result<(Done, u16), Failure> {
         let ips = Egress::lookup(&target.host, self.timeouts.connect).await?;
         let unrestricted = Egress::unrestricted();
         let egress = if target.restricted {
@@ -109,7 +151,8 @@ impl SmtpProber {
             let ips = &ips;
             async move {
                 let addrs = egress.addresses(&target.host, ips, port)?;
-                self.attempt(target, &addrs, port, mode, deadline).await
+                self.attempt(target, &addrs, port, mode, letter, deadline)
+                    .await
             }
         };
         let Some(tls) = target.implicit_tls else {
@@ -120,8 +163,17 @@ impl SmtpProber {
         match attempt(tls.port, Mode::Implicit).await {
             Err(first) if tls.fallback && is_socket_level(&first) => {
                 match attempt(target.port, plain_mode(target)).await {
-                    Ok(ConnectionPath::Plain) => Ok((ConnectionPath::FallbackPlain, target.port)),
-                    Ok(p) => Ok((p, target.port)),
+                    Ok(Done {
+                        path: ConnectionPath::Plain,
+                        answer,
+                    }) => Ok((
+                        Done {
+                            path: ConnectionPath::FallbackPlain,
+                            answer,
+                        },
+                        target.port,
+                    )),
+                    Ok(done) => Ok((done, target.port)),
                     Err(second) if is_socket_level(&second) => Err(with_detail(
                         first,
                         &format!(
@@ -142,8 +194,9 @@ impl SmtpProber {
         addrs: &[SocketAddr],
         port: u16,
         mode: Mode,
+        letter: Option<&Letter>,
         deadline: Deadline,
-    ) -> Result<ConnectionPath, Failure> {
+    ) -> Result<Done, Failure> {
         let host = &target.host;
         let tcp = connect(host, addrs, port, self.timeouts).await?;
         let read_timeout =
@@ -237,9 +290,25 @@ impl SmtpProber {
                 _ => Failure::SenderRejected(detail),
             });
         }
-        // RSET and QUIT are courtesy: the test has passed once MAIL FROM is accepted.
+        let answer = match letter {
+            None => None,
+            Some(letter) => {
+                let rcpt = step(
+                    timeout_at(deadline, s.command(&format!("RCPT TO:<{}>", letter.to))).await,
+                    "RCPT TO",
+                )?;
+                if rcpt.is_positive() {
+                    let data = timeout_at(deadline, s.data(&letter.message)).await;
+                    Some(("DATA", step(data, "DATA")?))
+                } else {
+                    Some(("RCPT TO", rcpt))
+                }
+            }
+        };
+        // RSET and QUIT are courtesy: the test has passed once MAIL FROM is accepted (and a
+        // letter once DATA is answered).
         let _ = timeout_at(deadline, s.quit()).await;
-        Ok(path)
+        Ok(Done { path, answer })
     }
 }
 

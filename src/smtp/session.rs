@@ -278,6 +278,27 @@ impl Session {
         Ok(reply)
     }
 
+    /// DATA: the message (lines joined with CRLF, dot-stuffed here as RFC 5321 4.5.2 asks), then
+    /// the server's verdict on it. A refused DATA command is returned as it is.
+    pub async fn data(&mut self, message: &str) -> Result<Reply, Error> {
+        let reply = self.command("DATA").await?;
+        if reply.code != 354 {
+            return Ok(reply);
+        }
+        let mut body = String::with_capacity(message.len() + 16);
+        for line in message.trim_end_matches("\r\n").split("\r\n") {
+            if line.starts_with('.') {
+                body.push('.');
+            }
+            body.push_str(line);
+            body.push_str("\r\n");
+        }
+        body.push_str(".\r\n");
+        self.conn.write_all(body.as_bytes()).await?;
+        self.conn.flush().await?;
+        self.reply().await
+    }
+
     /// Ends politely; failures do not matter any more.
     pub async fn quit(mut self) {
         let _ = self.command("RSET").await;

@@ -87,6 +87,16 @@ pub fn write_env(
     let kubeconfig = std::path::absolute(kubeconfig).unwrap_or_else(|_| kubeconfig.to_path_buf());
     let mut lines = aws.env_lines(region);
     lines.push(export_line("KUBECONFIG", &kubeconfig.display().to_string()));
+    // The SES SMTP stand-in's CA, for the operator's `--ses-smtp-ca-file`.
+    let ca = dir.join("ses-smtp-ca.pem");
+    aws.ses_smtp
+        .write_ca(&ca)
+        .map_err(|e| format!("cannot write {}: {e}", ca.display()))?;
+    let ca = std::path::absolute(&ca).unwrap_or(ca);
+    lines.push(export_line(
+        "TESTBED_SES_SMTP_CA",
+        &ca.display().to_string(),
+    ));
     let path = dir.join("env");
     std::fs::write(&path, lines.join("\n") + "\n")
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;

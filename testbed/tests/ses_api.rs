@@ -500,3 +500,163 @@ async fn send_email_requires_a_verified_sender_and_calls_are_counted() {
     assert_eq!(status, 204);
     assert_eq!(control.get("/ses/calls").await["total"], 0);
 }
+
+/// A simple message for SendEmail.
+fn hello() -> EmailContent {
+    EmailContent::builder()
+        .simple(
+            Message::builder()
+                .subject(Content::builder().data("Hello").build().expect("subject"))
+                .body(
+                    Body::builder()
+                        .text(Content::builder().data("Hi").build().expect("text"))
+                        .build(),
+                )
+                .build(),
+        )
+        .build()
+}
+
+#[tokio::test]
+async fn the_sandbox_and_the_account_standing_rule_sending() {
+    let bed = start().await;
+    let control = Control::new(bed.control.url());
+    let client = ses_client(&bed.ses.endpoint_url(), "us-east-1").await;
+    let domain = client
+        .create_email_identity()
+        .email_identity("yourcompany.com")
+        .send()
+        .await
+        .expect("create");
+    control
+        .publish_dkim(
+            "yourcompany.com",
+            domain.dkim_attributes().expect("dkim").tokens(),
+            "dkim.amazonses.com",
+        )
+        .await;
+    eventually("domain verified", CONVERGE, || async {
+        let got = client
+            .get_email_identity()
+            .email_identity("yourcompany.com")
+            .send()
+            .await
+            .ok()?;
+        got.verified_for_sending_status().then_some(())
+    })
+    .await;
+    let send = |to: &'static [&'static str]| {
+        let mut destination = Destination::builder();
+        for t in to {
+            destination = destination.to_addresses(*t);
+        }
+        client
+            .send_email()
+            .from_email_address("billing@yourcompany.com")
+            .destination(destination.build())
+            .content(hello())
+            .send()
+    };
+    // Production access (the stand-in's default): any recipient.
+    send(&["someone@example.org"]).await.expect("production");
+
+    let (status, standing) = control
+        .call(
+            reqwest::Method::PUT,
+            "/ses/account",
+            Some(serde_json::json!({"region": "us-east-1", "productionAccessEnabled": false})),
+        )
+        .await;
+    assert_eq!(status, 200, "{standing}");
+    let account = client.get_account().send().await.expect("account");
+    assert!(!account.production_access_enabled());
+    let quota = account.send_quota().expect("quota");
+    assert_eq!(
+        (quota.max24_hour_send(), quota.max_send_rate()),
+        (200.0, 1.0)
+    );
+    assert_eq!(
+        control.get("/ses/account?region=eu-west-1").await["productionAccessEnabled"],
+        true,
+        "another region keeps its own standing"
+    );
+
+    // The sandbox: an unverified recipient is refused, named; verified ones and the simulator
+    // are accepted, and the simulator's outcome is recorded, not counted.
+    let err = send(&["someone@example.org", "ops@yourcompany.com"])
+        .await
+        .expect_err("unverified recipient in the sandbox");
+    let service = err.as_service_error().expect("service error");
+    assert!(service.is_message_rejected(), "{err:?}");
+    let text = aws_sdk_sesv2::error::ProvideErrorMetadata::message(service).unwrap_or_default();
+    assert!(
+        text.contains("failed the check in region US-EAST-1: someone@example.org")
+            && !text.contains("ops@yourcompany.com"),
+        "{text}"
+    );
+    send(&["ops@yourcompany.com", "bounce+run1@simulator.amazonses.com"])
+        .await
+        .expect("verified domain and the simulator");
+    send(&["complaint@simulator.amazonses.com"])
+        .await
+        .expect("simulator only");
+    let outbox = control.get("/ses/outbox").await;
+    let sent: Vec<&serde_json::Value> = outbox["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter(|m| m["kind"] == "Sent")
+        .collect();
+    assert_eq!(sent.len(), 3);
+    assert_eq!(
+        sent[1]["simulated"],
+        serde_json::json!([{"recipient": "bounce+run1@simulator.amazonses.com", "outcome": "Bounce"}])
+    );
+    assert_eq!(sent[2]["simulated"][0]["outcome"], "Complaint");
+    let account = client.get_account().send().await.expect("account");
+    assert_eq!(
+        account.send_quota().expect("quota").sent_last24_hours(),
+        2.0,
+        "the simulator-only message does not count"
+    );
+
+    // Paused, then shut down: SES's own error codes.
+    for (change, check) in [
+        (
+            serde_json::json!({"region": "us-east-1", "sendingEnabled": false}),
+            "SendingPausedException",
+        ),
+        (
+            serde_json::json!({"region": "us-east-1", "sendingEnabled": true, "enforcementStatus": "SHUTDOWN"}),
+            "AccountSuspendedException",
+        ),
+    ] {
+        let (status, _) = control
+            .call(reqwest::Method::PUT, "/ses/account", Some(change))
+            .await;
+        assert_eq!(status, 200);
+        let err = send(&["success@simulator.amazonses.com"])
+            .await
+            .expect_err("not sending");
+        assert_eq!(
+            aws_sdk_sesv2::error::ProvideErrorMetadata::code(&err),
+            Some(check),
+            "{err:?}"
+        );
+        assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(400));
+    }
+    let account = client.get_account().send().await.expect("account");
+    assert_eq!(
+        account.enforcement_status(),
+        Some("SHUTDOWN"),
+        "GetAccount reports it"
+    );
+    let (status, body) = control
+        .call(
+            reqwest::Method::PUT,
+            "/ses/account",
+            Some(serde_json::json!({"region": "us-east-1", "enforcementStatus": "GONE"})),
+        )
+        .await;
+    assert_eq!(status, 422, "an unknown status is refused: {body}");
+}

@@ -102,6 +102,7 @@ async fn pipeline<B: Backends>(es: &EmailSettings, ctx: &Context<B>) -> Result<A
         Ok(generation) => generation,
         Err(action) => return Ok(action),
     };
+    let account = account(es, ctx, &read, now).await;
     let prior = ctx.settings_prior(es);
     let new = status::compute(
         &prior,
@@ -114,6 +115,9 @@ async fn pipeline<B: Backends>(es: &EmailSettings, ctx: &Context<B>) -> Result<A
             publish_problem: read.publish_problem.as_ref(),
             senders: read.senders.as_ref(),
             inputs: read.subject.as_ref().ok().map(|s| s.inputs.as_str()),
+            account: account
+                .as_ref()
+                .map(|(region, reading)| (region.as_str(), reading)),
         },
     );
     apply::write_status(es, ctx, &read, &prior, &new).await?;
@@ -121,7 +125,35 @@ async fn pipeline<B: Backends>(es: &EmailSettings, ctx: &Context<B>) -> Result<A
         status::Test::Known(next) => Some(next),
         status::Test::Unavailable(_) => None,
     };
-    Ok(Action::requeue(decide::come_back(next, now)))
+    let mut after = decide::come_back(next, now);
+    if let Some((_, reading)) = &account {
+        let due = reading.due(ctx.accounts.every());
+        after = after.min(due.duration_since(now).unsigned_abs());
+    }
+    Ok(Action::requeue(after))
+}
+
+/// AdvancedSmtp whose location the policy allows (what is tested can be): the SES account's
+/// standing there ([`crate::controller::account`]; one GetAccount per location per interval).
+async fn account<B: Backends>(
+    es: &EmailSettings,
+    ctx: &Context<B>,
+    read: &dereference::Read,
+    now: Timestamp,
+) -> Option<(String, crate::controller::account::Reading)> {
+    let a = es
+        .spec
+        .advanced_smtp
+        .as_ref()
+        .filter(|_| es.spec.delivery == Delivery::AdvancedSmtp && read.subject.is_ok())?;
+    let location = crate::crd::sender_identity::SesLocation {
+        region: a.region.clone(),
+        role_arn: a.role_arn.clone(),
+    };
+    let key = crate::controller::SesKey::of(&location, &read.namespace);
+    let ses = ctx.backends.ses(&key).await;
+    let reading = ctx.accounts.read(&key, &ses, now).await;
+    Some((a.region.clone(), reading))
 }
 
 /// Whether the Secret `secret_ns/secret_name` is the operator's default relay.

@@ -2,9 +2,10 @@
 //! AdvancedSmtp whether verified SenderIdentities cover the `from` address.
 
 use super::decide::Next;
+use crate::controller::account::Reading;
 use crate::crd::conditions::{Progress, condition, reasons, set_condition, set_progress, types};
 use crate::crd::email_settings::{
-    ConnectionTest, Delivery, EmailSettingsStatus, IdentityUsage, OutputSecret,
+    ConnectionTest, Delivery, EmailSettingsStatus, IdentityUsage, OutputSecret, SesAccount,
 };
 use crate::crd::{EmailSettings, SenderIdentity};
 use crate::names::EmailAddress;
@@ -115,6 +116,8 @@ pub struct Inputs<'a> {
     pub senders: Option<&'a Senders>,
     /// The version of the inputs tested ([`super::dereference::Subject::inputs`]).
     pub inputs: Option<&'a str>,
+    /// AdvancedSmtp: the SES account's standing in this region, when it could be read.
+    pub account: Option<(&'a str, &'a Reading)>,
 }
 
 fn with_hints(message: String, hints: &[String]) -> String {
@@ -129,9 +132,15 @@ fn with_hints(message: String, hints: &[String]) -> String {
 pub fn compute(prior: &EmailSettingsStatus, i: &Inputs) -> EmailSettingsStatus {
     let es = i.es;
     let mut conditions: Vec<Condition> = prior.conditions.clone();
+    let advanced = es.spec.delivery == Delivery::AdvancedSmtp;
     conditions.retain(|c| {
-        es.spec.delivery == Delivery::AdvancedSmtp
-            || (c.type_ != types::SENDER_VERIFIED && c.type_ != types::DMARC_ALIGNED)
+        advanced
+            || ![
+                types::SENDER_VERIFIED,
+                types::DMARC_ALIGNED,
+                types::SES_ACCOUNT_HEALTHY,
+            ]
+            .contains(&c.type_.as_str())
     });
     let (connection, last_test, connection_progress) =
         connection(i, prior.last_connection_test.clone());
@@ -153,7 +162,15 @@ pub fn compute(prior: &EmailSettingsStatus, i: &Inputs) -> EmailSettingsStatus {
             email: format!("{}/{}", s.usage.emails, policy::MAX_EMAIL_IDENTITIES),
         });
     }
-    let (ready, progress) = ready(i, blocked.or(sender_problem));
+    let mut ses_account = prior.ses_account.clone().filter(|_| advanced);
+    let mut account_problem = None;
+    if let Some((region, reading)) = i.account.filter(|_| advanced) {
+        let (shown, problem, condition) = account(i, region, reading);
+        ses_account = shown.or(ses_account.filter(|a| a.region == region));
+        account_problem = problem;
+        set_condition(&mut conditions, condition);
+    }
+    let (ready, progress) = ready(i, blocked.or(account_problem).or(sender_problem));
     set_progress(&mut conditions, progress, &ready);
     set_condition(&mut conditions, ready);
     EmailSettingsStatus {
@@ -165,7 +182,105 @@ pub fn compute(prior: &EmailSettingsStatus, i: &Inputs) -> EmailSettingsStatus {
             validated_generation: g,
         }),
         identity_usage,
+        ses_account,
     }
+}
+
+/// `SesAccountHealthy` from a GetAccount reading, what the status shows of it, and the problem
+/// Ready reports when the account cannot send at all (someone must act: Stalled). The sandbox
+/// and a review are warnings only: mail still leaves.
+fn account(
+    i: &Inputs,
+    region: &str,
+    reading: &Reading,
+) -> (
+    Option<SesAccount>,
+    Option<(String, String, Progress)>,
+    Condition,
+) {
+    let t = types::SES_ACCOUNT_HEALTHY;
+    let a = match &reading.result {
+        Ok(a) => a,
+        Err(e) => {
+            let mut c = cond(
+                i,
+                t,
+                false,
+                reasons::SES_ACCOUNT_UNREADABLE,
+                format!(
+                    "GetAccount failed in {region} ({}): {e}; it is read again within 5 minutes (the operator's credentials, or the role, need ses:GetAccount)",
+                    e.reason()
+                ),
+            );
+            c.status = "Unknown".into();
+            return (None, None, c);
+        }
+    };
+    let shown = SesAccount {
+        region: region.to_string(),
+        production_access: a.production_access,
+        sending_enabled: a.sending_enabled,
+        enforcement_status: a.enforcement_status.clone(),
+        max24_hour_send: a.max_24_hour_send as i64,
+        max_send_rate: a.max_send_rate as i64,
+        sent_last24_hours: a.sent_last_24_hours as i64,
+        checked_time: Time(reading.at),
+    };
+    let stopped = |reason: &str, message: String| {
+        let c = cond(i, t, false, reason, message.clone());
+        (Some((reason.to_string(), message, Progress::Stalled)), c)
+    };
+    let (problem, c) = if a.enforcement_status == "SHUTDOWN" {
+        stopped(
+            reasons::SES_ACCOUNT_SHUT_DOWN,
+            format!(
+                "AWS has shut down the SES account's sending in {region} (enforcement status SHUTDOWN): no mail leaves; see the SES account dashboard and contact AWS Support"
+            ),
+        )
+    } else if !a.sending_enabled {
+        stopped(
+            reasons::SES_SENDING_PAUSED,
+            format!(
+                "sending is paused for the SES account in {region}: no mail leaves; if it was paused on purpose resume it (aws sesv2 put-account-sending-attributes --sending-enabled --region {region}), otherwise see the SES account dashboard"
+            ),
+        )
+    } else if a.enforcement_status == "PROBATION" {
+        let c = cond(
+            i,
+            t,
+            false,
+            reasons::SES_ACCOUNT_ON_PROBATION,
+            format!(
+                "AWS is reviewing the SES account in {region} (enforcement status PROBATION), usually for high bounce or complaint rates: mail still leaves, but sending may be shut down; see the SES account dashboard"
+            ),
+        );
+        (None, c)
+    } else if !a.production_access {
+        let c = cond(
+            i,
+            t,
+            false,
+            reasons::SES_SANDBOX,
+            format!(
+                "the SES account is in the sandbox in {region}: mail goes only to verified addresses and domains and to the mailbox simulator, at most {} messages in 24 hours ({} sent) and {} a second; request production access for {region} (SES console, Get set up; or aws sesv2 put-account-details --production-access-enabled --region {region})",
+                shown.max24_hour_send, shown.sent_last24_hours, shown.max_send_rate
+            ),
+        );
+        (None, c)
+    } else {
+        let c = cond(
+            i,
+            t,
+            true,
+            reasons::SES_ACCOUNT_IN_GOOD_STANDING,
+            format!(
+                "the SES account has production access in {region} and may send {} messages in 24 hours ({} sent), {} a second",
+                shown.max24_hour_send, shown.sent_last24_hours, shown.max_send_rate
+            ),
+        );
+        (None, c)
+    };
+    (Some(shown), problem, c)
 }
 
 fn cond(i: &Inputs, t: &str, ok: bool, reason: &str, message: String) -> Condition {
@@ -349,9 +464,17 @@ pub fn transitions(prior: &EmailSettingsStatus, new: &EmailSettingsStatus) -> Ve
     for t in [
         types::CONNECTION_VERIFIED,
         types::SENDER_VERIFIED,
+        types::SES_ACCOUNT_HEALTHY,
         types::READY,
     ] {
         let (before, after) = (state(prior, t), state(new, t));
+        // An account found in good standing is no news; a change of standing is.
+        let routine = t == types::SES_ACCOUNT_HEALTHY
+            && before.is_none()
+            && after.as_ref().is_some_and(|a| a.0 == "True");
+        if routine {
+            continue;
+        }
         if let Some((status, reason, message)) = after
             && before.as_ref().map(|b| (&b.0, &b.1)) != Some((&status, &reason))
             && !out.iter().any(|o| o.reason == reason)

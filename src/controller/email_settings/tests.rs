@@ -355,6 +355,7 @@ fn compute(
             publish_problem: None,
             senders,
             inputs: Some("v1"),
+            account: None,
         },
     )
 }
@@ -537,6 +538,7 @@ fn changing_delivery_drops_the_ses_conditions() {
             publish_problem: None,
             senders: None,
             inputs: Some("v1"),
+            account: None,
         },
     );
     assert!(
@@ -732,4 +734,212 @@ fn a_failure_in_the_status_keeps_its_backoff_after_a_restart() {
     }
     // Other inputs (a changed Secret, another generation): tested at once.
     assert!(decide::memo_from_status(&es, "fp", "v2").is_none());
+}
+
+// the SES account's standing (AdvancedSmtp)
+
+/// An AdvancedSmtp EmailSettings whose test passed, whose sender is covered and whose Secret
+/// holds generation 1, with the account reading `result` of us-east-1.
+fn with_account(
+    prior: &EmailSettingsStatus,
+    result: Result<crate::ses::AccountStanding, crate::ses::SesError>,
+) -> EmailSettingsStatus {
+    let mut es = es(ADVANCED);
+    es.metadata.generation = Some(1);
+    let test = Test::Known(Next::Passed {
+        at: at(0),
+        outcome: Some(passed()),
+        due: at(86400),
+    });
+    let senders = status::Senders {
+        sender_verified: Some("SenderIdentity billing (billing@yourcompany.com)".into()),
+        dmarc_aligned: None,
+        missing: String::new(),
+        usage: crate::policy::Usage::default(),
+    };
+    let reading = crate::controller::account::Reading { at: at(3), result };
+    status::compute(
+        prior,
+        &Inputs {
+            es: &es,
+            now: at(5),
+            test: &test,
+            hints: &[],
+            published_generation: Some(1),
+            publish_problem: None,
+            senders: Some(&senders),
+            inputs: Some("v1"),
+            account: Some(("us-east-1", &reading)),
+        },
+    )
+}
+
+fn standing(f: impl FnOnce(&mut crate::ses::AccountStanding)) -> crate::ses::AccountStanding {
+    let mut a = crate::ses::AccountStanding::production();
+    f(&mut a);
+    a
+}
+
+#[test]
+fn a_sandboxed_account_warns_and_stays_ready() {
+    let sandbox = standing(|a| {
+        a.production_access = false;
+        a.max_24_hour_send = 200.0;
+        a.max_send_rate = 1.0;
+        a.sent_last_24_hours = 12.0;
+    });
+    let st = with_account(&EmailSettingsStatus::default(), Ok(sandbox));
+    let (status, reason, message) = cond(&st, types::SES_ACCOUNT_HEALTHY);
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", reasons::SES_SANDBOX)
+    );
+    for says in [
+        "verified addresses",
+        "mailbox simulator",
+        "200 messages",
+        "12 sent",
+        "production access",
+    ] {
+        assert!(message.contains(says), "{says}: {message}");
+    }
+    assert_eq!(cond(&st, types::READY).0, "True", "mail still leaves");
+    let shown = st.ses_account.as_ref().expect("sesAccount");
+    assert_eq!(
+        (
+            shown.region.as_str(),
+            shown.production_access,
+            shown.max24_hour_send,
+            shown.sent_last24_hours
+        ),
+        ("us-east-1", false, 200, 12)
+    );
+    assert_eq!(shown.checked_time.0, at(3));
+    let events = status::transitions(&EmailSettingsStatus::default(), &st);
+    assert!(
+        events
+            .iter()
+            .any(|e| e.warning && e.reason == reasons::SES_SANDBOX),
+        "{events:?}"
+    );
+
+    // Production access granted: the warning clears, with a normal Event.
+    let granted = with_account(&st, Ok(crate::ses::AccountStanding::production()));
+    let (status, reason, _) = cond(&granted, types::SES_ACCOUNT_HEALTHY);
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("True", reasons::SES_ACCOUNT_IN_GOOD_STANDING)
+    );
+    let events = status::transitions(&st, &granted);
+    assert!(
+        events
+            .iter()
+            .any(|e| !e.warning && e.reason == reasons::SES_ACCOUNT_IN_GOOD_STANDING),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn an_account_in_good_standing_from_the_start_is_no_news() {
+    let st = with_account(
+        &EmailSettingsStatus::default(),
+        Ok(crate::ses::AccountStanding::production()),
+    );
+    assert_eq!(cond(&st, types::SES_ACCOUNT_HEALTHY).0, "True");
+    let events = status::transitions(&EmailSettingsStatus::default(), &st);
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.reason == reasons::SES_ACCOUNT_IN_GOOD_STANDING),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_shut_down_or_paused_account_stalls_ready_and_probation_warns() {
+    for (f, reason) in [
+        (
+            standing(|a| a.enforcement_status = "SHUTDOWN".into()),
+            reasons::SES_ACCOUNT_SHUT_DOWN,
+        ),
+        (
+            standing(|a| a.sending_enabled = false),
+            reasons::SES_SENDING_PAUSED,
+        ),
+    ] {
+        let st = with_account(&EmailSettingsStatus::default(), Ok(f));
+        assert_eq!(cond(&st, types::SES_ACCOUNT_HEALTHY).1, reason);
+        let (ready, ready_reason, message) = cond(&st, types::READY);
+        assert_eq!((ready.as_str(), ready_reason.as_str()), ("False", reason));
+        assert!(
+            message.contains("still holds the last validated configuration"),
+            "{message}"
+        );
+        assert_eq!(cond(&st, types::STALLED).1, reason);
+        assert_eq!(
+            st.output_secret.as_ref().map(|o| o.validated_generation),
+            Some(1)
+        );
+    }
+    let probation = with_account(
+        &EmailSettingsStatus::default(),
+        Ok(standing(|a| a.enforcement_status = "PROBATION".into())),
+    );
+    assert_eq!(
+        cond(&probation, types::SES_ACCOUNT_HEALTHY).1,
+        reasons::SES_ACCOUNT_ON_PROBATION
+    );
+    assert_eq!(cond(&probation, types::READY).0, "True");
+}
+
+#[test]
+fn an_unreadable_account_is_unknown_keeps_what_was_shown_and_blocks_nothing() {
+    let sandbox = standing(|a| a.production_access = false);
+    let before = with_account(&EmailSettingsStatus::default(), Ok(sandbox));
+    let st = with_account(
+        &before,
+        Err(crate::ses::SesError::Rejected(
+            "AccessDeniedException".into(),
+        )),
+    );
+    let (status, reason, message) = cond(&st, types::SES_ACCOUNT_HEALTHY);
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("Unknown", reasons::SES_ACCOUNT_UNREADABLE)
+    );
+    assert!(message.contains("ses:GetAccount"), "{message}");
+    assert_eq!(cond(&st, types::READY).0, "True");
+    assert_eq!(
+        st.ses_account, before.ses_account,
+        "the last reading stays shown"
+    );
+
+    // Another delivery method: the account is no longer this EmailSettings' concern.
+    let external = es(EXTERNAL);
+    let test = Test::Known(Next::Passed {
+        at: at(0),
+        outcome: Some(passed()),
+        due: at(86400),
+    });
+    let after = status::compute(
+        &st,
+        &Inputs {
+            es: &external,
+            now: at(9),
+            test: &test,
+            hints: &[],
+            published_generation: Some(3),
+            publish_problem: None,
+            senders: None,
+            inputs: Some("v1"),
+            account: None,
+        },
+    );
+    assert!(after.ses_account.is_none());
+    assert!(
+        !after
+            .conditions
+            .iter()
+            .any(|c| c.type_ == types::SES_ACCOUNT_HEALTHY)
+    );
 }

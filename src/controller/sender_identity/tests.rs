@@ -769,6 +769,10 @@ impl crate::ses::SesApi for Recorder {
         self.called("PutEmailIdentityDkimSigningAttributes");
         Ok(())
     }
+    async fn get_account(&self) -> Result<crate::ses::AccountStanding, crate::ses::SesError> {
+        self.called("GetAccount");
+        Ok(crate::ses::AccountStanding::production())
+    }
 }
 
 /// Creates the domain `yourcompany.com` with a MAIL FROM domain.

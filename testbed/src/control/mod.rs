@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use crate::clock::Clock;
 use crate::dns::{DnsServer, Zone};
 use crate::ses::limits::LimitConfig;
+use crate::ses::smtp::{SesSmtp, SesSmtpOptions};
 use crate::ses::{SesOptions, SesServer, SesState};
 use crate::sts::StsServer;
 
@@ -53,9 +54,14 @@ pub fn router(state: Arc<ControlState>) -> Router {
             "/ses/limits",
             get(routes::get_limits).put(routes::put_limits),
         )
+        .route(
+            "/ses/account",
+            get(routes::get_account).put(routes::put_account),
+        )
         .route("/ses/identities", get(routes::list_identities))
         .route("/ses/outbox", get(routes::outbox))
         .route("/ses/confirm-email", post(routes::confirm_email))
+        .route("/ses/smtp-credentials", post(routes::add_smtp_credentials))
         .route("/sts/assumed", get(routes::assumed_roles))
         .with_state(state)
 }
@@ -104,11 +110,14 @@ pub struct AwsPorts {
     pub control: u16,
 }
 
-/// DNS server, SES and STS stand-ins and control API, sharing one zone and one clock.
+/// DNS server, SES (API and SMTP interface) and STS stand-ins and control API, sharing one
+/// zone and one clock.
 pub struct AwsTestbed {
     pub clock: Clock,
     pub dns: DnsServer,
     pub ses: SesServer,
+    /// SES's SMTP interface, on the same SES state (ephemeral ports, STARTTLS and implicit TLS).
+    pub ses_smtp: SesSmtp,
     pub sts: StsServer,
     pub control: ControlServer,
 }
@@ -130,6 +139,7 @@ impl AwsTestbed {
         ses_options.addr = ([127, 0, 0, 1], ports.ses).into();
         ses_options.limits = limits;
         let ses = SesServer::start(ses_options).await?;
+        let ses_smtp = SesSmtp::start(ses.state(), SesSmtpOptions::default()).await?;
         let sts = StsServer::start(([127, 0, 0, 1], 0).into()).await?;
         let state = Arc::new(ControlState {
             zone,
@@ -142,6 +152,7 @@ impl AwsTestbed {
             clock,
             dns,
             ses,
+            ses_smtp,
             sts,
             control,
         })
@@ -149,7 +160,10 @@ impl AwsTestbed {
 
     /// The `export NAME=value` lines for the AWS/DNS/control part of `DIR/env`
     /// (`AWS_ENDPOINT_URL_SESV2`, `AWS_ENDPOINT_URL_STS`, `AWS_REGION`, `AWS_DEFAULT_REGION`,
-    /// dummy credentials, `TESTBED_DNS`, `TESTBED_CONTROL`). The caller adds `KUBECONFIG`.
+    /// dummy credentials, `TESTBED_DNS`, `TESTBED_CONTROL`, `TESTBED_SES_SMTP_ENDPOINT` (the
+    /// STARTTLS endpoint as `localhost:PORT`, for the operator's `--ses-smtp-endpoint`) and
+    /// `TESTBED_SES_SMTPS_ENDPOINT` (implicit TLS)). The caller adds `KUBECONFIG` and
+    /// `TESTBED_SES_SMTP_CA` (see `demo::write_env`).
     pub fn env_lines(&self, region: &str) -> Vec<String> {
         [
             ("AWS_ENDPOINT_URL_SESV2", self.ses.endpoint_url()),
@@ -161,8 +175,15 @@ impl AwsTestbed {
             ("AWS_SECRET_ACCESS_KEY", "testbed-secret".to_string()),
             ("TESTBED_DNS", self.dns.addr().to_string()),
             ("TESTBED_CONTROL", self.control.url()),
+            ("TESTBED_SES_SMTP_ENDPOINT", self.ses_smtp.endpoint()),
         ]
         .into_iter()
+        .chain(self.ses_smtp.implicit_tls_addr().map(|a| {
+            (
+                "TESTBED_SES_SMTPS_ENDPOINT",
+                format!("localhost:{}", a.port()),
+            )
+        }))
         .map(|(name, value)| export_line(name, &value))
         .collect()
     }

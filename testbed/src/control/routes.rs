@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use super::ControlState;
 use crate::ses::ConfirmError;
+use crate::ses::account::{Standing, StandingChange};
 use crate::ses::faults::FaultConfig;
 use crate::ses::limits::LimitConfig;
 
@@ -151,6 +152,36 @@ pub async fn put_limits(
     state.ses.limits.set(body).map(Json).map_err(bad_request)
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionQuery {
+    region: String,
+}
+
+/// `GET /ses/account?region=R` → the account's standing in that region.
+pub async fn get_account(
+    State(state): Shared,
+    axum::extract::Query(query): axum::extract::Query<RegionQuery>,
+) -> Json<Standing> {
+    Json(state.ses.account.standing(&query.region))
+}
+
+/// `PUT /ses/account` `{"region", "productionAccessEnabled"?, "sendingEnabled"?,
+/// "enforcementStatus"? (HEALTHY | PROBATION | SHUTDOWN), "max24HourSend"?, "maxSendRate"?}` →
+/// the region's new standing. Granting or withdrawing production access also sets that mode's
+/// quota unless one is given.
+pub async fn put_account(
+    State(state): Shared,
+    Json(body): Json<StandingChange>,
+) -> Result<Json<Standing>> {
+    state
+        .ses
+        .account
+        .change(body)
+        .map(Json)
+        .map_err(bad_request)
+}
+
 /// `GET /ses/faults` → the current fault settings.
 pub async fn get_faults(State(state): Shared) -> Json<FaultConfig> {
     Json(state.ses.faults.get())
@@ -199,6 +230,29 @@ pub async fn list_identities(State(state): Shared) -> Json<Value> {
 /// `GET /ses/outbox` → verification and sent messages, oldest first.
 pub async fn outbox(State(state): Shared) -> Json<Value> {
     Json(json!({ "messages": state.ses.outbox() }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SmtpKey {
+    access_key_id: String,
+    secret_access_key: String,
+}
+
+/// `POST /ses/smtp-credentials` `{"accessKeyId","secretAccessKey"}` → `{"accessKeyId"}`: the
+/// SES SMTP stand-in now accepts this key id with the SMTP password derived from the secret
+/// for any region (the session's region is the one it was derived for). The secret is never
+/// echoed.
+pub async fn add_smtp_credentials(
+    State(state): Shared,
+    Json(body): Json<SmtpKey>,
+) -> Result<Json<Value>> {
+    state
+        .ses
+        .smtp_credentials
+        .register(&body.access_key_id, &body.secret_access_key)
+        .map_err(bad_request)?;
+    Ok(Json(json!({ "accessKeyId": body.access_key_id })))
 }
 
 /// `POST /ses/confirm-email` `{"identity","region"?}` → the identity, now verified.

@@ -21,6 +21,10 @@ pub enum SesError {
     LimitExceeded(String),
     #[error("{0}")]
     MessageRejected(String),
+    #[error("{0}")]
+    AccountSuspended(String),
+    #[error("{0}")]
+    SendingPaused(String),
     #[error("Rate exceeded")]
     TooManyRequests,
     #[error("An internal error occurred. Try again later.")]
@@ -38,6 +42,8 @@ impl SesError {
             Self::BadRequest(_) => "BadRequestException",
             Self::LimitExceeded(_) => "LimitExceededException",
             Self::MessageRejected(_) => "MessageRejected",
+            Self::AccountSuspended(_) => "AccountSuspendedException",
+            Self::SendingPaused(_) => "SendingPausedException",
             Self::TooManyRequests => "TooManyRequestsException",
             Self::InternalFailure => "InternalFailure",
             Self::UnknownOperation(_) => "UnknownOperationException",
@@ -53,7 +59,9 @@ impl SesError {
             Self::AlreadyExists(_)
             | Self::BadRequest(_)
             | Self::LimitExceeded(_)
-            | Self::MessageRejected(_) => StatusCode::BAD_REQUEST,
+            | Self::MessageRejected(_)
+            | Self::AccountSuspended(_)
+            | Self::SendingPaused(_) => StatusCode::BAD_REQUEST,
         }
     }
 }

@@ -6,9 +6,11 @@
 //!   querying a real DNS server and measuring windows on the stand-in [`Clock`].
 //! * [`faults`] injects throttling, 5xx and latency and counts calls; [`outbox`] keeps the
 //!   verification and sent messages.
+//! * [`smtp`] is SES's SMTP interface over real sockets and TLS, sending into the same outbox.
 //!
 //! Account id is fixed ([`ACCOUNT_ID`]); the region comes from each request's signature.
 
+pub mod account;
 pub mod errors;
 pub mod faults;
 pub mod lifecycle;
@@ -18,6 +20,8 @@ pub mod ops;
 pub mod outbox;
 pub mod regions;
 pub mod shapes;
+pub mod simulator;
+pub mod smtp;
 pub mod tags;
 pub mod wire;
 
@@ -46,10 +50,14 @@ pub struct SesState {
     pub account_id: String,
     pub store: Mutex<Store>,
     pub outbox: Mutex<Vec<OutboxMessage>>,
+    /// The account's standing in each region (sandbox, enforcement, quota).
+    pub account: account::Account,
     pub faults: Faults,
     /// The request rate and identity quota in force.
     pub limits: limits::Limits,
     pub calls: Calls,
+    /// The IAM access keys the SMTP interface stand-in accepts logins from.
+    pub smtp_credentials: smtp::SmtpCredentials,
     /// Wakes the lifecycle task for an immediate re-check.
     pub recheck: Notify,
 }
@@ -74,9 +82,11 @@ impl SesState {
             account_id: ACCOUNT_ID.to_string(),
             store: Mutex::default(),
             outbox: Mutex::default(),
+            account: account::Account::default(),
             faults: Faults::default(),
             limits,
             calls: Calls::default(),
+            smtp_credentials: smtp::SmtpCredentials::default(),
             recheck: Notify::new(),
         }
     }

@@ -15,6 +15,7 @@ use super::model::{self, CreateRequest, IdentityType, MailFrom, Status};
 use super::outbox::{self, MessageKind, OutboxMessage};
 use super::regions::signing_hosted_zone;
 use super::shapes;
+use super::simulator;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -364,23 +365,63 @@ pub fn put_dkim_signing(
 }
 
 pub fn get_account(state: &SesState, region: &str) -> Result<Value, SesError> {
-    let since = state.clock.now() - chrono::TimeDelta::hours(24);
-    let sent = lock(&state.outbox)
-        .iter()
-        .filter(|m| m.kind == MessageKind::Sent && m.region == region && m.sent_at >= since)
-        .count();
+    let standing = state.account.standing(region);
     Ok(json!({
         "DedicatedIpAutoWarmupEnabled": false,
-        "EnforcementStatus": "HEALTHY",
-        "ProductionAccessEnabled": true,
-        "SendingEnabled": true,
+        "EnforcementStatus": standing.enforcement_status.as_str(),
+        "ProductionAccessEnabled": standing.production_access_enabled,
+        "SendingEnabled": standing.sending_enabled,
         "SendQuota": {
-            "Max24HourSend": 50000.0,
-            "MaxSendRate": 14.0,
-            "SentLast24Hours": sent as f64,
+            "Max24HourSend": standing.max_24_hour_send,
+            "MaxSendRate": standing.max_send_rate,
+            "SentLast24Hours": sent_last_24_hours(state, region) as f64,
         },
         "SuppressionAttributes": { "SuppressedReasons": [] },
     }))
+}
+
+/// What was sent in `region` in the last 24 hours against the quota, which SES counts in
+/// recipients ("Service quotas in Amazon SES": a message to three recipients counts three);
+/// mailbox simulator recipients do not count (SES Developer Guide, "Using the mailbox
+/// simulator").
+pub fn sent_last_24_hours(state: &SesState, region: &str) -> usize {
+    counted_last_24_hours(&lock(&state.outbox), region, state)
+}
+
+/// [`sent_last_24_hours`] of an outbox the caller holds.
+pub fn counted_last_24_hours(outbox: &[OutboxMessage], region: &str, state: &SesState) -> usize {
+    let since = state.clock.now() - chrono::TimeDelta::hours(24);
+    outbox
+        .iter()
+        .filter(|m| m.kind == MessageKind::Sent && m.region == region && m.sent_at >= since)
+        .map(|m| m.to.len().saturating_sub(m.simulated.len()))
+        .sum()
+}
+
+/// The recipients SES refuses in a sandboxed region: every one that is neither a verified
+/// identity nor a mailbox simulator address (SES Developer Guide, "Request production
+/// access": in the sandbox "you can only send mail to verified email addresses and domains, or
+/// to the Amazon SES mailbox simulator").
+pub fn sandbox_refused(state: &SesState, region: &str, recipients: &[String]) -> Vec<String> {
+    if state.account.standing(region).production_access_enabled {
+        return Vec::new();
+    }
+    let store = lock(&state.store);
+    recipients
+        .iter()
+        .filter(|r| simulator::outcome(r).is_none() && !store.sender_verified(region, r))
+        .cloned()
+        .collect()
+}
+
+/// SES's refusal of unverified identities (sender or, in the sandbox, recipients), in the
+/// text of its SendEmail and SMTP answers.
+pub fn not_verified(region: &str, identities: &[String]) -> String {
+    format!(
+        "Email address is not verified. The following identities failed the check in region {}: {}",
+        region.to_ascii_uppercase(),
+        identities.join(", ")
+    )
 }
 
 pub fn send_email(state: &SesState, region: &str, body: &[u8]) -> Result<Value, SesError> {
@@ -437,13 +478,21 @@ pub fn send_email(state: &SesState, region: &str, body: &[u8]) -> Result<Value, 
             "At least one recipient is required.".into(),
         ));
     }
+    if let Some(refusal) = state.account.standing(region).refusal() {
+        return Err(refusal);
+    }
     if !lock(&state.store).sender_verified(region, &from) {
-        return Err(SesError::MessageRejected(format!(
-            "Email address is not verified. The following identities failed the check in region {}: {from}",
-            region.to_ascii_uppercase()
+        return Err(SesError::MessageRejected(not_verified(
+            region,
+            std::slice::from_ref(&from),
         )));
     }
+    let refused = sandbox_refused(state, region, &to);
+    if !refused.is_empty() {
+        return Err(SesError::MessageRejected(not_verified(region, &refused)));
+    }
     let message_id = outbox::message_id();
+    let simulated = simulator::simulate(&to);
     lock(&state.outbox).push(OutboxMessage {
         message_id: message_id.clone(),
         kind: MessageKind::Sent,
@@ -455,6 +504,8 @@ pub fn send_email(state: &SesState, region: &str, body: &[u8]) -> Result<Value, 
         link: None,
         expires: None,
         content_type: Some(content_type.into()),
+        simulated,
+        raw: None,
         sent_at: state.clock.now(),
     });
     Ok(json!({ "MessageId": message_id }))

@@ -35,9 +35,16 @@ pub struct OutboxMessage {
     /// For verification messages: when the link stops working (sent + 24 h).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires: Option<DateTime<Utc>>,
-    /// For sent messages: `Simple` or `Raw`.
+    /// For sent messages: `Simple` or `Raw` (SendEmail), `Smtp` (the SMTP interface).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content_type: Option<String>,
+    /// For sent messages: what the mailbox simulator did for each of its recipients.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub simulated: Vec<super::simulator::Simulated>,
+    /// For messages sent through the SMTP interface: the message as received (dot-unstuffed,
+    /// CRLF line ends), headers and body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw: Option<String>,
     pub sent_at: DateTime<Utc>,
 }
 
@@ -89,6 +96,8 @@ pub fn verification_message(
         )),
         expires: Some(expires),
         content_type: None,
+        simulated: Vec::new(),
+        raw: None,
         sent_at: now,
     }
 }

@@ -382,6 +382,35 @@ impl Bed {
         assert!(r.status().is_success(), "DELETE {path}: {}", r.status());
     }
 
+    /// The test bed's SES SMTP interface stand-in, STARTTLS endpoint as `localhost:PORT`
+    /// (`TESTBED_SES_SMTP_ENDPOINT` in DIR/env).
+    pub fn ses_smtp_endpoint(&self) -> String {
+        self.env["TESTBED_SES_SMTP_ENDPOINT"].clone()
+    }
+
+    /// The SES SMTP stand-in's port.
+    pub fn ses_smtp_port(&self) -> u16 {
+        let endpoint = self.ses_smtp_endpoint();
+        let (_, port) = endpoint.rsplit_once(':').expect("HOST:PORT");
+        port.parse().expect("port")
+    }
+
+    /// The PEM file of the CA that signs the SES SMTP stand-in's certificate
+    /// (`TESTBED_SES_SMTP_CA`).
+    pub fn ses_smtp_ca(&self) -> PathBuf {
+        PathBuf::from(&self.env["TESTBED_SES_SMTP_CA"])
+    }
+
+    /// Lets the SES SMTP stand-in accept logins with this IAM key pair (user name the key id,
+    /// password the SES SMTP password derived from the secret for the session's region).
+    pub async fn register_ses_smtp_key(&self, access_key_id: &str, secret_access_key: &str) {
+        self.post(
+            "/ses/smtp-credentials",
+            json!({"accessKeyId": access_key_id, "secretAccessKey": secret_access_key}),
+        )
+        .await;
+    }
+
     /// SES calls by operation (all outcomes).
     pub async fn ses_calls(&self, operation: &str) -> u64 {
         let calls = self.get("/ses/calls").await;
@@ -482,6 +511,12 @@ pub fn fast_with_ses_smtp(port: u16, ca: &std::path::Path) -> Vec<String> {
         ca.display().to_string(),
     ]);
     args
+}
+
+/// [`FAST`], with AdvancedSmtp connection tests sent to the bed's own SES SMTP stand-in
+/// (register the key with [`Bed::register_ses_smtp_key`] first).
+pub fn fast_with_bed_ses_smtp(bed: &Bed) -> Vec<String> {
+    fast_with_ses_smtp(bed.ses_smtp_port(), &bed.ses_smtp_ca())
 }
 
 pub fn settings(ns: &str, users: &[&str]) -> Value {

@@ -244,6 +244,11 @@ impl SesApi for SesClient {
         Ok((listed, None))
     }
 
+    async fn get_account(&self) -> Result<email_operator::ses::AccountStanding, SesError> {
+        self.call("GetAccount", "")?;
+        Ok(email_operator::ses::AccountStanding::production())
+    }
+
     async fn delete_identity(&self, name: &str) -> Result<(), SesError> {
         self.call("DeleteEmailIdentity", name)?;
         let mut world = self.world.world();
@@ -314,6 +319,8 @@ impl DnsLookup for FakeDns {
 pub struct FakeTester {
     answer: Arc<Mutex<Result<Outcome, Failure>>>,
     tested: Arc<Mutex<Vec<(String, u16, String)>>>,
+    /// The (host, letter) of every message sent.
+    letters: Arc<Mutex<Vec<(String, email_operator::smtp::Letter)>>>,
 }
 
 impl Default for FakeTester {
@@ -325,6 +332,7 @@ impl Default for FakeTester {
                 duration: Duration::from_millis(40),
             }))),
             tested: Arc::default(),
+            letters: Arc::default(),
         }
     }
 }
@@ -339,6 +347,11 @@ impl FakeTester {
     pub fn tested(&self) -> Vec<(String, u16, String)> {
         self.tested.lock().expect("lock").clone()
     }
+
+    /// The (host, letter) of every message sent.
+    pub fn letters(&self) -> Vec<(String, email_operator::smtp::Letter)> {
+        self.letters.lock().expect("lock").clone()
+    }
 }
 
 impl ConnectionTest for FakeTester {
@@ -349,6 +362,26 @@ impl ConnectionTest for FakeTester {
             prepared.username.clone(),
         ));
         self.answer.lock().expect("lock").clone()
+    }
+
+    /// Sends when the connection test would pass: the server takes the message.
+    async fn send(
+        &self,
+        prepared: &Prepared,
+        letter: &email_operator::smtp::Letter,
+    ) -> Result<email_operator::smtp::Sent, Failure> {
+        let outcome = self.answer.lock().expect("lock").clone()?;
+        self.letters
+            .lock()
+            .expect("lock")
+            .push((prepared.target.host.clone(), letter.clone()));
+        Ok(email_operator::smtp::Sent {
+            path: outcome.path,
+            port: outcome.port,
+            stage: "DATA",
+            code: 250,
+            text: "Ok fake-message-id".into(),
+        })
     }
 }
 
@@ -420,6 +453,7 @@ pub fn config() -> Config {
         ses: Ses {
             max_rps: 1.0,
             aws_account_id: Some(ACCOUNT.into()),
+            account_every: email_operator::controller::config::ACCOUNT_EVERY,
         },
         recheck: Recheck {
             verified_every: Duration::from_secs(3600),
