@@ -292,7 +292,7 @@ async fn a_secret_it_did_not_publish_is_left_alone() {
 }
 
 #[tokio::test]
-async fn ses_settings_wait_for_a_verified_sender_then_publish_and_wake_nothing_in_ses() {
+async fn ses_settings_wait_for_a_verified_sender_then_publish_reading_only_the_account_from_ses() {
     let h = Harness::start().await;
     ses_settings(&h, "shop", "eu-west-1").await;
     h.apply(sender("shop", "yourcompany-com", "yourcompany.com"))
@@ -338,8 +338,8 @@ async fn ses_settings_wait_for_a_verified_sender_then_publish_and_wake_nothing_i
     assert_eq!(data["host"], "email-smtp.eu-west-1.amazonaws.com");
     assert_eq!(
         h.ses().ops(),
-        Vec::<&str>::new(),
-        "the identity is verified from the listing, and the EmailSettings controller never calls SES itself"
+        ["GetAccount"],
+        "the identity is verified from the listing; the EmailSettings controller calls SES only for the account's standing, once for its location and interval (two reconciles)"
     );
 }
 
