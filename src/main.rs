@@ -61,6 +61,13 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Send one test message to --to, as the annotation email.ops.dev/send-test does: through
+    /// a published Secret (--secret NAMESPACE/NAME through the kubeconfig, or --secret-file),
+    /// or through what EmailSettings and Secret manifests would publish.
+    ///
+    /// Exit status: 0 when the server accepted the message, 1 when it refused it or could not
+    /// be reached, 2 for usage errors or unreadable input.
+    SendTest(Box<cli::send_test::SendTestArgs>),
     /// Derive the Amazon SES SMTP password for a region from an IAM secret access key read
     /// from standard input.
     SmtpPassword {
@@ -89,6 +96,7 @@ fn main() -> ExitCode {
             }
         },
         Command::SmtpPassword { region } => smtp_password(&region),
+        Command::SendTest(args) => cli::send_test::run(*args),
         Command::Plan {
             output,
             paths,

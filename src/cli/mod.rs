@@ -2,3 +2,4 @@
 
 pub mod args;
 pub mod run;
+pub mod send_test;

@@ -39,6 +39,9 @@ pub use watches::{guard_ref, run};
 pub const FINALIZER: &str = "email.ops.dev/ses-identity";
 /// Annotation: adopt an existing SES identity that is not tagged as ours.
 pub const ADOPT_ANNOTATION: &str = "email.ops.dev/adopt";
+/// Annotation on an EmailSettings: send one test message to this recipient through the
+/// published Secret, once per new value.
+pub const SEND_TEST_ANNOTATION: &str = "email.ops.dev/send-test";
 /// Annotation: retry a Failed verification when its value changes.
 pub const RETRY_ANNOTATION: &str = "email.ops.dev/retry";
 

@@ -200,6 +200,16 @@ pub mod reasons {
     /// No verified domain identity covers the from domain: mail is DKIM-signed by amazonses.com.
     pub const NO_VERIFIED_DOMAIN_IDENTITY: &str = "NoVerifiedDomainIdentity";
 
+    // Test messages on request (annotation `email.ops.dev/send-test`).
+    /// The server accepted the test message for delivery.
+    pub const TEST_MESSAGE_ACCEPTED: &str = "TestMessageAccepted";
+    /// The server refused the test message's recipient or the message itself.
+    pub const TEST_MESSAGE_REFUSED: &str = "TestMessageRefused";
+    /// The annotation's value is not an email address: nothing was sent.
+    pub const INVALID_RECIPIENT: &str = "InvalidRecipient";
+    /// The published Secret cannot be read as an application reads it: nothing was sent.
+    pub const PUBLISHED_SECRET_UNREADABLE: &str = "PublishedSecretUnreadable";
+
     // The SES account's standing in the region (AdvancedSmtp, from GetAccount).
     /// Production access, enforcement HEALTHY, sending enabled.
     pub const SES_ACCOUNT_IN_GOOD_STANDING: &str = "SesAccountInGoodStanding";

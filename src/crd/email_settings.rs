@@ -298,10 +298,48 @@ pub struct EmailSettingsStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity_usage: Option<IdentityUsage>,
 
+    /// The last test message sent on request (annotation `email.ops.dev/send-test`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_test_message: Option<TestMessage>,
+
     /// AdvancedSmtp: the SES account's standing in the region, as GetAccount last reported it
     /// (read every 12 hours by default, once for all EmailSettings of the account and region).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ses_account: Option<SesAccount>,
+}
+
+/// One test message, sent when the annotation `email.ops.dev/send-test` was set to a new
+/// recipient: through the published Secret, as an application sends.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TestMessage {
+    /// The recipient asked for (the annotation's value). Setting the annotation to another
+    /// value sends again; the same value is never sent twice (add a `+label` to send to the
+    /// same mailbox again, e.g. `bounce+2@simulator.amazonses.com`).
+    pub recipient: String,
+    /// When it was sent.
+    pub time: Time,
+    /// True when the server accepted the message for delivery.
+    pub accepted: bool,
+    /// `TestMessageAccepted`, `TestMessageRefused` (the server refused the recipient or the
+    /// message), `InvalidRecipient`, or why no server took it (as in `lastConnectionTest`,
+    /// e.g. `BadCredentials`).
+    pub reason: String,
+    /// The server's reply code to the recipient or the message, when it answered them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<i32>,
+    /// The server's reply (its first line), or what failed.
+    pub reply: String,
+    /// The id the server gave the message, when its reply names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// The Secret the message went through.
+    pub secret: String,
+    /// The EmailSettings generation validated in that Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    /// What the outcome means and what to do.
+    pub message: String,
 }
 
 /// The SES account's standing in one region.

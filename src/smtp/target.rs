@@ -270,6 +270,41 @@ pub fn default_relay(
     })
 }
 
+/// How an application reaches the server from a Secret the operator published (its keys are
+/// the relay Secret's, with `authentication` written `password`, `oauth2` or `none`, and the
+/// sender in `from`): what a test message goes through. The Secret holds no CA: `ca_bundle_pem`
+/// is the EmailSettings' own (or the SES endpoint's); `restricted` whether the host came from
+/// the tenant. The error names the key, never a value.
+pub fn published(
+    data: &std::collections::BTreeMap<String, String>,
+    ca_bundle_pem: Option<Vec<u8>>,
+    restricted: bool,
+) -> Result<Prepared, String> {
+    let mut relay: std::collections::BTreeMap<String, Vec<u8>> = data
+        .iter()
+        .filter(|(k, _)| k.as_str() != "caBundle")
+        .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+        .collect();
+    if let Some(a) = data.get("authentication") {
+        let as_relay = match a.trim() {
+            "password" => "UsernamePassword",
+            "oauth2" => "OAuth2",
+            "none" => "None",
+            _ => return Err("key \"authentication\" must be password, oauth2 or none".into()),
+        };
+        relay.insert("authentication".into(), as_relay.into());
+    }
+    let from = data
+        .get("from")
+        .map(|f| f.trim())
+        .filter(|f| !f.is_empty())
+        .ok_or("has no key \"from\"")?;
+    let mut prepared = default_relay(&relay, from).map_err(|InvalidRelay(why)| why)?;
+    prepared.target.ca_bundle_pem = ca_bundle_pem;
+    prepared.target.restricted = restricted;
+    Ok(prepared)
+}
+
 /// Why the connection test of an EmailSettings cannot run: a stable reason and what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unprepared {
@@ -453,5 +488,64 @@ mod tests {
             }
         );
         assert_eq!(err.reason(), "SecretNotFound");
+    }
+
+    #[test]
+    fn a_published_secret_is_read_as_an_application_reads_it() {
+        let data = |pairs: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let smtp = data(&[
+            ("host", "smtp.yourcompany.com"),
+            ("port", "465"),
+            ("tls", "implicit"),
+            ("authentication", "password"),
+            ("username", "u@yourcompany.com"),
+            ("password", "pw"),
+            ("from", "billing@yourcompany.com"),
+        ]);
+        let p = published(&smtp, Some(b"CA".to_vec()), true).expect("readable");
+        assert_eq!(
+            (
+                p.target.host.as_str(),
+                p.target.port,
+                p.target.from.as_str()
+            ),
+            ("smtp.yourcompany.com", 465, "billing@yourcompany.com")
+        );
+        assert_eq!(
+            p.target.implicit_tls.map(|t| (t.port, t.fallback)),
+            Some((465, false))
+        );
+        assert!(!p.target.start_tls && p.target.restricted);
+        assert_eq!(p.target.ca_bundle_pem.as_deref(), Some(&b"CA"[..]));
+        assert!(matches!(p.target.auth, Some(Auth::Password { .. })));
+
+        let relay = data(&[
+            ("host", "relay.internal"),
+            ("port", "25"),
+            ("tls", "none"),
+            ("authentication", "none"),
+            ("from", "billing@yourcompany.com"),
+        ]);
+        let p = published(&relay, None, false).expect("readable");
+        assert!(p.target.auth.is_none() && !p.target.start_tls);
+
+        let mut no_from = smtp.clone();
+        no_from.remove("from");
+        assert_eq!(
+            published(&no_from, None, true).unwrap_err(),
+            "has no key \"from\""
+        );
+        let mut odd = smtp.clone();
+        odd.insert("authentication".into(), "kerberos".into());
+        let err = published(&odd, None, true).unwrap_err();
+        assert!(
+            err.contains("authentication") && !err.contains("pw"),
+            "{err}"
+        );
     }
 }

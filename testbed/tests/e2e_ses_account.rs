@@ -52,11 +52,7 @@ async fn the_account_standing_is_shown_shared_and_followed() {
     let mut bed = Bed::up().await;
     bed.register_ses_smtp_key(SES_ACCESS_KEY_ID, SES_SECRET_KEY)
         .await;
-    bed.put(
-        "/ses/account",
-        json!({"region": "us-east-1", "productionAccessEnabled": false}),
-    )
-    .await;
+    bed.sandbox("us-east-1").await;
     // Pending identities are polled fast; verified ones and the account keep long periods, so
     // that once Ready nothing but the account's own reads calls SES.
     let interval = format!("{}s", INTERVAL.as_secs());

@@ -360,18 +360,7 @@ async fn send_email_requires_a_verified_sender_and_calls_are_counted() {
     let bed = start().await;
     let control = Control::new(bed.control.url());
     let client = ses_client(&bed.ses.endpoint_url(), "us-east-1").await;
-    let simple = EmailContent::builder()
-        .simple(
-            Message::builder()
-                .subject(Content::builder().data("Hello").build().expect("subject"))
-                .body(
-                    Body::builder()
-                        .text(Content::builder().data("Hi").build().expect("text"))
-                        .build(),
-                )
-                .build(),
-        )
-        .build();
+    let simple = hello();
     let to = Destination::builder()
         .to_addresses("someone@example.org")
         .build();
@@ -390,29 +379,7 @@ async fn send_email_requires_a_verified_sender_and_calls_are_counted() {
         "{err:?}"
     );
 
-    let domain = client
-        .create_email_identity()
-        .email_identity("yourcompany.com")
-        .send()
-        .await
-        .expect("create");
-    control
-        .publish_dkim(
-            "yourcompany.com",
-            domain.dkim_attributes().expect("dkim").tokens(),
-            "dkim.amazonses.com",
-        )
-        .await;
-    eventually("domain verified", CONVERGE, || async {
-        let got = client
-            .get_email_identity()
-            .email_identity("yourcompany.com")
-            .send()
-            .await
-            .ok()?;
-        got.verified_for_sending_status().then_some(())
-    })
-    .await;
+    verify_domain(&client, &control, "yourcompany.com").await;
 
     let sent = client
         .send_email()
@@ -501,6 +468,34 @@ async fn send_email_requires_a_verified_sender_and_calls_are_counted() {
     assert_eq!(control.get("/ses/calls").await["total"], 0);
 }
 
+/// Creates the domain identity `domain`, publishes its DKIM records and waits until SES lets it
+/// send.
+async fn verify_domain(client: &aws_sdk_sesv2::Client, control: &Control, domain: &str) {
+    let created = client
+        .create_email_identity()
+        .email_identity(domain)
+        .send()
+        .await
+        .expect("create");
+    control
+        .publish_dkim(
+            domain,
+            created.dkim_attributes().expect("dkim").tokens(),
+            "dkim.amazonses.com",
+        )
+        .await;
+    eventually("domain verified", CONVERGE, || async {
+        let got = client
+            .get_email_identity()
+            .email_identity(domain)
+            .send()
+            .await
+            .ok()?;
+        got.verified_for_sending_status().then_some(())
+    })
+    .await;
+}
+
 /// A simple message for SendEmail.
 fn hello() -> EmailContent {
     EmailContent::builder()
@@ -522,29 +517,7 @@ async fn the_sandbox_and_the_account_standing_rule_sending() {
     let bed = start().await;
     let control = Control::new(bed.control.url());
     let client = ses_client(&bed.ses.endpoint_url(), "us-east-1").await;
-    let domain = client
-        .create_email_identity()
-        .email_identity("yourcompany.com")
-        .send()
-        .await
-        .expect("create");
-    control
-        .publish_dkim(
-            "yourcompany.com",
-            domain.dkim_attributes().expect("dkim").tokens(),
-            "dkim.amazonses.com",
-        )
-        .await;
-    eventually("domain verified", CONVERGE, || async {
-        let got = client
-            .get_email_identity()
-            .email_identity("yourcompany.com")
-            .send()
-            .await
-            .ok()?;
-        got.verified_for_sending_status().then_some(())
-    })
-    .await;
+    verify_domain(&client, &control, "yourcompany.com").await;
     let send = |to: &'static [&'static str]| {
         let mut destination = Destination::builder();
         for t in to {

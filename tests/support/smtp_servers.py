@@ -2,10 +2,15 @@
 """Real SMTP servers (aiosmtpd) and misbehaving sockets for the connection-test suite.
 
     smtp_servers.py MODE CERT_DIR [--user U --password P [--password P2 ...]] [--jwks URL] [--allow-sender ADDR]
+                    [--mailbox DIR]
 
 Starts one server on 127.0.0.1 (ephemeral port), prints "READY <port>" and serves until its
 standard input closes (the Rust test holds the pipe; dropping it stops the server).
 CERT_DIR receives ca.pem (the test CA) on first use; server certificates are signed by it.
+The aiosmtpd modes refuse every message (DATA answers 554) unless --mailbox DIR is given: then
+each accepted message is written to DIR/<n>.json (mail_from, rcpt_tos, data) and answered
+"250 2.0.0 Ok: queued as <n>", and a recipient whose local part is "nobody" is refused at
+RCPT TO with 550 5.1.1 (an unknown user).
 
 Modes:
   starttls-auth     STARTTLS required, AUTH PLAIN/LOGIN required (U/P)
@@ -135,7 +140,7 @@ def wait_for_stdin_close():
     sys.stdin.read()
 
 
-def run_aiosmtpd(mode, cert_dir, user, passwords, jwks, allow_sender):
+def run_aiosmtpd(mode, cert_dir, user, passwords, jwks, allow_sender, mailbox):
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
@@ -155,8 +160,21 @@ def run_aiosmtpd(mode, cert_dir, user, passwords, jwks, allow_sender):
             envelope.mail_from = address
             return "250 OK"
 
+        async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+            if mailbox and address.split("@")[0].lower() == "nobody":
+                return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+
         async def handle_DATA(self, server, session, envelope):
-            return "554 5.6.0 this test server accepts no messages"
+            if not mailbox:
+                return "554 5.6.0 this test server accepts no messages"
+            import json
+            n = len(os.listdir(mailbox)) + 1
+            with open(os.path.join(mailbox, f"{n}.json"), "w") as f:
+                json.dump({"mail_from": envelope.mail_from, "rcpt_tos": envelope.rcpt_tos,
+                           "data": envelope.content.decode("utf-8", "replace")}, f)
+            return f"250 2.0.0 Ok: queued as {n}"
 
     if mode == "xoauth2":
         import jwt
@@ -334,7 +352,8 @@ def main():
         run_closed()
     else:
         run_aiosmtpd(mode, cert_dir, last("--user", "user@yourcompany.com"),
-                     opts.get("--password", [""]), last("--jwks"), last("--allow-sender"))
+                     opts.get("--password", [""]), last("--jwks"), last("--allow-sender"),
+                     last("--mailbox"))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,90 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
+/// Sends the test message the annotation asks for, when one is due and a configuration is
+/// published: through the published Secret as it is (not one this reconcile just rewrote —
+/// the next reconcile sends through that), with an Event. None when nothing is sent now.
+pub async fn send_test<B: Backends>(
+    es: &EmailSettings,
+    ctx: &Context<B>,
+    read: &Read,
+    published_generation: Option<i64>,
+    now: Timestamp,
+) -> Option<crate::crd::email_settings::TestMessage> {
+    use super::test_message::{self, Via};
+    let recipient = test_message::requested(es, &ctx.settings_prior(es))?;
+    let published = read.published.as_ref()?;
+    if published.generation != published_generation {
+        return None;
+    }
+    let secret = es.output_secret_name();
+    let via = Via {
+        secret: &secret,
+        generation: published.generation,
+        data: &published.data,
+    };
+    // The trust the connection test has (the Secret holds no CA), and whether the host is the
+    // tenant's (then only where egress allows).
+    let (ca, restricted) = match &read.subject {
+        Ok(s) => (
+            s.prepared.target.ca_bundle_pem.clone(),
+            s.prepared.target.restricted,
+        ),
+        Err(_) => (None, true),
+    };
+    let outcome = if crate::names::EmailAddress::parse(&recipient).is_err() {
+        test_message::not_sent(
+            &recipient,
+            now,
+            &via,
+            reasons::INVALID_RECIPIENT,
+            format!(
+                "{recipient} is not an email address; set {} to one",
+                crate::controller::SEND_TEST_ANNOTATION
+            ),
+        )
+    } else {
+        match crate::smtp::target::published(&published.data, ca, restricted) {
+            Err(why) => test_message::not_sent(
+                &recipient,
+                now,
+                &via,
+                reasons::PUBLISHED_SECRET_UNREADABLE,
+                format!("Secret {secret} {why}; nothing was sent"),
+            ),
+            Ok(prepared) => {
+                let (namespace, name) = (read.namespace.as_str(), es.name_any());
+                let origin = test_message::Origin::annotation(namespace, &name);
+                let letter = test_message::letter(&origin, &via, &recipient, now, &nonce());
+                let result = ctx.backends.tester().send(&prepared, &letter).await;
+                test_message::outcome(&recipient, now, &via, &result)
+            }
+        }
+    };
+    tracing::info!(
+        recipient = %outcome.recipient,
+        accepted = outcome.accepted,
+        reason = %outcome.reason,
+        "test message"
+    );
+    ctx.event(
+        es,
+        !outcome.accepted,
+        &outcome.reason,
+        format!("test message to {}: {}", outcome.recipient, outcome.message),
+    )
+    .await;
+    Some(outcome)
+}
+
+/// A random token for a Message-ID.
+fn nonce() -> String {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 12];
+    let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Runs the connection test when [`decide::test_step`] says it is due, and records it. Also
 /// whether its inputs were tested for the first time (their provider hints are then worth an
 /// Event).

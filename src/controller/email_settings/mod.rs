@@ -13,6 +13,7 @@ pub mod decide;
 pub mod dereference;
 pub mod publish;
 pub mod status;
+pub mod test_message;
 #[cfg(test)]
 mod tests;
 
@@ -103,6 +104,7 @@ async fn pipeline<B: Backends>(es: &EmailSettings, ctx: &Context<B>) -> Result<A
         Err(action) => return Ok(action),
     };
     let account = account(es, ctx, &read, now).await;
+    let sent = apply::send_test(es, ctx, &read, published_generation, now).await;
     let prior = ctx.settings_prior(es);
     let new = status::compute(
         &prior,
@@ -118,6 +120,7 @@ async fn pipeline<B: Backends>(es: &EmailSettings, ctx: &Context<B>) -> Result<A
             account: account
                 .as_ref()
                 .map(|(region, reading)| (region.as_str(), reading)),
+            test_message: sent.as_ref(),
         },
     );
     apply::write_status(es, ctx, &read, &prior, &new).await?;

@@ -6,6 +6,7 @@ use crate::controller::account::Reading;
 use crate::crd::conditions::{Progress, condition, reasons, set_condition, set_progress, types};
 use crate::crd::email_settings::{
     ConnectionTest, Delivery, EmailSettingsStatus, IdentityUsage, OutputSecret, SesAccount,
+    TestMessage,
 };
 use crate::crd::{EmailSettings, SenderIdentity};
 use crate::names::EmailAddress;
@@ -118,6 +119,8 @@ pub struct Inputs<'a> {
     pub inputs: Option<&'a str>,
     /// AdvancedSmtp: the SES account's standing in this region, when it could be read.
     pub account: Option<(&'a str, &'a Reading)>,
+    /// The test message sent in this reconcile.
+    pub test_message: Option<&'a TestMessage>,
 }
 
 fn with_hints(message: String, hints: &[String]) -> String {
@@ -182,6 +185,10 @@ pub fn compute(prior: &EmailSettingsStatus, i: &Inputs) -> EmailSettingsStatus {
             validated_generation: g,
         }),
         identity_usage,
+        last_test_message: i
+            .test_message
+            .cloned()
+            .or_else(|| prior.last_test_message.clone()),
         ses_account,
     }
 }

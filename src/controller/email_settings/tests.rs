@@ -356,6 +356,7 @@ fn compute(
             senders,
             inputs: Some("v1"),
             account: None,
+            test_message: None,
         },
     )
 }
@@ -539,6 +540,7 @@ fn changing_delivery_drops_the_ses_conditions() {
             senders: None,
             inputs: Some("v1"),
             account: None,
+            test_message: None,
         },
     );
     assert!(
@@ -770,6 +772,7 @@ fn with_account(
             senders: Some(&senders),
             inputs: Some("v1"),
             account: Some(("us-east-1", &reading)),
+            test_message: None,
         },
     )
 }
@@ -933,6 +936,7 @@ fn an_unreadable_account_is_unknown_keeps_what_was_shown_and_blocks_nothing() {
             senders: None,
             inputs: Some("v1"),
             account: None,
+            test_message: None,
         },
     );
     assert!(after.ses_account.is_none());
@@ -942,4 +946,230 @@ fn an_unreadable_account_is_unknown_keeps_what_was_shown_and_blocks_nothing() {
             .iter()
             .any(|c| c.type_ == types::SES_ACCOUNT_HEALTHY)
     );
+}
+
+// test messages on request
+
+fn published_via(data: &[(&str, &str)]) -> Published {
+    Published {
+        generation: Some(4),
+        validated_at: None,
+        inputs_hash: None,
+        data: data
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+fn ses_secret() -> Published {
+    published_via(&[
+        ("host", "email-smtp.us-east-1.amazonaws.com"),
+        ("port", "587"),
+        ("tls", "starttls"),
+        ("authentication", "password"),
+        ("username", "AKIAEXAMPLE"),
+        ("password", "smtp-pa55word"),
+        ("from", "billing@yourcompany.com"),
+        ("configurationSet", "notifications"),
+    ])
+}
+
+#[test]
+fn a_test_message_is_due_once_per_new_annotation_value() {
+    use super::test_message::requested;
+    let mut es = es(ADVANCED);
+    let none = EmailSettingsStatus::default();
+    assert_eq!(requested(&es, &none), None, "no annotation, nothing sent");
+    es.metadata.annotations = Some(BTreeMap::from([(
+        crate::controller::SEND_TEST_ANNOTATION.to_string(),
+        " ops@yourcompany.com ".to_string(),
+    )]));
+    assert_eq!(
+        requested(&es, &none).as_deref(),
+        Some("ops@yourcompany.com")
+    );
+    let via = super::test_message::Via {
+        secret: "notifications-smtp",
+        generation: Some(4),
+        data: &ses_secret().data,
+    };
+    let answered = EmailSettingsStatus {
+        last_test_message: Some(super::test_message::not_sent(
+            "ops@yourcompany.com",
+            at(0),
+            &via,
+            reasons::INVALID_RECIPIENT,
+            String::new(),
+        )),
+        ..Default::default()
+    };
+    assert_eq!(
+        requested(&es, &answered),
+        None,
+        "the same value is never sent twice"
+    );
+    es.metadata.annotations = Some(BTreeMap::from([(
+        crate::controller::SEND_TEST_ANNOTATION.to_string(),
+        "ops+2@yourcompany.com".to_string(),
+    )]));
+    assert_eq!(
+        requested(&es, &answered).as_deref(),
+        Some("ops+2@yourcompany.com")
+    );
+}
+
+#[test]
+fn a_test_message_says_what_sent_it_and_why_and_nothing_secret() {
+    let secret = ses_secret();
+    let via = super::test_message::Via {
+        secret: "notifications-smtp",
+        generation: secret.generation,
+        data: &secret.data,
+    };
+    let origin = super::test_message::Origin::annotation("billing", "notifications");
+    let letter = super::test_message::letter(
+        &origin,
+        &via,
+        "bounce@simulator.amazonses.com",
+        at(0),
+        "abc",
+    );
+    assert_eq!(letter.to, "bounce@simulator.amazonses.com");
+    let m = &letter.message;
+    for header in [
+        "From: billing@yourcompany.com\r\n",
+        "To: bounce@simulator.amazonses.com\r\n",
+        "Subject: Test message from EmailSettings billing/notifications\r\n",
+        "Message-ID: <abc@email-operator.invalid>\r\n",
+        "Auto-Submitted: auto-generated\r\n",
+        "X-SES-CONFIGURATION-SET: notifications\r\n",
+    ] {
+        assert!(m.contains(header), "{header}: {m}");
+    }
+    let (head, body) = m.split_once("\r\n\r\n").expect("headers, then body");
+    assert!(head.starts_with("From: "));
+    for says in [
+        "the annotation email.ops.dev/send-test on EmailSettings notifications in namespace billing",
+        "Secret notifications-smtp",
+        "generation 4",
+        "email-smtp.us-east-1.amazonaws.com",
+    ] {
+        assert!(body.contains(says), "{says}: {body}");
+    }
+    assert!(
+        !m.contains("smtp-pa55word") && !m.contains("AKIAEXAMPLE"),
+        "{m}"
+    );
+    assert!(
+        m.split("\r\n").all(|l| !l.contains('\n')),
+        "CRLF lines only"
+    );
+}
+
+#[test]
+fn a_test_message_outcome_says_which_check_refused_it_and_what_to_do() {
+    use crate::smtp::{ConnectionPath, Sent};
+    let secret = ses_secret();
+    let via = super::test_message::Via {
+        secret: "notifications-smtp",
+        generation: secret.generation,
+        data: &secret.data,
+    };
+    let answer = |stage: &'static str, code: u16, text: &str| -> Result<Sent, Failure> {
+        Ok(Sent {
+            path: ConnectionPath::StartTls,
+            port: 587,
+            stage,
+            code,
+            text: text.into(),
+        })
+    };
+    let outcome =
+        |to: &str, r: Result<Sent, Failure>| super::test_message::outcome(to, at(0), &via, &r);
+
+    let accepted = outcome(
+        "bounce@simulator.amazonses.com",
+        answer("DATA", 250, "Ok 0100019a-abc-000000"),
+    );
+    assert!(accepted.accepted);
+    assert_eq!(accepted.reason, reasons::TEST_MESSAGE_ACCEPTED);
+    assert_eq!(accepted.code, Some(250));
+    assert_eq!(accepted.message_id.as_deref(), Some("0100019a-abc-000000"));
+    assert!(
+        accepted.message.contains("hard bounce"),
+        "{}",
+        accepted.message
+    );
+    assert_eq!(
+        (accepted.secret.as_str(), accepted.generation),
+        ("notifications-smtp", Some(4))
+    );
+
+    let sandbox = outcome(
+        "someone@example.org",
+        answer(
+            "DATA",
+            554,
+            "Message rejected: Email address is not verified. The following identities failed the check in region US-EAST-1: someone@example.org",
+        ),
+    );
+    assert!(!sandbox.accepted);
+    assert_eq!(
+        (sandbox.reason.as_str(), sandbox.code),
+        (reasons::TEST_MESSAGE_REFUSED, Some(554))
+    );
+    for says in [
+        "sandbox in us-east-1",
+        "verify someone@example.org",
+        "simulator",
+        "production access",
+    ] {
+        assert!(
+            sandbox.message.contains(says),
+            "{says}: {}",
+            sandbox.message
+        );
+    }
+
+    let sender = outcome(
+        "ops@yourcompany.com",
+        answer(
+            "DATA",
+            554,
+            "Message rejected: Email address is not verified. The following identities failed the check in region US-EAST-1: billing@yourcompany.com",
+        ),
+    );
+    assert!(
+        sender.message.contains("sender billing@yourcompany.com"),
+        "{}",
+        sender.message
+    );
+
+    let unknown = outcome(
+        "nobody@yourcompany.com",
+        answer(
+            "RCPT TO",
+            550,
+            "5.1.1 <nobody@yourcompany.com>: Recipient address rejected: User unknown",
+        ),
+    );
+    assert_eq!(unknown.code, Some(550));
+    assert!(
+        unknown.message.contains("refused the recipient with 550"),
+        "{}",
+        unknown.message
+    );
+
+    let failed = outcome(
+        "ops@yourcompany.com",
+        Err(Failure::BadCredentials(
+            "535 Authentication Credentials Invalid".into(),
+        )),
+    );
+    assert_eq!(
+        (failed.reason.as_str(), failed.code),
+        (reasons::BAD_CREDENTIALS, None)
+    );
+    assert!(!failed.accepted);
 }

@@ -21,7 +21,7 @@ pub fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn binary(name: &str) -> PathBuf {
+pub fn binary(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("target"));
@@ -407,6 +407,15 @@ impl Bed {
         self.post(
             "/ses/smtp-credentials",
             json!({"accessKeyId": access_key_id, "secretAccessKey": secret_access_key}),
+        )
+        .await;
+    }
+
+    /// Puts the SES account in the sandbox in `region` (production access withdrawn).
+    pub async fn sandbox(&self, region: &str) {
+        self.put(
+            "/ses/account",
+            json!({"region": region, "productionAccessEnabled": false}),
         )
         .await;
     }
