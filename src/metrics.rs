@@ -37,6 +37,13 @@ pub struct VerificationLabels {
     pub status: String,
 }
 
+/// An EmailSettings' `Ready` condition: its status and (stable) reason.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReadyLabels {
+    pub ready: String,
+    pub reason: String,
+}
+
 /// Every metric the operator exports.
 pub struct Metrics {
     registry: Registry,
@@ -45,6 +52,11 @@ pub struct Metrics {
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub reconcile_duration: Family<KindLabels, Histogram>,
     pub identities: Family<VerificationLabels, Gauge>,
+    /// Seconds the longest-pending SenderIdentity has been pending (0 when none is).
+    pub oldest_pending: Gauge,
+    pub email_settings: Family<ReadyLabels, Gauge>,
+    /// Seconds the longest-failing connection test has failed (0 when none fails).
+    pub oldest_failing_test: Gauge,
     pub smtp_tests: Family<OutcomeLabels, Counter>,
     /// 1 while this replica holds the leader-election Lease.
     pub leader: Gauge,
@@ -70,6 +82,9 @@ impl Metrics {
         let identities = Family::<VerificationLabels, Gauge>::default();
         let smtp_tests = Family::<OutcomeLabels, Counter>::default();
         let leader = Gauge::default();
+        let oldest_pending = Gauge::default();
+        let email_settings = Family::<ReadyLabels, Gauge>::default();
+        let oldest_failing_test = Gauge::default();
         registry.register(
             "leader",
             "1 while this replica holds the leader-election Lease and reconciles, else 0",
@@ -108,8 +123,26 @@ impl Metrics {
             "SenderIdentities by SES verification status",
             identities.clone(),
         );
+        registry.register(
+            "sender_identity_oldest_pending_seconds",
+            "How long the longest-pending SenderIdentity has been pending (since status.pendingSince), 0 when none is",
+            oldest_pending.clone(),
+        );
+        registry.register(
+            "email_settings",
+            "EmailSettings by Ready status and reason",
+            email_settings.clone(),
+        );
+        registry.register(
+            "email_settings_oldest_failing_test_seconds",
+            "How long the longest-failing connection test has failed (since ConnectionVerified turned False), 0 when none fails",
+            oldest_failing_test.clone(),
+        );
         Self {
             registry,
+            oldest_pending,
+            email_settings,
+            oldest_failing_test,
             ses_requests,
             reconciles,
             reconcile_errors,
@@ -288,6 +321,13 @@ mod tests {
             .identities
             .get_or_create(&VerificationLabels {
                 status: "Success".into(),
+            })
+            .set(1);
+        METRICS
+            .email_settings
+            .get_or_create(&ReadyLabels {
+                ready: "True".into(),
+                reason: "Published".into(),
             })
             .set(1);
         let text = METRICS.encode();

@@ -52,6 +52,19 @@ fn helm() -> Option<PathBuf> {
         .or_else(|| missing("helm is not installed", ".ci/setup-kubectl.sh"))
 }
 
+fn promtool() -> Option<PathBuf> {
+    let mut candidates: Vec<PathBuf> = std::env::var_os("PROMTOOL")
+        .map(PathBuf::from)
+        .into_iter()
+        .collect();
+    candidates.extend([
+        root().join(".tools/bin/promtool"),
+        PathBuf::from("promtool"),
+    ]);
+    find_tool(candidates, "--version")
+        .or_else(|| missing("promtool is not installed", ".ci/setup-promtool.sh"))
+}
+
 fn kubernetes_validate() -> Option<PathBuf> {
     let mut candidates: Vec<PathBuf> = std::env::var_os("KUBERNETES_VALIDATE")
         .map(PathBuf::from)
@@ -87,6 +100,9 @@ fn run(cmd: &mut Command) -> Result<String, String> {
 /// created from values, and the optional flags.
 const ALL_FEATURES: &[&str] = &[
     "--set=metrics.serviceMonitor.enabled=true",
+    "--set=grafana.dashboard.enabled=true",
+    "--set=prometheusRule.enabled=true",
+    "--set=prometheusRule.labels.release=kube-prometheus-stack",
     "--set=metrics.serviceMonitor.labels.release=kube-prometheus-stack",
     "--set=networkPolicy.enabled=true",
     "--set=networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=monitoring",
@@ -422,6 +438,36 @@ fn every_optional_feature_renders() {
     let Some(helm) = helm() else { return };
     let docs = template(&helm, ALL_FEATURES);
 
+    // The dashboard and the alerts, as their files hold them.
+    let dashboard = docs
+        .iter()
+        .find(|d| {
+            d["kind"] == "ConfigMap" && d["metadata"]["name"] == format!("{FULLNAME}-dashboard")
+        })
+        .expect("the dashboard ConfigMap");
+    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
+    let shipped: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(chart().join("files/dashboard.json")).expect("dashboard.json"),
+    )
+    .expect("dashboard JSON");
+    let rendered: serde_json::Value = serde_json::from_str(
+        dashboard["data"]["email-operator.json"]
+            .as_str()
+            .expect("the dashboard"),
+    )
+    .expect("rendered dashboard JSON");
+    assert_eq!(rendered, shipped);
+    let rule = the(&docs, "PrometheusRule");
+    assert_eq!(
+        rule["metadata"]["labels"]["release"],
+        "kube-prometheus-stack"
+    );
+    let alerts: serde_json::Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(chart().join("files/alerts.yaml")).expect("alerts.yaml"),
+    )
+    .expect("alerts YAML");
+    assert_eq!(rule["spec"], alerts);
+
     let relay = format!("{FULLNAME}-default-relay");
     assert_eq!(
         args(&docs),
@@ -624,8 +670,8 @@ fn the_values_schema_rejects_mistakes() {
 }
 
 /// `kubernetes-validate --strict` against the chart's minimum Kubernetes version and the
-/// newest one it knows; CRD-based kinds it has no schema for (ServiceMonitor) are reported as
-/// unknown, and only those may be.
+/// newest one it knows; CRD-based kinds it has no schema for (ServiceMonitor, PrometheusRule)
+/// are reported as unknown, and only those may be.
 #[test]
 fn rendered_manifests_pass_kubernetes_validate() {
     let Some(helm) = helm() else { return };
@@ -658,13 +704,15 @@ fn rendered_manifests_pass_kubernetes_validate() {
         for line in out.lines() {
             assert!(
                 line.starts_with("INFO ") && line.contains(" passed for resource ")
-                    || line.starts_with("WARN ") && line.contains("kind ServiceMonitor "),
+                    || line.starts_with("WARN ")
+                        && (line.contains("kind ServiceMonitor ")
+                            || line.contains("kind PrometheusRule ")),
                 "{name}: {line}\n{out}"
             );
         }
         let known = docs
             .iter()
-            .filter(|d| d["kind"] != "ServiceMonitor")
+            .filter(|d| d["kind"] != "ServiceMonitor" && d["kind"] != "PrometheusRule")
             .count();
         assert!(known >= 10, "{name}: only {known} documents rendered");
         assert_eq!(
@@ -672,5 +720,78 @@ fn rendered_manifests_pass_kubernetes_validate() {
             known * 2,
             "{name}: every known document validates against both versions\n{out}"
         );
+    }
+}
+
+#[test]
+fn the_alerts_pass_promtool_checks_and_their_unit_tests() {
+    let Some(promtool) = promtool() else { return };
+    let out = run(Command::new(&promtool)
+        .args(["check", "rules"])
+        .arg(chart().join("files/alerts.yaml")))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.contains("SUCCESS: 6 rules found"), "{out}");
+    let out = run(Command::new(&promtool)
+        .args(["test", "rules"])
+        .arg(root().join("tests/alerts/alerts_test.yaml")))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.contains("SUCCESS"), "{out}");
+}
+
+#[test]
+fn every_metric_the_dashboard_and_the_alerts_name_is_exported() {
+    use email_operator::metrics::*;
+    // A family is exposed once it holds a series: give each one.
+    let m = &*METRICS;
+    let ses = SesLabels {
+        operation: "GetAccount",
+        outcome: "Success",
+    };
+    m.ses_requests.get_or_create(&ses).inc();
+    let kind = KindLabels {
+        kind: "EmailSettings",
+    };
+    m.reconciles.get_or_create(&kind).inc();
+    m.reconcile_duration.get_or_create(&kind).observe(0.01);
+    let error = ErrorLabels {
+        kind: "EmailSettings",
+        reason: "KubernetesApiError",
+    };
+    m.reconcile_errors.get_or_create(&error).inc();
+    let outcome = OutcomeLabels {
+        outcome: "Succeeded",
+    };
+    m.smtp_tests.get_or_create(&outcome).inc();
+    let status = VerificationLabels {
+        status: "Success".into(),
+    };
+    m.identities.get_or_create(&status).set(1);
+    let ready = ReadyLabels {
+        ready: "True".into(),
+        reason: "Published".into(),
+    };
+    m.email_settings.get_or_create(&ready).set(1);
+    let text = m.encode();
+    let exported: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    let re = regex::Regex::new(r"email_operator_[a-z0-9_]+").expect("regex");
+    for file in ["files/dashboard.json", "files/alerts.yaml"] {
+        let source = std::fs::read_to_string(chart().join(file)).expect("read");
+        let named: std::collections::BTreeSet<&str> =
+            re.find_iter(&source).map(|m| m.as_str()).collect();
+        assert!(named.len() >= 5, "{file} names {named:?}");
+        for name in named {
+            let family = ["_bucket", "_sum", "_count", "_total"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s).filter(|f| exported.contains(f)))
+                .unwrap_or(name);
+            assert!(
+                exported.contains(family),
+                "{file} names {name}, which the operator does not export: {exported:?}"
+            );
+        }
     }
 }

@@ -19,6 +19,7 @@ pub mod config;
 pub mod context;
 pub mod email_settings;
 pub mod events;
+pub mod gauges;
 pub mod index;
 pub mod leader;
 pub mod memory;

@@ -137,8 +137,15 @@ pub async fn run<B: Backends>(
         ));
     }
 
-    let gauges = si_reader.clone();
-    crate::metrics::on_scrape(move || refresh_gauges(&gauges));
+    let (identities, settings, clock) = (si_reader.clone(), es_reader.clone(), ctx.clock.clone());
+    crate::metrics::on_scrape(move || {
+        let (identities, settings) = (identities.state(), settings.state());
+        super::gauges::refresh(
+            identities.iter().filter_map(|g| g.0.as_ref().ok()),
+            settings.iter().map(|es| es.as_ref()),
+            clock.now(),
+        );
+    });
     tokio::spawn(recheck::run(ctx.clone(), si_wake));
 
     let es_controller = Controller::for_stream(es_stream, es_reader)
@@ -497,24 +504,4 @@ async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
 /// The cache key of a SenderIdentity in the guarded cache.
 pub fn guard_ref(si: &SenderIdentity) -> ObjectRef<DeserializeGuard<SenderIdentity>> {
     ObjectRef::new(&si.name_any()).within(&si.namespace().unwrap_or_default())
-}
-
-/// `email_operator_sender_identities{status}` from the cache, at scrape time.
-fn refresh_gauges(identities: &reflector::Store<DeserializeGuard<SenderIdentity>>) {
-    let mut counts: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
-    for si in identities.state().iter().filter_map(|g| g.0.as_ref().ok()) {
-        let status = si
-            .status
-            .as_ref()
-            .and_then(|s| s.verification_status.clone())
-            .unwrap_or_else(|| "Unknown".into());
-        *counts.entry(status).or_default() += 1;
-    }
-    let family = &crate::metrics::METRICS.identities;
-    family.clear();
-    for (status, n) in counts {
-        family
-            .get_or_create(&crate::metrics::VerificationLabels { status })
-            .set(n);
-    }
 }

@@ -103,6 +103,15 @@ async fn a_domain_identity_shows_its_records_and_verifies_once_they_are_publishe
         text.contains(r#"email_operator_reconciles_total{kind="SenderIdentity"}"#),
         "{text}"
     );
+    // The gauges the chart's alerts use: nothing pending any more, the EmailSettings counted.
+    assert!(
+        text.contains("\nemail_operator_sender_identity_oldest_pending_seconds 0\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("email_operator_email_settings{ready="),
+        "{text}"
+    );
 }
 
 #[tokio::test]
