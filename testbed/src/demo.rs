@@ -253,6 +253,9 @@ async fn run_operator(
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .args(["--metrics-addr", "127.0.0.1:0"])
+        // Records are looked up where the demo publishes them (statuses' `published`).
+        .arg("--dns-server")
+        .arg(aws.dns.addr().to_string())
         // The examples' SenderPolicies live where the Helm chart installs the operator.
         .args(["--policy-namespace", "email-system"])
         .env("KUBECONFIG", kubeconfig);
