@@ -113,3 +113,67 @@ fn every_field_is_documented() {
         "fields without a description: {missing:?}"
     );
 }
+
+/// `kubectl explain` flows a description to the terminal's width; a line break kept from the
+/// source's wrapping would cut a sentence. Breaks are allowed only between paragraphs, before a
+/// list item, and inside fenced code.
+#[test]
+fn no_description_breaks_a_sentence() {
+    fn walk(v: &serde_json::Value, path: &str, bad: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, x) in map {
+                    if k == "description"
+                        && let Some(text) = x.as_str()
+                    {
+                        check(text, path, bad);
+                    } else {
+                        walk(x, &format!("{path}.{k}"), bad);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, x) in items.iter().enumerate() {
+                    walk(x, &format!("{path}[{i}]"), bad);
+                }
+            }
+            _ => {}
+        }
+    }
+    fn check(text: &str, path: &str, bad: &mut Vec<String>) {
+        let lines: Vec<&str> = text.split('\n').collect();
+        let mut in_code = false;
+        for (i, line) in lines.iter().enumerate() {
+            if line.trim_start().starts_with("```") {
+                in_code = !in_code;
+            }
+            let Some(next) = lines.get(i + 1) else { break };
+            let next = next.trim_start();
+            let item = next.starts_with("* ")
+                || next.starts_with("- ")
+                || next
+                    .split_once(". ")
+                    .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+            let allowed = in_code
+                || line.trim().is_empty()
+                || next.is_empty()
+                || item
+                || next.starts_with("```");
+            if !allowed {
+                bad.push(format!("{path}: {line:?} / {next:?}"));
+            }
+        }
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+    let mut bad = vec![];
+    for (file, _) in crd::all() {
+        let text = std::fs::read_to_string(dir.join(file)).expect("read");
+        let v: serde_json::Value = serde_saphyr::from_str(&text).expect("yaml");
+        walk(&v, file, &mut bad);
+    }
+    assert!(
+        bad.is_empty(),
+        "line breaks inside sentences:\n{}",
+        bad.join("\n")
+    );
+}

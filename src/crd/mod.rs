@@ -35,15 +35,63 @@ pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
     ]
 }
 
+/// A doc comment as the schema's description: the source's line wrapping undone, so that
+/// `kubectl explain` flows it to the terminal's width instead of breaking mid-sentence.
+/// Paragraphs (blank lines), list items (`* `, `- `, `1. `) and fenced code are kept.
+pub fn flow(text: &str) -> String {
+    fn is_item(line: &str) -> bool {
+        let l = line.trim_start();
+        l.starts_with("* ")
+            || l.starts_with("- ")
+            || l.split_once(". ")
+                .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+    }
+    let mut paragraphs: Vec<Vec<String>> = vec![vec![]];
+    let mut in_code = false;
+    for line in text.lines() {
+        let current = paragraphs.last_mut().expect("one paragraph at least");
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+            current.push(line.to_string());
+        } else if in_code {
+            current.push(line.to_string());
+        } else if line.trim().is_empty() {
+            if !current.is_empty() {
+                paragraphs.push(vec![]);
+            }
+        } else if is_item(line)
+            || current.is_empty()
+            || current
+                .last()
+                .is_some_and(|l| l.trim_start().starts_with("```"))
+        {
+            current.push(line.trim_end().to_string());
+        } else {
+            let last = current.last_mut().expect("not empty");
+            last.push(' ');
+            last.push_str(line.trim());
+        }
+    }
+    paragraphs
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| p.join("\n"))
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
 /// The CRD of `K` as installed: the generated one without `nullable`, so an explicit `null`
 /// is pruned by the API server like an absent field (and `has()` in a CEL rule is false for
-/// it) instead of slipping past "required when" rules.
+/// it) instead of slipping past "required when" rules; descriptions flow ([`flow`]).
 pub fn definition<K: CustomResourceExt>() -> CustomResourceDefinition {
     fn strip(v: &mut serde_json::Value) {
         match v {
             serde_json::Value::Object(map) => {
                 if map.get("nullable") == Some(&serde_json::Value::Bool(true)) {
                     map.remove("nullable");
+                }
+                if let Some(serde_json::Value::String(d)) = map.get_mut("description") {
+                    *d = flow(d);
                 }
                 map.values_mut().for_each(strip);
             }
@@ -101,4 +149,26 @@ pub struct LocalObjectRef {
     /// Name of the object, in the same namespace as the referring object.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::flow;
+
+    #[test]
+    fn descriptions_flow_but_keep_paragraphs_lists_and_code() {
+        assert_eq!(
+            flow(
+                "What happens to the SES identity: `Delete` removes it\n(unless another uses it), `Retain` keeps it."
+            ),
+            "What happens to the SES identity: `Delete` removes it (unless another uses it), `Retain` keeps it."
+        );
+        let text = "Two kinds:\n* `Delete` removes\n  it.\n* `Retain` keeps it.\n\nSee:\n```\nkubectl get sid\n  -A\n```\nThen act.";
+        assert_eq!(
+            flow(text),
+            "Two kinds:\n* `Delete` removes it.\n* `Retain` keeps it.\n\nSee:\n```\nkubectl get sid\n  -A\n```\nThen act."
+        );
+        assert_eq!(flow("1. first\n2. second"), "1. first\n2. second");
+        assert_eq!(flow("one line"), "one line");
+    }
 }

@@ -204,6 +204,7 @@ fn kubectl_drives_testbed_up() {
             &operator_crds.to_string_lossy(),
         ]);
         assert!(out.contains("serverside-applied"), "{out}");
+        explain_reads_cleanly(&k, &operator_crds);
     }
     let out = k.run(&[
         "apply",
@@ -378,4 +379,75 @@ fn kubectl_drives_testbed_up() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(code.success(), "clean exit on SIGTERM: {code}");
+}
+
+/// Every object field of the operator's kinds through the real `kubectl explain`: no
+/// description breaks mid-sentence. kubectl fills description lines to 80 columns; a line
+/// that ends while the next line's first word would still have fitted was broken by the text
+/// itself (a doc comment's wrapping copied into the CRD), unless a list item or a new sentence
+/// starts there.
+fn explain_reads_cleanly(k: &Kubectl, crd_dir: &std::path::Path) {
+    const WIDTH: usize = 80;
+    fn object_paths(schema: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+        if let Some(props) = schema["properties"].as_object() {
+            out.push(path.to_string());
+            for (name, sub) in props {
+                object_paths(sub, &format!("{path}.{name}"), out);
+            }
+        }
+        if schema["items"].is_object() {
+            object_paths(&schema["items"], path, out);
+        }
+    }
+    let mut checked = 0;
+    for file in [
+        "emailsettings.yaml",
+        "senderidentities.yaml",
+        "senderpolicies.yaml",
+    ] {
+        let text = std::fs::read_to_string(crd_dir.join(file)).expect("CRD");
+        let crd: serde_json::Value = serde_saphyr::from_str(&text).expect("CRD YAML");
+        let plural = crd["spec"]["names"]["plural"]
+            .as_str()
+            .expect("plural")
+            .to_string();
+        let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        let mut paths = vec![];
+        object_paths(schema, &plural, &mut paths);
+        paths.dedup();
+        for path in paths {
+            let out = k.run(&["explain", &path]);
+            let lines: Vec<&str> = out.lines().collect();
+            for pair in lines.windows(2) {
+                let (line, next) = (pair[0], pair[1]);
+                let indent = |l: &str| l.len() - l.trim_start().len();
+                let (a, b) = (line.trim(), next.trim());
+                // Only description text: same indentation, no field or header lines.
+                let prose = |l: &str| {
+                    !l.is_empty()
+                        && !l.contains('\t')
+                        && !l.ends_with(':')
+                        && !l.starts_with("enum:")
+                        && !l.starts_with('<')
+                };
+                if indent(line) != indent(next) || !prose(a) || !prose(b) || indent(line) == 0 {
+                    continue;
+                }
+                // A list item, or a sentence's end (kubectl also puts an array's item type's
+                // description on a line of its own) may start a line.
+                let item =
+                    b.starts_with("* ") || b.starts_with("- ") || a.ends_with(['.', ':', '!', '?']);
+                let first = b.split_whitespace().next().unwrap_or("");
+                assert!(
+                    item || line.trim_end().len() + 1 + first.len() > WIDTH,
+                    "kubectl explain {path}: a break inside a sentence:\n{line}\n{next}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(
+        checked > 10,
+        "only {checked} wrapped description lines seen"
+    );
 }
