@@ -35,6 +35,49 @@ pub struct RunArgs {
     leader: LeaderArgs,
     #[command(flatten, next_help_heading = "Metrics and health")]
     metrics: MetricsArgs,
+    #[command(flatten, next_help_heading = "Logs")]
+    logs: LogArgs,
+}
+
+#[derive(clap::Args)]
+struct LogArgs {
+    /// `text` for people, `json` (one object a line) for log collectors; `auto`: text when
+    /// standard output is a terminal, JSON otherwise.
+    #[arg(long, value_enum, default_value = "auto")]
+    log_format: LogFormat,
+    /// What to log: a level (`info`, `debug`…) or directives such as
+    /// `info,email_operator=debug`. Default: RUST_LOG, else info (kube, aws and hyper at warn).
+    #[arg(long)]
+    log_level: Option<String>,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Auto,
+    Json,
+    Text,
+}
+
+impl LogFormat {
+    /// JSON or not, given whether standard output is a terminal.
+    pub fn json(self, terminal: bool) -> bool {
+        match self {
+            Self::Json => true,
+            Self::Text => false,
+            Self::Auto => !terminal,
+        }
+    }
+}
+
+/// The log filter: `--log-level`, else `RUST_LOG`, else the default.
+fn log_filter(level: Option<&str>) -> Result<tracing_subscriber::EnvFilter, String> {
+    use tracing_subscriber::EnvFilter;
+    match level {
+        Some(l) => EnvFilter::try_new(l).map_err(|e| format!("--log-level {l:?}: {e}")),
+        None => Ok(EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| "info,kube=warn,aws=warn,hyper=warn".into())),
+    }
 }
 
 #[derive(clap::Args)]
@@ -268,13 +311,20 @@ impl RunArgs {
 /// `email-operator run`.
 pub fn run(args: RunArgs) -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,kube=warn,aws=warn,hyper=warn".into()),
-        )
-        .json()
-        .init();
+    let filter = match log_filter(args.logs.log_level.as_deref()) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    if args.logs.log_format.json(terminal) {
+        logs.json().init();
+    } else {
+        logs.with_ansi(terminal).init();
+    }
     let result = args.config().and_then(|config| {
         tokio::runtime::Runtime::new()
             .map_err(RunError::Runtime)?
