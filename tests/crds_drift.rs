@@ -50,7 +50,7 @@ fn the_crds_carry_names_columns_and_status_subresource() {
     assert_eq!(docs.len(), 3);
     let es = &docs[0]["spec"];
     assert_eq!(es["names"]["plural"], "emailsettings");
-    assert_eq!(es["names"]["shortNames"][0], "es");
+    assert_eq!(es["names"]["shortNames"][0], "emset");
     assert_eq!(es["names"]["categories"][0], "email");
     assert_eq!(es["scope"], "Namespaced");
     let cols = columns(es);
@@ -176,4 +176,55 @@ fn no_description_breaks_a_sentence() {
         "line breaks inside sentences:\n{}",
         bad.join("\n")
     );
+}
+
+/// Short names of kinds most clusters already have: a CRD sharing one makes `kubectl get X`
+/// ambiguous (kubectl picks one). From each project's CRDs or the API server's built-ins.
+const TAKEN_SHORT_NAMES: &[(&str, &str)] = &[
+    (
+        "es",
+        "Elastic ECK Elasticsearch; external-secrets ExternalSecret",
+    ),
+    ("ems", "Elastic ECK ElasticMapsServer"),
+    ("kb", "Elastic ECK Kibana"),
+    ("ent", "Elastic ECK EnterpriseSearch"),
+    ("ss", "external-secrets SecretStore"),
+    ("css", "external-secrets ClusterSecretStore"),
+    ("cert", "cert-manager Certificate"),
+    ("cr", "cert-manager CertificateRequest"),
+    ("app", "Argo CD Application"),
+    ("appproj", "Argo CD AppProject"),
+    ("ks", "Flux Kustomization"),
+    ("hr", "Flux HelmRelease"),
+    ("smon", "Prometheus Operator ServiceMonitor"),
+    ("pmon", "Prometheus Operator PodMonitor"),
+    ("promrule", "Prometheus Operator PrometheusRule"),
+    ("am", "Prometheus Operator Alertmanager"),
+    ("vs", "Istio VirtualService"),
+    ("se", "Istio ServiceEntry"),
+    ("dr", "Istio DestinationRule"),
+    ("gw", "Istio Gateway"),
+    ("ksvc", "Knative Service"),
+    ("sa", "Kubernetes ServiceAccount"),
+    ("svc", "Kubernetes Service"),
+    ("sts", "Kubernetes StatefulSet"),
+    ("ds", "Kubernetes DaemonSet"),
+    ("cs", "Kubernetes ComponentStatus"),
+    ("cm", "Kubernetes ConfigMap"),
+    ("ep", "Kubernetes Endpoints"),
+    ("ev", "Kubernetes Event"),
+    ("sc", "Kubernetes StorageClass"),
+    ("pc", "Kubernetes PriorityClass"),
+];
+
+#[test]
+fn no_short_name_collides_with_a_widely_installed_kind() {
+    for (_, definition) in crd::all() {
+        let names = &definition.spec.names;
+        for short in names.short_names.iter().flatten() {
+            if let Some((_, owner)) = TAKEN_SHORT_NAMES.iter().find(|(n, _)| n == short) {
+                panic!("{}'s short name {short} is also {owner}'s", names.kind);
+            }
+        }
+    }
 }

@@ -55,7 +55,7 @@ pub enum Authentication {
     kind = "EmailSettings",
     plural = "emailsettings",
     singular = "emailsettings",
-    shortname = "es",
+    shortname = "emset",
     category = "email",
     namespaced,
     status = "EmailSettingsStatus",
