@@ -68,6 +68,11 @@ enum Command {
     /// Exit status: 0 when the server accepted the message, 1 when it refused it or could not
     /// be reached, 2 for usage errors or unreadable input.
     SendTest(Box<cli::send_test::SendTestArgs>),
+    /// Print the DNS records SenderIdentities ask for (those still to publish, or --all) as a
+    /// table, BIND zone-file lines, CSV or JSON; --check looks each up and exits 1 while any is
+    /// missing. Installed as `kubectl-email` on PATH, this binary is the kubectl plugin
+    /// `kubectl email records`.
+    Records(Box<cli::records::RecordsArgs>),
     /// Derive the Amazon SES SMTP password for a region from an IAM secret access key read
     /// from standard input.
     SmtpPassword {
@@ -97,6 +102,7 @@ fn main() -> ExitCode {
         },
         Command::SmtpPassword { region } => smtp_password(&region),
         Command::SendTest(args) => cli::send_test::run(*args),
+        Command::Records(args) => cli::records::run(*args),
         Command::Plan {
             output,
             paths,

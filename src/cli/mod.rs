@@ -1,5 +1,6 @@
 //! The subcommands' flags and the `run` command (the binary's own modules).
 
 pub mod args;
+pub mod records;
 pub mod run;
 pub mod send_test;

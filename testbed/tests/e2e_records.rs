@@ -1,0 +1,169 @@
+//! End to end with the real kubectl: the operator's binary installed as `kubectl-email` is the
+//! plugin `kubectl email records`. Its zone-file output of a pending domain is what a DNS
+//! server takes: loaded line by line into the test bed's DNS, the identity verifies, and
+//! `--check` turns from exit 1 (records missing) to exit 0.
+
+mod e2e;
+
+use e2e::*;
+use email_operator::crd::{EmailSettings, SenderIdentity};
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn kubectl() -> Option<PathBuf> {
+    let bundled = workspace().join(".tools/bin/kubectl");
+    if bundled.exists() {
+        return Some(bundled);
+    }
+    assert!(
+        std::env::var_os("TESTBED_REQUIRE_KUBECTL").is_none(),
+        "TESTBED_REQUIRE_KUBECTL is set but no kubectl was found; run .ci/setup-kubectl.sh"
+    );
+    eprintln!("SKIPPED: no .tools/bin/kubectl; run .ci/setup-kubectl.sh");
+    None
+}
+
+/// `kubectl email ARGS` with the plugin on PATH; (exit code, stdout).
+fn plugin(
+    kubectl: &PathBuf,
+    plugins: &std::path::Path,
+    bed: &Bed,
+    args: &[&str],
+) -> (Option<i32>, String) {
+    let path = format!(
+        "{}:{}",
+        plugins.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new(kubectl)
+        .arg("email")
+        .args(args)
+        .env("PATH", path)
+        .env("KUBECONFIG", bed.dir.path().join("kubeconfig"))
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        out.stderr.is_empty() || out.status.code() != Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn kubectl_email_records_prints_a_zone_a_dns_server_accepts() {
+    let Some(kubectl) = kubectl() else { return };
+    let plugins = tempfile::tempdir().expect("plugin dir");
+    std::os::unix::fs::symlink(
+        binary("email-operator"),
+        plugins.path().join("kubectl-email"),
+    )
+    .expect("install the plugin");
+
+    let mut bed = Bed::up().await;
+    bed.start_operator(FAST);
+    let ns = "billing";
+    bed.namespace(ns).await;
+    let mut es = settings(ns, &["employee@yourcompany.com"]);
+    es["spec"]["advancedSmtp"]["smtpCredentialsSecretRef"] = json!({"name": "ses-key"});
+    bed.apply::<EmailSettings>(ns, es).await;
+    let mut si = identity(ns, "yourcompany-com", "yourcompany.com");
+    si["spec"]["mailFromDomain"] = json!("bounce.yourcompany.com");
+    bed.apply::<SenderIdentity>(ns, si).await;
+    let pending = wait_records(&bed, ns, "yourcompany-com", WAIT).await;
+    let wanted = pending.status.as_ref().expect("status").dns_records.len();
+    assert!(wanted >= 5, "DKIM ×3, SPF, MAIL FROM: {wanted}");
+
+    // Nothing published yet: --check says so.
+    let dns = bed.env["TESTBED_DNS"].clone();
+    let (code, table) = plugin(
+        &kubectl,
+        plugins.path(),
+        &bed,
+        &["records", "-n", ns, "--check", "--dns-server", &dns],
+    );
+    assert_eq!(code, Some(1), "{table}");
+    assert!(table.starts_with("NAMESPACE"), "{table}");
+
+    let (code, zone) = plugin(
+        &kubectl,
+        plugins.path(),
+        &bed,
+        &["records", "-n", ns, "--format", "zone"],
+    );
+    assert_eq!(code, Some(0), "{zone}");
+    assert!(
+        zone.starts_with("; SenderIdentity billing/yourcompany-com (yourcompany.com)\n"),
+        "{zone}"
+    );
+    // Load every line into the DNS server, as a DNS team would paste it.
+    let mut loaded = 0;
+    for line in zone
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+    {
+        let mut parts = line.splitn(5, ' ');
+        let (name, ttl, class, kind, value) = (
+            parts.next().expect("name"),
+            parts.next().expect("ttl"),
+            parts.next().expect("class"),
+            parts.next().expect("type"),
+            parts.next().expect("value"),
+        );
+        assert!(name.ends_with('.'), "absolute names: {line}");
+        assert_eq!(class, "IN");
+        let value = match kind {
+            "TXT" => value
+                .split("\" \"")
+                .map(|s| s.trim_matches('"'))
+                .collect::<String>(),
+            _ => value.to_string(),
+        };
+        bed.post(
+            "/dns/records",
+            json!({"name": name, "type": kind, "value": value, "ttl": ttl.parse::<u32>().expect("ttl")}),
+        )
+        .await;
+        loaded += 1;
+    }
+    assert_eq!(loaded, wanted, "every record still to publish, once");
+
+    // SES verifies the domain from those records, and the operator sees them published.
+    eventually(
+        "yourcompany-com verified with every record published",
+        WAIT,
+        || sid(&bed, ns, "yourcompany-com"),
+        |si| {
+            let st = si.as_ref().and_then(|s| s.status.as_ref());
+            st.and_then(|s| s.verification_status.as_deref()) == Some("Success")
+                && st.is_some_and(|s| s.dns_records.iter().all(|r| r.published == Some(true)))
+        },
+    )
+    .await;
+    let (code, out) = plugin(
+        &kubectl,
+        plugins.path(),
+        &bed,
+        &["records", "-n", ns, "--check", "--dns-server", &dns],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let (code, csv) = plugin(
+        &kubectl,
+        plugins.path(),
+        &bed,
+        &["records", "-A", "--all", "--format", "csv"],
+    );
+    assert_eq!(code, Some(0));
+    assert_eq!(csv.lines().count(), wanted + 1, "{csv}");
+    let (_, pending_only) = plugin(
+        &kubectl,
+        plugins.path(),
+        &bed,
+        &["records", "-n", ns, "--format", "json"],
+    );
+    assert_eq!(pending_only.trim(), "[]", "nothing left to publish");
+}
