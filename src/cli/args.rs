@@ -101,3 +101,29 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     }
     Ok(std::time::Duration::from_secs(secs))
 }
+
+/// For the one-shot commands: the TLS provider installed and a runtime, or the error printed
+/// and exit status 2.
+pub fn runtime() -> Result<tokio::runtime::Runtime, std::process::ExitCode> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tokio::runtime::Runtime::new().map_err(|e| {
+        eprintln!("error: cannot start the runtime: {e}");
+        std::process::ExitCode::from(2)
+    })
+}
+
+/// A Kubernetes client from `kubeconfig` (else the usual inference), and its default namespace.
+pub async fn kube_client(kubeconfig: Option<&PathBuf>) -> Result<(kube::Client, String), String> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| e.to_string())?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| e.to_string())?
+        }
+        None => kube::Config::infer().await.map_err(|e| e.to_string())?,
+    };
+    let namespace = config.default_namespace.clone();
+    let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
+    Ok((client, namespace))
+}

@@ -68,13 +68,9 @@ pub struct Row {
 
 /// Runs `records`: 0, or 1 with `--check` while a record is missing or wrong, 2 for errors.
 pub fn run(args: RecordsArgs) -> ExitCode {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match super::args::runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(records(&args)) {
         Err(e) => {
@@ -94,17 +90,7 @@ pub fn run(args: RecordsArgs) -> ExitCode {
 }
 
 async fn records(args: &RecordsArgs) -> Result<Vec<Row>, String> {
-    let config = match &args.kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| e.to_string())?;
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await
-                .map_err(|e| e.to_string())?
-        }
-        None => kube::Config::infer().await.map_err(|e| e.to_string())?,
-    };
-    let default_namespace = config.default_namespace.clone();
-    let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
+    let (client, default_namespace) = super::args::kube_client(args.kubeconfig.as_ref()).await?;
     let api: Api<SenderIdentity> = if args.all_namespaces {
         Api::all(client)
     } else {

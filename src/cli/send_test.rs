@@ -63,13 +63,9 @@ struct Route {
 
 /// Runs `send-test`: 0 accepted, 1 refused or failed, 2 bad usage or input.
 pub fn run(args: SendTestArgs) -> ExitCode {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match super::args::runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let sent = runtime.block_on(async {
         let route = route(&args).await?;
@@ -207,16 +203,7 @@ async fn read_secret(
     namespace: &str,
     name: &str,
 ) -> Result<Secret, String> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| e.to_string())?;
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await
-                .map_err(|e| e.to_string())?
-        }
-        None => kube::Config::infer().await.map_err(|e| e.to_string())?,
-    };
-    let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
+    let (client, _) = super::args::kube_client(kubeconfig).await?;
     kube::Api::<Secret>::namespaced(client, namespace)
         .get_opt(name)
         .await
