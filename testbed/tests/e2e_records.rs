@@ -166,4 +166,49 @@ async fn kubectl_email_records_prints_a_zone_a_dns_server_accepts() {
         &["records", "-n", ns, "--format", "json"],
     );
     assert_eq!(pending_only.trim(), "[]", "nothing left to publish");
+
+    // What a user sees in `kubectl describe`: the operator's Events of each kind, which it
+    // writes as events.k8s.io/v1 and kubectl reads as core/v1.
+    let describe = |kind: &str, name: &str| {
+        let out = Command::new(&kubectl)
+            .args(["describe", kind, name, "-n", ns])
+            .env("KUBECONFIG", bed.dir.path().join("kubeconfig"))
+            .output()
+            .expect("kubectl describe");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let events = text
+            .split_once("\nEvents:")
+            .map(|(_, e)| e.to_string())
+            .unwrap_or_default();
+        (text, events)
+    };
+    let (text, events) = describe("senderidentity", "yourcompany-com");
+    assert!(!events.trim_start().starts_with("<none>"), "{text}");
+    for reason in ["IdentityCreated", "Ready"] {
+        assert!(
+            events.contains(reason),
+            "{reason} in the Events of:\n{text}"
+        );
+    }
+    assert!(
+        events.contains("email-operator"),
+        "From: the operator\n{text}"
+    );
+    eventually(
+        "the EmailSettings reports its missing Secret",
+        WAIT,
+        || get_es(&bed, ns, "notifications"),
+        |e| condition_of(e.as_ref(), "Ready").is_some_and(|(_, r, _)| r == "SecretNotFound"),
+    )
+    .await;
+    let (text, events) = describe("emset", "notifications");
+    assert!(
+        events.contains("Warning") && events.contains("SecretNotFound"),
+        "{text}"
+    );
 }

@@ -697,3 +697,77 @@ fn up_takes_version_crd_and_admission_flags() {
     assert!(version.contains("\"minor\":\"31\""), "{version}");
     assert!(endpoints.starts_with("HTTP/1.1 404"), "{endpoints}");
 }
+
+/// One storage, two APIs: an events.k8s.io/v1 Event is also a core/v1 Event, with the API
+/// server's field mapping, and core/v1's field selectors (what `kubectl describe` asks).
+#[tokio::test]
+async fn events_are_served_as_core_v1_events_too() {
+    const CORE_EVENTS: &str = "/api/v1/namespaces/default/events";
+    let bed = start().await;
+    let (code, body) = post(&bed, EVENTS, event("seen-twice")).await;
+    accepted(code, &body);
+    let mut other = event("about-another");
+    other["regarding"]["name"] = json!("other-cm");
+    let (code, body) = post(&bed, EVENTS, other).await;
+    accepted(code, &body);
+
+    let (code, core) = bed
+        .raw("GET", &format!("{CORE_EVENTS}/seen-twice"), &[], None)
+        .await;
+    assert_eq!(code, 200, "{core}");
+    assert_eq!(core["apiVersion"], "v1");
+    assert_eq!(core["kind"], "Event");
+    assert_eq!(core["involvedObject"]["name"], "cm");
+    assert_eq!(core["involvedObject"]["kind"], "ConfigMap");
+    assert_eq!(core["message"], "done");
+    assert_eq!(core["reportingComponent"], "email.ops.dev/email-operator");
+    assert_eq!(core["reportingInstance"], "pod-1");
+    assert_eq!(core["eventTime"], "2026-01-01T00:00:00.000000Z");
+    assert!(
+        core.get("note").is_none() && core.get("regarding").is_none(),
+        "{core}"
+    );
+
+    let selected = format!(
+        "{CORE_EVENTS}?fieldSelector=involvedObject.name%3Dcm,involvedObject.namespace%3Ddefault,involvedObject.kind%3DConfigMap"
+    );
+    let (code, list) = bed.raw("GET", &selected, &[], None).await;
+    assert_eq!(code, 200, "{list}");
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|e| e["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(names, ["seen-twice"]);
+    assert_eq!(list["kind"], "EventList");
+    // Not a field label of either API: refused as kube-apiserver does.
+    let (code, body) = bed
+        .raw(
+            "GET",
+            &format!("{CORE_EVENTS}?fieldSelector=note%3Ddone"),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(code, 400, "{body}");
+    let (code, _) = bed
+        .raw(
+            "GET",
+            &format!("{EVENTS}?fieldSelector=involvedObject.name%3Dcm"),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(code, 400, "involvedObject is core/v1's field");
+
+    // The same object: deleted through one API, gone from the other.
+    let (code, _) = bed
+        .raw("DELETE", &format!("{CORE_EVENTS}/seen-twice"), &[], None)
+        .await;
+    assert_eq!(code, 200);
+    let (code, _) = bed
+        .raw("GET", &format!("{EVENTS}/seen-twice"), &[], None)
+        .await;
+    assert_eq!(code, 404);
+}

@@ -182,6 +182,7 @@ pub fn types_from_crd(crd: &Value) -> Result<Vec<ResourceType>, Vec<FieldError>>
             columns,
             crd: Some(name.to_string()),
             has_generation: true,
+            view_of: None,
         });
     }
     if errors.is_empty() {

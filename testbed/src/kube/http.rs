@@ -441,6 +441,15 @@ fn resource(ctx: &Ctx, p: ResourcePath) -> ApiResult<Reply> {
     let ns = p.namespace.clone().unwrap_or_default();
     let opts = ctx.write_opts();
     let m = &ctx.method;
+    if rt.view_of.is_some() && !matches!(*m, Method::GET | Method::DELETE) {
+        // A simplification (README): the core/v1 view of events.k8s.io/v1 Events is read (and
+        // deleted) here; writes go through events.k8s.io/v1, as the operator's do.
+        return Err(ApiError::method_not_allowed(format!(
+            "the test bed serves {} {} read-only; write them through events.k8s.io/v1",
+            rt.api_version(),
+            rt.plural
+        )));
+    }
     match (m, p.name.as_deref()) {
         (&Method::GET, Some(name)) => Ok(Reply::Json(
             200,
@@ -449,7 +458,11 @@ fn resource(ctx: &Ctx, p: ResourcePath) -> ApiResult<Reply> {
         (&Method::GET, None) if ctx.flag("watch") => {
             let params = watch::WatchParams {
                 namespace: p.namespace.clone(),
-                selector: Selector::parse(ctx.q("labelSelector"), ctx.q("fieldSelector"))?,
+                selector: Selector::parse_for(
+                    rt.field_labels(),
+                    ctx.q("labelSelector"),
+                    ctx.q("fieldSelector"),
+                )?,
                 resource_version: ctx.q("resourceVersion").map(str::to_string),
                 bookmarks: ctx.flag("allowWatchBookmarks"),
                 send_initial_events: ctx.flag("sendInitialEvents"),
@@ -530,7 +543,11 @@ fn resource(ctx: &Ctx, p: ResourcePath) -> ApiResult<Reply> {
             ))
         }
         (&Method::DELETE, None) => {
-            let selector = Selector::parse(ctx.q("labelSelector"), ctx.q("fieldSelector"))?;
+            let selector = Selector::parse_for(
+                rt.field_labels(),
+                ctx.q("labelSelector"),
+                ctx.q("fieldSelector"),
+            )?;
             let mut inner = ctx.state.lock();
             let names: Vec<String> = inner
                 .store

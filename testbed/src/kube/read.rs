@@ -23,10 +23,9 @@ pub struct ReadParams<'a> {
     pub view: View,
 }
 
-/// Objects are stored under one version; answer in the version asked for.
-fn as_version(rt: &ResourceType, mut obj: Value) -> Value {
-    obj["apiVersion"] = json!(rt.api_version());
-    obj
+/// Objects are stored under one version; answer in the version (and view) asked for.
+fn as_version(rt: &ResourceType, obj: Value) -> Value {
+    rt.present(obj)
 }
 
 pub fn get(
@@ -81,7 +80,11 @@ pub fn list(
     ns: Option<&str>,
     params: &ReadParams<'_>,
 ) -> ApiResult<Value> {
-    let selector = Selector::parse(params.label_selector, params.field_selector)?;
+    let selector = Selector::parse_for(
+        rt.field_labels(),
+        params.label_selector,
+        params.field_selector,
+    )?;
     let mut list_rv = inner.store.revision();
     let mut after: Option<(String, String)> = None;
     if let Some(token) = params.continue_token.filter(|t| !t.is_empty()) {
@@ -94,7 +97,7 @@ pub fn list(
         list_rv = rv;
         after = Some((tns, tname));
     }
-    let matching: Vec<&Value> = inner
+    let matching: Vec<Value> = inner
         .store
         .list(&rt.key(), ns)
         .filter(|o| {
@@ -102,14 +105,11 @@ pub fn list(
                 (super::meta::namespace(o), super::meta::name(o)) > (a_ns.as_str(), a_name.as_str())
             })
         })
+        .map(|o| as_version(rt, o.clone()))
         .filter(|o| selector.matches(o))
         .collect();
     let limit = params.limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
-    let page: Vec<Value> = matching
-        .iter()
-        .take(limit)
-        .map(|o| as_version(rt, (*o).clone()))
-        .collect();
+    let page: Vec<Value> = matching.iter().take(limit).cloned().collect();
     let remaining = matching.len() - page.len();
     let continue_token = match page.last() {
         Some(last) if remaining > 0 => Some(encode_continue(

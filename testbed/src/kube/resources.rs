@@ -30,6 +30,9 @@ pub struct ResourceType {
     pub crd: Option<String>,
     /// Whether objects get `metadata.generation` (custom resources, CRDs, namespaces do not).
     pub has_generation: bool,
+    /// Served from another type's storage and shown in this type's shape: core/v1 Events are
+    /// events.k8s.io/v1 Events (one storage, two APIs, as in kube-apiserver). Read-only here.
+    pub view_of: Option<TypeKey>,
 }
 
 /// One `additionalPrinterColumns` entry.
@@ -52,9 +55,44 @@ pub struct TypeKey {
 
 impl ResourceType {
     pub fn key(&self) -> TypeKey {
-        TypeKey {
+        self.view_of.clone().unwrap_or_else(|| TypeKey {
             group: self.group.clone(),
             plural: self.plural.clone(),
+        })
+    }
+
+    /// A stored object as this type serves it: in its version, and for the core/v1 view of
+    /// events.k8s.io/v1 Events with the API server's field mapping.
+    pub fn present(&self, mut stored: Value) -> Value {
+        stored["apiVersion"] = Value::String(self.api_version());
+        if self.view_of.is_some() && self.group.is_empty() && self.plural == "events" {
+            return core_event(stored);
+        }
+        stored
+    }
+
+    /// The field selectors this type answers (kube-apiserver's field label sets: every type
+    /// has `metadata.name` and `metadata.namespace`; core/v1 Events add `involvedObject.*`,
+    /// `reason`, `reportingComponent`, `source` and `type`).
+    pub fn field_labels(&self) -> &'static [&'static str] {
+        if self.view_of.is_some() && self.plural == "events" {
+            &[
+                "metadata.name",
+                "metadata.namespace",
+                "involvedObject.kind",
+                "involvedObject.namespace",
+                "involvedObject.name",
+                "involvedObject.uid",
+                "involvedObject.apiVersion",
+                "involvedObject.resourceVersion",
+                "involvedObject.fieldPath",
+                "reason",
+                "reportingComponent",
+                "source",
+                "type",
+            ]
+        } else {
+            &["metadata.name", "metadata.namespace"]
         }
     }
 
@@ -100,8 +138,38 @@ impl ResourceType {
             columns: Vec::new(),
             crd: None,
             has_generation: false,
+            view_of: None,
         }
     }
+}
+
+/// An events.k8s.io/v1 Event as core/v1 shows it (kubernetes `pkg/apis/events/v1`
+/// conversion: regarding → involvedObject, note → message, reportingController →
+/// reportingComponent, deprecatedSource/FirstTimestamp/LastTimestamp/Count → source,
+/// firstTimestamp, lastTimestamp, count; the rest as it is).
+fn core_event(e: Value) -> Value {
+    let mut core = serde_json::Map::new();
+    let Value::Object(fields) = e else {
+        return Value::Null;
+    };
+    for (k, v) in fields {
+        let name = match k.as_str() {
+            "regarding" => "involvedObject",
+            "note" => "message",
+            "reportingController" => "reportingComponent",
+            "deprecatedSource" => "source",
+            "deprecatedFirstTimestamp" => "firstTimestamp",
+            "deprecatedLastTimestamp" => "lastTimestamp",
+            "deprecatedCount" => "count",
+            other => other,
+        };
+        core.insert(name.to_string(), v);
+    }
+    core.entry("involvedObject")
+        .or_insert_with(|| Value::Object(Default::default()));
+    core.entry("source")
+        .or_insert_with(|| Value::Object(Default::default()));
+    Value::Object(core)
 }
 
 fn column(name: &str, type_: &str, json_path: &str, priority: i64) -> PrinterColumn {
@@ -130,6 +198,18 @@ pub fn builtins() -> Vec<ResourceType> {
     ];
     let mut cm = ResourceType::builtin("", "v1", "ConfigMap", "configmaps", true, &["cm"]);
     cm.columns = vec![column("Age", "date", ".metadata.creationTimestamp", 0)];
+    let mut core_event = ResourceType::builtin("", "v1", "Event", "events", true, &["ev"]);
+    core_event.view_of = Some(TypeKey {
+        group: "events.k8s.io".into(),
+        plural: "events".into(),
+    });
+    core_event.columns = vec![
+        column("Type", "string", ".type", 0),
+        column("Reason", "string", ".reason", 0),
+        column("Object", "string", ".involvedObject.name", 0),
+        column("Message", "string", ".message", 0),
+        column("Age", "date", ".metadata.creationTimestamp", 0),
+    ];
     let mut event = ResourceType::builtin("events.k8s.io", "v1", "Event", "events", true, &["ev"]);
     event.columns = vec![
         column("Reason", "string", ".reason", 0),
@@ -186,6 +266,7 @@ pub fn builtins() -> Vec<ResourceType> {
         cm,
         sa,
         event,
+        core_event,
         lease,
         crd,
         rbac("ClusterRole", "clusterroles", false),

@@ -84,7 +84,13 @@ fn parse_req(term: &str, allow_sets: bool) -> Option<Req> {
 }
 
 impl Selector {
-    pub fn parse(label_selector: Option<&str>, field_selector: Option<&str>) -> ApiResult<Self> {
+    /// The selectors of a request to a type answering the field selectors `fields`
+    /// ([`super::resources::ResourceType::field_labels`]).
+    pub fn parse_for(
+        fields: &[&str],
+        label_selector: Option<&str>,
+        field_selector: Option<&str>,
+    ) -> ApiResult<Self> {
         let mut sel = Selector::default();
         for term in split_top(label_selector.unwrap_or("")) {
             sel.labels.push(parse_req(&term, true).ok_or_else(|| {
@@ -101,7 +107,7 @@ impl Selector {
                 Req::Eq(k, _) | Req::NotEq(k, _) => k.clone(),
                 _ => String::new(),
             };
-            if field != "metadata.name" && field != "metadata.namespace" {
+            if !fields.contains(&field.as_str()) {
                 return Err(ApiError::bad_request(format!(
                     "field label not supported: {field}"
                 )));
@@ -117,7 +123,21 @@ impl Selector {
         let field = |k: &str| match k {
             "metadata.name" => Some(meta::name(obj).to_string()),
             "metadata.namespace" => Some(meta::namespace(obj).to_string()),
-            _ => None,
+            // The API server matches `source` on the source's component.
+            "source" => Some(
+                obj["source"]["component"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            ),
+            path => {
+                let v = path.split('.').fold(obj, |v, k| &v[k]);
+                Some(match v {
+                    Value::String(s) => s.clone(),
+                    Value::Null => String::new(),
+                    other => other.to_string(),
+                })
+            }
         };
         self.labels.iter().all(|r| eval(r, &label)) && self.fields.iter().all(|r| eval(r, &field))
     }
@@ -143,7 +163,7 @@ mod tests {
     fn label_and_field_selectors() {
         let obj = json!({"metadata": {"name": "a", "namespace": "ns1", "labels": {"app": "web", "tier": "front"}}});
         let m = |l: &str, f: &str| {
-            Selector::parse(Some(l), Some(f))
+            Selector::parse_for(&["metadata.name", "metadata.namespace"], Some(l), Some(f))
                 .map(|s| s.matches(&obj))
                 .unwrap_or(false)
         };
@@ -155,6 +175,13 @@ mod tests {
         assert!(m("!missing", "metadata.name=a"));
         assert!(!m("", "metadata.namespace=ns2"));
         assert!(m("", "metadata.namespace!=ns2"));
-        assert!(Selector::parse(None, Some("spec.x=1")).is_err());
+        assert!(
+            Selector::parse_for(
+                &["metadata.name", "metadata.namespace"],
+                None,
+                Some("spec.x=1")
+            )
+            .is_err()
+        );
     }
 }

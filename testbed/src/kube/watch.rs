@@ -74,12 +74,11 @@ fn project(rt: &ResourceType, p: &WatchParams, e: &Event) -> Option<Bytes> {
         p.namespace
             .as_deref()
             .is_none_or(|ns| meta::namespace(o) == ns)
-            && p.selector.matches(o)
+            && p.selector.matches(&rt.present(o.clone()))
     };
     let now = in_scope(&e.object);
     let before = e.prev.as_ref().is_some_and(in_scope);
-    let mut obj = e.object.clone();
-    obj["apiVersion"] = json!(rt.api_version());
+    let obj = rt.present(e.object.clone());
     let kind = match (e.kind, before, now) {
         (EventKind::Deleted, true, _) => "DELETED",
         (EventKind::Deleted, false, _) => return None,
@@ -112,10 +111,9 @@ pub fn start(
                 for obj in inner
                     .store
                     .list(&key, params.namespace.as_deref())
+                    .map(|o| rt.present(o.clone()))
                     .filter(|o| params.selector.matches(o))
                 {
-                    let mut obj = obj.clone();
-                    obj["apiVersion"] = json!(rt.api_version());
                     initial.push(line("ADDED", &render(rt, &params, &obj)));
                 }
                 let rv = inner.store.revision();
