@@ -137,7 +137,8 @@ struct RecheckArgs {
     pending_recheck_min: Duration,
     #[arg(long, default_value = "15m", value_parser = parse_duration)]
     pending_recheck_max: Duration,
-    /// Ask this DNS server (HOST:PORT) when checking published records, instead of the system resolvers.
+    /// Ask this DNS server (HOST:PORT) when checking published records and when resolving the
+    /// SMTP hosts and token endpoints connection tests reach, instead of the system resolvers.
     #[arg(long, env = "EMAIL_OPERATOR_DNS_SERVER")]
     dns_server: Option<std::net::SocketAddr>,
 }
@@ -265,7 +266,11 @@ impl RunArgs {
                 },
             },
             smtp: config::Smtp {
-                egress: self.smtp.egress.egress(),
+                egress: self
+                    .smtp
+                    .egress
+                    .egress()
+                    .with_dns_server(self.recheck.dns_server),
                 token_roots,
                 default_relay: self.smtp.default_relay_secret.clone(),
                 ses_endpoint,

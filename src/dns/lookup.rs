@@ -75,6 +75,8 @@ impl DnsLookup for HickoryLookup {
             "CNAME" => RecordType::CNAME,
             "TXT" => RecordType::TXT,
             "MX" => RecordType::MX,
+            "A" => RecordType::A,
+            "AAAA" => RecordType::AAAA,
             _ => return Answer::Unknown,
         };
         let fqdn = format!("{}.", name.trim_end_matches('.'));
@@ -107,6 +109,8 @@ fn render(data: &RData) -> Option<String> {
             mx.preference,
             name(mx.exchange.to_ascii())
         )),
+        RData::A(a) => Some(a.0.to_string()),
+        RData::AAAA(a) => Some(a.0.to_string()),
         RData::TXT(txt) => Some(
             txt.txt_data
                 .iter()

@@ -138,11 +138,28 @@ fn parse_port(s: &str, port: &str) -> Result<u16, String> {
         .ok_or_else(|| format!("{s:?}: {port:?} is not a TCP port"))
 }
 
+/// The A and AAAA answers of `server` for `host` (none when it has none or does not answer).
+async fn lookup_at(server: SocketAddr, host: &str) -> Vec<IpAddr> {
+    use crate::dns::lookup::{Answer, DnsLookup, HickoryLookup};
+    let Ok(resolver) = HickoryLookup::new(Some(server)) else {
+        return vec![];
+    };
+    let mut ips = vec![];
+    for record_type in ["A", "AAAA"] {
+        if let Answer::Found(values) = resolver.lookup(host, record_type).await {
+            ips.extend(values.iter().filter_map(|v| v.parse::<IpAddr>().ok()));
+        }
+    }
+    ips
+}
+
 /// Where tenants' connection tests may go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Egress {
     denied: Vec<Cidr>,
     allowed: Vec<Allowed>,
+    /// Where host names are resolved (`--dns-server`); None: the system's resolver.
+    dns_server: Option<SocketAddr>,
 }
 
 impl Default for Egress {
@@ -162,7 +179,15 @@ impl Egress {
         Self {
             denied,
             allowed: allow,
+            dns_server: None,
         }
+    }
+
+    /// Resolves host names through `server` (the operator's `--dns-server`, which it also
+    /// checks DNS records against) instead of the system's resolver.
+    pub fn with_dns_server(mut self, server: Option<SocketAddr>) -> Self {
+        self.dns_server = server;
+        self
     }
 
     /// Whether a tenant's connection may go to `addr`.
@@ -177,10 +202,13 @@ impl Egress {
 
     /// The addresses `host` resolves to (an address written as such, as it is); a name that
     /// does not resolve is `UnknownHost`.
-    pub async fn lookup(host: &str, within: Duration) -> Result<Vec<IpAddr>, Failure> {
-        let ips: Vec<IpAddr> = match host.parse::<IpAddr>() {
-            Ok(ip) => vec![ip],
-            Err(_) => {
+    pub async fn lookup(&self, host: &str, within: Duration) -> Result<Vec<IpAddr>, Failure> {
+        let ips: Vec<IpAddr> = match (host.parse::<IpAddr>(), self.dns_server) {
+            (Ok(ip), _) => vec![ip],
+            (Err(_), Some(server)) => tokio::time::timeout(within, lookup_at(server, host))
+                .await
+                .unwrap_or_default(),
+            (Err(_), None) => {
                 match tokio::time::timeout(within, tokio::net::lookup_host((host, 0))).await {
                     Ok(Ok(addrs)) => addrs.map(|a| a.ip()).collect(),
                     Ok(Err(_)) | Err(_) => vec![],
@@ -222,7 +250,7 @@ impl Egress {
         port: u16,
         within: Duration,
     ) -> Result<Vec<SocketAddr>, Failure> {
-        let ips = Self::lookup(host, within).await?;
+        let ips = self.lookup(host, within).await?;
         self.addresses(host, &ips, port)
     }
 
@@ -232,6 +260,7 @@ impl Egress {
         Self {
             denied: vec![],
             allowed: vec![],
+            dns_server: None,
         }
     }
 }

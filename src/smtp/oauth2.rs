@@ -152,7 +152,9 @@ impl TokenSource {
             .trim_end_matches(']')
             .to_string();
         let port = uri.port_u16().unwrap_or(443);
-        let ips = Egress::lookup(&host, self.timeout)
+        let ips = self
+            .egress
+            .lookup(&host, self.timeout)
             .await
             .map_err(|_| failed(format!("{host} cannot be resolved")))?;
         let addrs = if restricted {

@@ -140,7 +140,10 @@ impl SmtpProber {
         letter: Option<&Letter>,
         deadline: Deadline,
     ) -> Result<(Done, u16), Failure> {
-        let ips = Egress::lookup(&target.host, self.timeouts.connect).await?;
+        let ips = self
+            .egress
+            .lookup(&target.host, self.timeouts.connect)
+            .await?;
         let unrestricted = Egress::unrestricted();
         let egress = if target.restricted {
             &self.egress

@@ -837,3 +837,40 @@ async fn a_region_move_keeps_the_old_identity_until_the_new_configuration_is_pub
     );
     assert_eq!(bed.ses_calls("DeleteEmailIdentity").await, 1);
 }
+
+/// With `--dns-server` (the test bed's DNS here), SMTP hosts are resolved there too: a relay
+/// name only that server knows is tested and published, as the operator's DNS record checks
+/// already use it.
+#[tokio::test]
+async fn smtp_hosts_resolve_through_the_dns_server_the_operator_is_given() {
+    let Some(server) = smtp_server("plain-auth", &[]) else {
+        return;
+    };
+    let mut bed = Bed::up().await;
+    bed.post(
+        "/dns/records",
+        json!({"name": "relay.yourcompany.test", "type": "A", "value": "127.0.0.1"}),
+    )
+    .await;
+    bed.start_operator(&[]);
+    let ns = "billing";
+    bed.namespace(ns).await;
+    put_secret(&bed, ns, "smtp", json!({"password": PASSWORD})).await;
+    let mut es = external(ns, server.port);
+    es["spec"]["externalSmtp"]["host"] = json!("relay.yourcompany.test");
+    es["spec"]["externalSmtp"]["startTls"] = json!(false);
+    es["spec"]["externalSmtp"]
+        .as_object_mut()
+        .expect("externalSmtp")
+        .remove("caBundleSecretRef");
+    bed.apply::<EmailSettings>(ns, es).await;
+    let ready = wait_es(&bed, ns, "notifications", "Ready", "True", "Published").await;
+    assert_eq!(
+        condition_pair(&Some(ready), "ConnectionVerified"),
+        Some(("True".into(), "Succeeded".into()))
+    );
+    let published = secret(&bed, ns, "notifications-smtp")
+        .await
+        .expect("published");
+    assert_eq!(value(&published, "host"), "relay.yourcompany.test");
+}
