@@ -137,8 +137,9 @@ struct RecheckArgs {
     pending_recheck_min: Duration,
     #[arg(long, default_value = "15m", value_parser = parse_duration)]
     pending_recheck_max: Duration,
-    /// Ask this DNS server (HOST:PORT) when checking published records and when resolving the
-    /// SMTP hosts and token endpoints connection tests reach, instead of the system resolvers.
+    /// Ask this DNS server (HOST:PORT) when checking published records, instead of the system
+    /// resolvers; connection tests resolve SMTP hosts and token endpoints there first too (a
+    /// name it does not answer is asked of the system resolvers).
     #[arg(long, env = "EMAIL_OPERATOR_DNS_SERVER")]
     dns_server: Option<std::net::SocketAddr>,
 }

@@ -202,19 +202,25 @@ impl Egress {
 
     /// The addresses `host` resolves to (an address written as such, as it is); a name that
     /// does not resolve is `UnknownHost`.
+    ///
+    /// With a DNS server set, it is asked first; a name it does not answer (an authoritative
+    /// server for the mail domains only, say) is asked of the system's resolvers.
     pub async fn lookup(&self, host: &str, within: Duration) -> Result<Vec<IpAddr>, Failure> {
-        let ips: Vec<IpAddr> = match (host.parse::<IpAddr>(), self.dns_server) {
-            (Ok(ip), _) => vec![ip],
-            (Err(_), Some(server)) => tokio::time::timeout(within, lookup_at(server, host))
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(vec![ip]);
+        }
+        let mut ips = match self.dns_server {
+            Some(server) => tokio::time::timeout(within, lookup_at(server, host))
                 .await
                 .unwrap_or_default(),
-            (Err(_), None) => {
-                match tokio::time::timeout(within, tokio::net::lookup_host((host, 0))).await {
-                    Ok(Ok(addrs)) => addrs.map(|a| a.ip()).collect(),
-                    Ok(Err(_)) | Err(_) => vec![],
-                }
-            }
+            None => vec![],
         };
+        if ips.is_empty() {
+            ips = match tokio::time::timeout(within, tokio::net::lookup_host((host, 0))).await {
+                Ok(Ok(addrs)) => addrs.map(|a| a.ip()).collect(),
+                Ok(Err(_)) | Err(_) => vec![],
+            };
+        }
         if ips.is_empty() {
             return Err(Failure::UnknownHost(format!("{host} cannot be resolved")));
         }
