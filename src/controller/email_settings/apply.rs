@@ -21,15 +21,17 @@ use kube::{Api, ResourceExt};
 /// Sends the test message the annotation asks for, when one is due and a configuration is
 /// published: through the published Secret as it is (not one this reconcile just rewrote —
 /// the next reconcile sends through that), with an Event. None when nothing is sent now.
+/// `prior`: the status the reconcile started from (its last test message).
 pub async fn send_test<B: Backends>(
     es: &EmailSettings,
     ctx: &Context<B>,
     read: &Read,
+    prior: &EmailSettingsStatus,
     published_generation: Option<i64>,
     now: Timestamp,
 ) -> Option<crate::crd::email_settings::TestMessage> {
     use super::test_message::{self, Via};
-    let recipient = test_message::requested(es, &ctx.settings_prior(es))?;
+    let recipient = test_message::requested(es, prior)?;
     let published = read.published.as_ref()?;
     if published.generation != published_generation {
         return None;

@@ -103,9 +103,9 @@ async fn pipeline<B: Backends>(es: &EmailSettings, ctx: &Context<B>) -> Result<A
         Ok(generation) => generation,
         Err(action) => return Ok(action),
     };
-    let account = account(es, ctx, &read, now).await;
-    let sent = apply::send_test(es, ctx, &read, published_generation, now).await;
     let prior = ctx.settings_prior(es);
+    let account = account(es, ctx, &read, now).await;
+    let sent = apply::send_test(es, ctx, &read, &prior, published_generation, now).await;
     let new = status::compute(
         &prior,
         &status::Inputs {

@@ -233,60 +233,57 @@ fn account(
         sent_last24_hours: a.sent_last_24_hours as i64,
         checked_time: Time(reading.at),
     };
-    let stopped = |reason: &str, message: String| {
-        let c = cond(i, t, false, reason, message.clone());
-        (Some((reason.to_string(), message, Progress::Stalled)), c)
-    };
-    let (problem, c) = if a.enforcement_status == "SHUTDOWN" {
-        stopped(
+    // (healthy, reason, message, whether no mail leaves: Ready stalls on it)
+    let (ok, reason, message, stops) = if a.enforcement_status == "SHUTDOWN" {
+        (
+            false,
             reasons::SES_ACCOUNT_SHUT_DOWN,
             format!(
                 "AWS has shut down the SES account's sending in {region} (enforcement status SHUTDOWN): no mail leaves; see the SES account dashboard and contact AWS Support"
             ),
+            true,
         )
     } else if !a.sending_enabled {
-        stopped(
+        (
+            false,
             reasons::SES_SENDING_PAUSED,
             format!(
                 "sending is paused for the SES account in {region}: no mail leaves; if it was paused on purpose resume it (aws sesv2 put-account-sending-attributes --sending-enabled --region {region}), otherwise see the SES account dashboard"
             ),
+            true,
         )
     } else if a.enforcement_status == "PROBATION" {
-        let c = cond(
-            i,
-            t,
+        (
             false,
             reasons::SES_ACCOUNT_ON_PROBATION,
             format!(
                 "AWS is reviewing the SES account in {region} (enforcement status PROBATION), usually for high bounce or complaint rates: mail still leaves, but sending may be shut down; see the SES account dashboard"
             ),
-        );
-        (None, c)
+            false,
+        )
     } else if !a.production_access {
-        let c = cond(
-            i,
-            t,
+        (
             false,
             reasons::SES_SANDBOX,
             format!(
                 "the SES account is in the sandbox in {region}: mail goes only to verified addresses and domains and to the mailbox simulator, at most {} messages in 24 hours ({} sent) and {} a second; request production access for {region} (SES console, Get set up; or aws sesv2 put-account-details --production-access-enabled --region {region})",
                 shown.max24_hour_send, shown.sent_last24_hours, shown.max_send_rate
             ),
-        );
-        (None, c)
+            false,
+        )
     } else {
-        let c = cond(
-            i,
-            t,
+        (
             true,
             reasons::SES_ACCOUNT_IN_GOOD_STANDING,
             format!(
                 "the SES account has production access in {region} and may send {} messages in 24 hours ({} sent), {} a second",
                 shown.max24_hour_send, shown.sent_last24_hours, shown.max_send_rate
             ),
-        );
-        (None, c)
+            false,
+        )
     };
+    let c = cond(i, t, ok, reason, message.clone());
+    let problem = stops.then(|| (reason.to_string(), message, Progress::Stalled));
     (Some(shown), problem, c)
 }
 
