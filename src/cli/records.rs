@@ -192,16 +192,7 @@ pub fn render(rows: &[Row], format: Format, ttl: u32) -> String {
             out
         }
         Format::Table => {
-            let header = [
-                "NAMESPACE",
-                "SENDERIDENTITY",
-                "TYPE",
-                "NAME",
-                "VALUE",
-                "PURPOSE",
-                "PUBLISHED",
-            ];
-            let cells: Vec<[String; 7]> = rows
+            let rows: Vec<[String; 7]> = rows
                 .iter()
                 .map(|r| {
                     [
@@ -215,30 +206,18 @@ pub fn render(rows: &[Row], format: Format, ttl: u32) -> String {
                     ]
                 })
                 .collect();
-            let widths: Vec<usize> = (0..7)
-                .map(|i| {
-                    cells
-                        .iter()
-                        .map(|c| c[i].len())
-                        .chain([header[i].len()])
-                        .max()
-                        .unwrap_or(0)
-                })
-                .collect();
-            let line = |cols: &[&str]| -> String {
-                let mut l: String = cols
-                    .iter()
-                    .zip(&widths)
-                    .map(|(c, w)| format!("{c:<w$}   "))
-                    .collect();
-                l.truncate(l.trim_end().len());
-                l + "\n"
-            };
-            let mut out = line(&header);
-            for c in &cells {
-                out += &line(&c.each_ref().map(String::as_str));
-            }
-            out
+            email_operator::plan::render::columns(
+                [
+                    "NAMESPACE",
+                    "SENDERIDENTITY",
+                    "TYPE",
+                    "NAME",
+                    "VALUE",
+                    "PURPOSE",
+                    "PUBLISHED",
+                ],
+                &rows,
+            )
         }
     }
 }

@@ -14,7 +14,7 @@ mod actions;
 pub mod check_smtp;
 mod evaluate;
 pub mod load;
-mod render;
+pub mod render;
 
 pub use evaluate::evaluate;
 pub use load::{Document, LoadError, load};

@@ -20,8 +20,31 @@ pub fn render(report: &Report, format: Format) -> String {
     }
 }
 
-fn table(report: &Report) -> String {
+/// A header and rows as left-aligned columns two spaces apart, as kubectl prints tables.
+pub fn columns<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let header = header.map(String::from);
+    let widths: Vec<usize> = (0..N)
+        .map(|i| {
+            rows.iter()
+                .chain([&header])
+                .map(|r| r[i].len())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
     let mut out = String::new();
+    for row in [&header].into_iter().chain(rows) {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
+    }
+    out
+}
+
+fn table(report: &Report) -> String {
     let rows: Vec<[String; 5]> = report
         .objects
         .iter()
@@ -35,24 +58,7 @@ fn table(report: &Report) -> String {
             ]
         })
         .collect();
-    let header = ["KIND", "NAMESPACE", "NAME", "RESULT", "REASON"].map(String::from);
-    let widths: Vec<usize> = (0..5)
-        .map(|i| {
-            rows.iter()
-                .chain([&header])
-                .map(|r| r[i].len())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for row in [&header].into_iter().chain(&rows) {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
-    }
+    let mut out = columns(["KIND", "NAMESPACE", "NAME", "RESULT", "REASON"], &rows);
     for o in &report.objects {
         let _ = writeln!(
             out,
