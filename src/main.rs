@@ -3,7 +3,7 @@
 mod cli;
 
 use clap::{Parser, Subcommand};
-use cli::args::{EgressArgs, SesSmtpArgs, parse_duration};
+use cli::args::{EgressArgs, SesSmtpArgs, SmtpTimeoutArgs};
 use cli::run::RunArgs;
 use email_operator::plan;
 use std::path::PathBuf;
@@ -44,9 +44,8 @@ enum Command {
         /// with the test's reason.
         #[arg(long)]
         check_smtp: bool,
-        /// Bound on each connection test's TCP connect (the whole conversation gets three times it).
-        #[arg(long, default_value = "10s", value_parser = parse_duration)]
-        smtp_timeout: std::time::Duration,
+        #[command(flatten)]
+        timeout: SmtpTimeoutArgs,
         #[command(flatten)]
         ses_smtp: SesSmtpArgs,
         #[command(flatten)]
@@ -107,7 +106,7 @@ fn main() -> ExitCode {
             output,
             paths,
             check_smtp,
-            smtp_timeout,
+            timeout,
             ses_smtp,
             egress,
             policy_namespace,
@@ -127,10 +126,7 @@ fn main() -> ExitCode {
             let mut report = plan::evaluate(&docs, &tenancy);
             if check_smtp {
                 let _ = rustls::crypto::ring::default_provider().install_default();
-                let timeouts = email_operator::smtp::Timeouts {
-                    connect: smtp_timeout,
-                    conversation: smtp_timeout * 3,
-                };
+                let timeouts = timeout.timeouts();
                 let checked = ses_smtp
                     .endpoint()
                     .and_then(|endpoint| Ok((endpoint, egress.token_roots()?)))

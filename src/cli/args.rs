@@ -2,6 +2,24 @@
 
 use std::path::PathBuf;
 
+/// How long one SMTP conversation may take (`run`, `plan --check-smtp`, `send-test`).
+#[derive(clap::Args)]
+pub struct SmtpTimeoutArgs {
+    /// Bound on each SMTP connection's TCP connect (the whole conversation gets three times
+    /// it).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    smtp_timeout: std::time::Duration,
+}
+
+impl SmtpTimeoutArgs {
+    pub fn timeouts(&self) -> email_operator::smtp::Timeouts {
+        email_operator::smtp::Timeouts {
+            connect: self.smtp_timeout,
+            conversation: self.smtp_timeout * 3,
+        }
+    }
+}
+
 /// Where AdvancedSmtp connection tests go (`run` and `plan --check-smtp`).
 #[derive(clap::Args)]
 pub struct SesSmtpArgs {

@@ -2,7 +2,7 @@
 //! typed [`Config`], and the process around the controllers — logging, metrics, leader
 //! election, signals.
 
-use super::args::{EgressArgs, SesSmtpArgs, parse_duration, parse_namespaced};
+use super::args::{EgressArgs, SesSmtpArgs, SmtpTimeoutArgs, parse_duration, parse_namespaced};
 use email_operator::controller::{self, Config, config, leader};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -152,10 +152,8 @@ struct SmtpArgs {
     /// oauth2ClientSecret, oauth2Scopes, caBundle.
     #[arg(long, env = "EMAIL_OPERATOR_DEFAULT_RELAY_SECRET", value_parser = parse_namespaced)]
     default_relay_secret: Option<(String, String)>,
-    /// Bound on each SMTP connection test's TCP connect (the whole conversation gets three
-    /// times it).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    smtp_timeout: Duration,
+    #[command(flatten)]
+    timeout: SmtpTimeoutArgs,
     #[command(flatten)]
     ses_smtp: SesSmtpArgs,
     #[command(flatten)]
@@ -275,10 +273,7 @@ impl RunArgs {
                 token_roots,
                 default_relay: self.smtp.default_relay_secret.clone(),
                 ses_endpoint,
-                timeouts: email_operator::smtp::Timeouts {
-                    connect: self.smtp.smtp_timeout,
-                    conversation: self.smtp.smtp_timeout * 3,
-                },
+                timeouts: self.smtp.timeout.timeouts(),
             },
             tenancy: config::Tenancy {
                 policy_namespace: self

@@ -3,13 +3,13 @@
 //! or from a file) or through what an EmailSettings manifest and its Secret manifests would
 //! publish. Prints the outcome; exit 0 only when the server accepted the message.
 
-use super::args::{EgressArgs, SesSmtpArgs, parse_duration, parse_namespaced};
+use super::args::{EgressArgs, SesSmtpArgs, SmtpTimeoutArgs, parse_namespaced};
 use email_operator::controller::email_settings::test_message::{self, Origin, Via};
 use email_operator::crd::EmailSettings;
 use email_operator::crd::email_settings::{Delivery, TestMessage};
 use email_operator::plan;
 use email_operator::smtp::target::{self, Prepared};
-use email_operator::smtp::{ConnectionTest, Tester, Timeouts};
+use email_operator::smtp::{ConnectionTest, Tester};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use std::collections::BTreeMap;
@@ -39,9 +39,8 @@ pub struct SendTestArgs {
     /// With manifests: which EmailSettings, as [NAMESPACE/]NAME (needed when there are several).
     #[arg(long)]
     name: Option<String>,
-    /// Bound on the TCP connect (the whole conversation gets three times it).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    smtp_timeout: std::time::Duration,
+    #[command(flatten)]
+    timeout: SmtpTimeoutArgs,
     #[command(flatten)]
     ses_smtp: SesSmtpArgs,
     #[command(flatten)]
@@ -69,10 +68,7 @@ pub fn run(args: SendTestArgs) -> ExitCode {
     };
     let sent = runtime.block_on(async {
         let route = route(&args).await?;
-        let timeouts = Timeouts {
-            connect: args.smtp_timeout,
-            conversation: args.smtp_timeout * 3,
-        };
+        let timeouts = args.timeout.timeouts();
         let token_roots = args
             .egress
             .token_roots()
