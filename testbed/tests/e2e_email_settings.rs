@@ -36,7 +36,7 @@ async fn wait_es(
         &format!("EmailSettings {ns}/{name} {t}={status} ({reason})"),
         WAIT,
         || get_es(bed, ns, name),
-        |e| condition_pair(e, t).is_some_and(|(s, r)| s == status && r == reason),
+        |e| condition(e, t).is_some_and(|(s, r)| s == status && r == reason),
     )
     .await
     .expect("exists")
@@ -353,11 +353,6 @@ async fn external_smtp_publishes_only_validated_configurations() {
     drop((server, xoauth2, oauth));
 }
 
-/// `(status, reason)` of a condition of an EmailSettings.
-fn condition_pair(es: &Option<EmailSettings>, t: &str) -> Option<(String, String)> {
-    condition_of(es.as_ref(), t).map(|(s, r, _)| (s, r))
-}
-
 /// How many connection tests the operator ran (one log line each).
 fn connection_tests(log: &std::path::Path) -> usize {
     std::fs::read_to_string(log)
@@ -492,7 +487,7 @@ async fn advanced_smtp_is_ready_once_a_covering_identity_verifies() {
     )
     .await;
     assert_eq!(
-        condition_pair(&Some(waiting.clone()), "Ready"),
+        condition(&Some(waiting.clone()), "Ready"),
         Some(("False".into(), "SenderNotVerified".into()))
     );
     let usage = waiting
@@ -530,11 +525,11 @@ async fn advanced_smtp_is_ready_once_a_covering_identity_verifies() {
 
     let ready = wait_es(&bed, ns, "notifications", "Ready", "True", "Published").await;
     assert_eq!(
-        condition_pair(&Some(ready.clone()), "SenderVerified"),
+        condition(&Some(ready.clone()), "SenderVerified"),
         Some(("True".into(), "SenderCovered".into()))
     );
     assert_eq!(
-        condition_pair(&Some(ready.clone()), "DmarcAligned"),
+        condition(&Some(ready.clone()), "DmarcAligned"),
         Some(("True".into(), "DomainIdentityVerified".into()))
     );
     let usage = ready
@@ -649,7 +644,7 @@ async fn default_delivery_without_a_relay_is_not_configured() {
     )
     .await;
     assert_eq!(
-        condition_pair(&Some(es), "ConnectionVerified"),
+        condition(&Some(es), "ConnectionVerified"),
         Some(("False".into(), "DefaultRelayNotConfigured".into()))
     );
     assert!(
@@ -866,7 +861,7 @@ async fn smtp_hosts_resolve_through_the_dns_server_the_operator_is_given() {
     bed.apply::<EmailSettings>(ns, es).await;
     let ready = wait_es(&bed, ns, "notifications", "Ready", "True", "Published").await;
     assert_eq!(
-        condition_pair(&Some(ready), "ConnectionVerified"),
+        condition(&Some(ready), "ConnectionVerified"),
         Some(("True".into(), "Succeeded".into()))
     );
     let published = secret(&bed, ns, "notifications-smtp")

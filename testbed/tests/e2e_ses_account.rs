@@ -24,14 +24,10 @@ async fn wait_es(bed: &Bed, ns: &str, t: &str, status: &str, reason: &str) -> Em
         &format!("EmailSettings {ns}/notifications {t}={status} ({reason})"),
         WAIT,
         || get_es(bed, ns, "notifications"),
-        |e| condition_pair(e, t).is_some_and(|(s, r)| s == status && r == reason),
+        |e| condition(e, t).is_some_and(|(s, r)| s == status && r == reason),
     )
     .await
     .expect("exists")
-}
-
-fn condition_pair(es: &Option<EmailSettings>, t: &str) -> Option<(String, String)> {
-    condition_of(es.as_ref(), t).map(|(s, r, _)| (s, r))
 }
 
 /// Every SES operation called since the counters were reset, but GetAccount.
@@ -176,7 +172,7 @@ async fn the_account_standing_is_shown_shared_and_followed() {
     .await;
     let stopped = wait_es(&bed, "billing", "Ready", "False", "SesAccountShutDown").await;
     assert_eq!(
-        condition_pair(&Some(stopped.clone()), "Stalled").map(|(_, r)| r),
+        condition(&Some(stopped.clone()), "Stalled").map(|(_, r)| r),
         Some("SesAccountShutDown".to_string())
     );
     let message = condition_of(Some(&stopped), "Ready").expect("Ready").2;

@@ -552,8 +552,9 @@ pub async fn sid(bed: &Bed, ns: &str, name: &str) -> Option<SenderIdentity> {
         .expect("get")
 }
 
-pub fn condition(si: &Option<SenderIdentity>, t: &str) -> Option<(String, String)> {
-    condition_of(si.as_ref(), t).map(|(s, r, _)| (s, r))
+/// `(status, reason)` of a condition of either kind.
+pub fn condition<K: HasConditions>(obj: &Option<K>, t: &str) -> Option<(String, String)> {
+    condition_of(obj.as_ref(), t).map(|(s, r, _)| (s, r))
 }
 
 /// Our kinds, whose status carries conditions.
