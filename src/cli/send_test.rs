@@ -143,12 +143,6 @@ fn render(t: &TestMessage) -> String {
     out
 }
 
-fn strings(data: BTreeMap<String, Vec<u8>>) -> BTreeMap<String, String> {
-    data.into_iter()
-        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
-        .collect()
-}
-
 fn read_file(path: &PathBuf) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
@@ -166,22 +160,14 @@ async fn route(args: &SendTestArgs) -> Result<Route, String> {
             .iter()
             .find(|d| d.object["kind"] == "Secret")
             .ok_or_else(|| format!("{} holds no Secret", path.display()))?;
-        let secret: Secret = serde_json::from_value(doc.object.clone())
+        let mut secret: Secret = serde_json::from_value(doc.object.clone())
             .map_err(|e| format!("{}: {e}", path.display()))?;
-        let (namespace, name) = (
-            secret
-                .metadata
-                .namespace
-                .clone()
-                .unwrap_or("default".into()),
-            secret.metadata.name.clone().unwrap_or_default(),
-        );
-        let data = plan::check_smtp::secret_data(&docs, &namespace, &name).unwrap_or_default();
-        let mut secret = secret;
-        secret.data = Some(
-            data.into_iter()
-                .map(|(k, v)| (k, k8s_openapi::ByteString(v)))
-                .collect(),
+        // stringData wins over data, as on the API server.
+        let written = secret.string_data.take().unwrap_or_default();
+        secret.data.get_or_insert_default().extend(
+            written
+                .into_iter()
+                .map(|(k, v)| (k, k8s_openapi::ByteString(v.into_bytes()))),
         );
         return published_route(&secret, ca);
     }
@@ -209,36 +195,28 @@ async fn read_secret(
 
 /// Through a published Secret: its keys as an application reads them.
 fn published_route(secret: &Secret, ca: Option<Vec<u8>>) -> Result<Route, String> {
-    use email_operator::controller::email_settings::publish::{
-        SETTINGS_LABEL, VALIDATED_GENERATION,
-    };
+    use email_operator::controller::email_settings::publish::{Published, SETTINGS_LABEL};
     let namespace = secret
         .metadata
         .namespace
         .clone()
         .unwrap_or("default".into());
     let name = secret.metadata.name.clone().unwrap_or_default();
-    let annotations = secret.metadata.annotations.clone().unwrap_or_default();
-    let data = strings(
-        secret
-            .data
-            .iter()
-            .flatten()
-            .map(|(k, v)| (k.clone(), v.0.clone()))
-            .collect(),
-    );
-    let prepared = target::published(&data, ca, false)
+    // Read as the operator reads what it published: the data and the validated generation.
+    let published = Published::of(secret);
+    let prepared = target::published(&published.data, ca, false)
         .map_err(|why| format!("Secret {namespace}/{name} {why}"))?;
     Ok(Route {
         prepared,
-        generation: annotations
-            .get(VALIDATED_GENERATION)
-            .and_then(|g| g.parse().ok()),
-        settings: annotations
-            .get(SETTINGS_LABEL)
+        generation: published.generation,
+        settings: secret
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(SETTINGS_LABEL))
             .cloned()
             .unwrap_or_else(|| name.clone()),
-        data,
+        data: published.data,
         namespace,
         secret: name,
     })

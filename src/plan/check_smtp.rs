@@ -29,31 +29,6 @@ impl SecretSource for ManifestSecrets<'_> {
     }
 }
 
-/// The keys of the Secret manifest `namespace/name` among `docs` (`data` decoded, `stringData`
-/// winning), or None when no such manifest is there.
-pub fn secret_data(
-    docs: &[Document],
-    namespace: &str,
-    name: &str,
-) -> Option<std::collections::BTreeMap<String, Vec<u8>>> {
-    let all = secrets(docs);
-    let keys: std::collections::BTreeMap<String, Vec<u8>> = all
-        .into_iter()
-        .filter(|((ns, n, _), _)| ns == namespace && n == name)
-        .map(|((_, _, k), v)| (k, v))
-        .collect();
-    let present = docs.iter().any(|d| {
-        d.object["apiVersion"] == "v1"
-            && d.object["kind"] == "Secret"
-            && d.object["metadata"]["name"] == name
-            && d.object["metadata"]["namespace"]
-                .as_str()
-                .unwrap_or("default")
-                == namespace
-    });
-    present.then_some(keys)
-}
-
 /// What the connection test of `es` (in `namespace`) would use, with its Secrets read from the
 /// manifests among `docs`; None for `delivery: Default` (the operator's relay).
 pub fn manifest_target(
