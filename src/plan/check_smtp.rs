@@ -129,7 +129,7 @@ pub async fn check(
                             o.duration.as_millis()
                         )
                     })
-                    .map_err(|f| (f.reason(), f.condition_message())),
+                    .map_err(|f| (f.reason(), f.condition_message(es.spec.delivery))),
             };
             (i, Some(outcome))
         });

@@ -4,6 +4,7 @@
 //! SMTP reply codes and certificate problems only.
 
 use crate::crd::conditions::reasons;
+use crate::crd::email_settings::Delivery;
 
 /// Why a connection test failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -50,8 +51,18 @@ impl Failure {
         }
     }
 
-    /// What to do about it.
-    pub fn action(&self) -> &'static str {
+    /// What to do about it, for a tenant whose mail leaves by `delivery`: the source's table
+    /// for an external server (its fields named); for SES and the default relay, what that
+    /// tenant has to check instead (there is no `externalSmtp` to correct).
+    pub fn action(&self, delivery: Delivery) -> &'static str {
+        match delivery {
+            Delivery::ExternalSmtp => self.external_action(),
+            Delivery::AdvancedSmtp => self.ses_action(),
+            Delivery::Default => self.relay_action(),
+        }
+    }
+
+    fn external_action(&self) -> &'static str {
         match self {
             Self::UnknownHost(_) => "Check that externalSmtp.host is correct.",
             Self::ConnectFailed(_) => {
@@ -77,6 +88,45 @@ impl Failure {
             }
             Self::StartTlsRequired(_) => {
                 "Set externalSmtp.startTls: true: the server offers authentication only on a connection upgraded with STARTTLS."
+            }
+        }
+    }
+
+    /// AdvancedSmtp: the host is the region's SES SMTP endpoint, the credentials come from
+    /// `advancedSmtp.smtpCredentialsSecretRef`.
+    fn ses_action(&self) -> &'static str {
+        match self {
+            Self::UnknownHost(_) | Self::HostNotAllowed(_) => {
+                "Check advancedSmtp.region: it must be a region where SES offers its SMTP interface. If it is, the platform team should check the operator's DNS and --ses-smtp-endpoint."
+            }
+            Self::ConnectFailed(_) | Self::ReadTimeout(_) | Self::TlsUpgradeFailed(_) => {
+                "SES's SMTP endpoint for advancedSmtp.region could not be reached over TLS: the platform team should check the operator's network path to it (port 587). The test is retried automatically."
+            }
+            Self::BadCredentials(_)
+            | Self::AuthenticationFailed(_)
+            | Self::AuthenticationRequired(_) => {
+                "Check the Secret named by advancedSmtp.smtpCredentialsSecretRef: it must hold an active IAM access key (accessKeyId, secretAccessKey) of a user allowed ses:SendRawEmail."
+            }
+            Self::SenderRejected(_) => {
+                "SES refused the from address: verify it, or its domain, with a SenderIdentity of this EmailSettings."
+            }
+            Self::StartTlsRequired(_) => {
+                "SES requires TLS: the platform team should check --ses-smtp-endpoint."
+            }
+        }
+    }
+
+    /// Default delivery: the relay, its host and its credentials are the platform team's.
+    fn relay_action(&self) -> &'static str {
+        match self {
+            Self::SenderRejected(_) => {
+                "The platform's default relay does not accept this from address: use an address it relays for, or ask the platform team to allow it."
+            }
+            Self::ConnectFailed(_) | Self::ReadTimeout(_) => {
+                "The platform's default relay did not answer; the test is retried automatically. If it persists, tell the platform team."
+            }
+            _ => {
+                "The platform's default relay is misconfigured (its host, TLS or credentials): tell the platform team, who set it with --default-relay-secret."
             }
         }
     }
@@ -115,9 +165,9 @@ impl Failure {
         })
     }
 
-    /// The condition message: what happened, the detail, and the action.
-    pub fn condition_message(&self) -> String {
-        format!("{self}. {}", self.action())
+    /// The condition message: what happened, the detail, and the action for `delivery`.
+    pub fn condition_message(&self, delivery: Delivery) -> String {
+        format!("{self}. {}", self.action(delivery))
     }
 
     /// Failures that may pass on their own (worth a sooner retry).
@@ -158,5 +208,60 @@ fn describe_rustls(e: &rustls::Error) -> String {
             "the server's certificate has expired".into()
         }
         other => format!("TLS handshake failed: {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every_failure() -> Vec<Failure> {
+        let d = || "smtp.example.com:587".to_string();
+        vec![
+            Failure::UnknownHost(d()),
+            Failure::ConnectFailed(d()),
+            Failure::HostNotAllowed(d()),
+            Failure::BadCredentials(d()),
+            Failure::AuthenticationFailed(d()),
+            Failure::AuthenticationRequired(d()),
+            Failure::ReadTimeout(d()),
+            Failure::TlsUpgradeFailed(d()),
+            Failure::SenderRejected(d()),
+            Failure::StartTlsRequired(d()),
+        ]
+    }
+
+    /// A tenant using SES or the default relay has no `externalSmtp` to check: the advice
+    /// names what that tenant can act on.
+    #[test]
+    fn the_advice_names_only_fields_the_delivery_has() {
+        for delivery in [Delivery::AdvancedSmtp, Delivery::Default] {
+            for f in every_failure() {
+                let message = f.condition_message(delivery);
+                for field in ["externalSmtp", "socketFactory", "startTls", "tokenUrl"] {
+                    assert!(
+                        !message.contains(field),
+                        "{delivery:?} {}: {message}",
+                        f.reason()
+                    );
+                }
+            }
+        }
+        let ses = Failure::BadCredentials(String::new()).condition_message(Delivery::AdvancedSmtp);
+        assert!(ses.contains("smtpCredentialsSecretRef"), "{ses}");
+        let relay = Failure::UnknownHost(String::new()).condition_message(Delivery::Default);
+        assert!(relay.contains("platform team"), "{relay}");
+    }
+
+    /// With an external server the advice is the source's table (its fields named).
+    #[test]
+    fn external_smtp_keeps_the_tables_advice() {
+        let unknown = Failure::UnknownHost("x".into()).condition_message(Delivery::ExternalSmtp);
+        assert_eq!(
+            unknown,
+            "Unknown SMTP host: x. Check that externalSmtp.host is correct."
+        );
+        let tls = Failure::TlsUpgradeFailed("x".into()).condition_message(Delivery::ExternalSmtp);
+        assert!(tls.contains("socketFactory.port"), "{tls}");
     }
 }

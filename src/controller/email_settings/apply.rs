@@ -76,7 +76,7 @@ pub async fn send_test<B: Backends>(
                 let origin = test_message::Origin::annotation(namespace, &name);
                 let letter = test_message::letter(&origin, &via, &recipient, now, &nonce());
                 let result = ctx.backends.tester().send(&prepared, &letter).await;
-                test_message::outcome(&recipient, now, &via, &result)
+                test_message::outcome(es.spec.delivery, &recipient, now, &via, &result)
             }
         }
     };

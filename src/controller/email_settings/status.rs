@@ -350,7 +350,10 @@ fn connection(
                 failures: Some(*failures),
                 inputs: i.inputs.map(str::to_string),
             });
-            let message = format!("{} Next test at {due}.", failure.condition_message());
+            let message = format!(
+                "{} Next test at {due}.",
+                failure.condition_message(i.es.spec.delivery)
+            );
             let c = cond(i, t, false, failure.reason(), with_hints(message, i.hints));
             let progress = if failure.is_transient() {
                 Progress::Reconciling

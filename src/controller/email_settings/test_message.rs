@@ -6,7 +6,7 @@
 use crate::controller::SEND_TEST_ANNOTATION;
 use crate::crd::EmailSettings;
 use crate::crd::conditions::reasons;
-use crate::crd::email_settings::{EmailSettingsStatus, TestMessage};
+use crate::crd::email_settings::{Delivery, EmailSettingsStatus, TestMessage};
 use crate::smtp::{Failure, Letter, Sent};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -137,6 +137,7 @@ pub fn not_sent(
 
 /// The outcome of a message sent (or of a connection that failed before it).
 pub fn outcome(
+    delivery: Delivery,
     recipient: &str,
     now: Timestamp,
     via: &Via,
@@ -152,7 +153,7 @@ pub fn outcome(
             None,
             format!(
                 "no server took the message: {}",
-                f.condition_message().trim_end_matches('.')
+                f.condition_message(delivery).trim_end_matches('.')
             ),
         ),
         Ok(sent) if sent.accepted() => {

@@ -3,6 +3,7 @@ use super::publish::{self, Published};
 use super::settings_for_secret;
 use super::status::{self, Inputs, Problem, Test};
 use crate::crd::conditions::{reasons, types};
+use crate::crd::email_settings::Delivery;
 use crate::crd::{EmailSettings, EmailSettingsStatus, SenderIdentity};
 use crate::smtp::target::{Prepared, default_relay};
 use crate::smtp::{Auth, ConnectionPath, Failure, Outcome, Secret as Pw, Target};
@@ -1085,8 +1086,9 @@ fn a_test_message_outcome_says_which_check_refused_it_and_what_to_do() {
             text: text.into(),
         })
     };
-    let outcome =
-        |to: &str, r: Result<Sent, Failure>| super::test_message::outcome(to, at(0), &via, &r);
+    let outcome = |to: &str, r: Result<Sent, Failure>| {
+        super::test_message::outcome(Delivery::AdvancedSmtp, to, at(0), &via, &r)
+    };
 
     let accepted = outcome(
         "bounce@simulator.amazonses.com",
