@@ -53,6 +53,10 @@ pub struct SendTestArgs {
 /// What to send through, and who it is for (namespace, EmailSettings name, Secret name).
 struct Route {
     prepared: Prepared,
+    /// How the EmailSettings' mail leaves, for the advice on a failure: known from manifests;
+    /// for a published Secret, SES when it names an SES SMTP endpoint, else the external
+    /// server's advice (whoever runs this on a Secret can check what it names).
+    delivery: Delivery,
     data: BTreeMap<String, String>,
     generation: Option<i64>,
     namespace: String,
@@ -116,7 +120,7 @@ async fn send(to: &str, route: &Route, tester: &Tester) -> TestMessage {
     let nonce = format!("{}-cli", now.as_millisecond());
     let letter = test_message::letter(&origin, &via, to, now, &nonce);
     let result = tester.send(&route.prepared, &letter).await;
-    test_message::outcome(to, now, &via, &result)
+    test_message::outcome(route.delivery, to, now, &via, &result)
 }
 
 fn render(t: &TestMessage) -> String {
@@ -206,7 +210,14 @@ fn published_route(secret: &Secret, ca: Option<Vec<u8>>) -> Result<Route, String
     let published = Published::of(secret);
     let prepared = target::published(&published.data, ca, false)
         .map_err(|why| format!("Secret {namespace}/{name} {why}"))?;
+    let ses_host = prepared.target.host.starts_with("email-smtp.")
+        && prepared.target.host.ends_with(".amazonaws.com");
     Ok(Route {
+        delivery: if ses_host {
+            Delivery::AdvancedSmtp
+        } else {
+            Delivery::ExternalSmtp
+        },
         prepared,
         generation: published.generation,
         settings: secret
@@ -296,6 +307,7 @@ fn manifest_route(args: &SendTestArgs, ca: Option<Vec<u8>>) -> Result<Route, Str
         data.insert("configurationSet".into(), set);
     }
     Ok(Route {
+        delivery: es.spec.delivery,
         prepared,
         generation: es.metadata.generation,
         data,
