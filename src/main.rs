@@ -48,8 +48,9 @@ enum Command {
         timeout: SmtpTimeoutArgs,
         #[command(flatten)]
         ses_smtp: SesSmtpArgs,
+        // Boxed: the egress flags (with --connect-to and the CA files) are most of the variant.
         #[command(flatten)]
-        egress: EgressArgs,
+        egress: Box<EgressArgs>,
         /// The namespace whose SenderPolicies the operator honours (its own).
         #[arg(long, default_value = "email-system")]
         policy_namespace: String,
@@ -129,14 +130,17 @@ fn main() -> ExitCode {
                 let timeouts = timeout.timeouts();
                 let checked = ses_smtp
                     .endpoint()
-                    .and_then(|endpoint| Ok((endpoint, egress.token_roots()?)))
+                    .and_then(|endpoint| {
+                        Ok((endpoint, egress.token_roots()?, egress.smtp_roots()?))
+                    })
                     .map_err(|(path, e)| format!("cannot read {path}: {e}"))
-                    .and_then(|(endpoint, token_roots)| {
+                    .and_then(|(endpoint, token_roots, smtp_roots)| {
                         let tester = email_operator::smtp::Tester::new(
                             timeouts,
                             egress.egress(),
                             token_roots.as_deref(),
-                        )?;
+                        )?
+                        .with_smtp_roots(smtp_roots.as_deref())?;
                         tokio::runtime::Runtime::new()
                             .map_err(|e| format!("cannot start the runtime: {e}"))?
                             .block_on(plan::check_smtp::check(

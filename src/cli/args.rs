@@ -65,11 +65,37 @@ pub struct EgressArgs {
     /// platform's internal identity provider).
     #[arg(long)]
     oauth2_ca_file: Option<PathBuf>,
+    /// PEM CA certificates trusted for SMTP servers besides the web PKI (a company's private
+    /// PKI); a server with its own caBundleSecretRef (or a default relay with caBundle) trusts
+    /// only that bundle.
+    #[arg(long)]
+    smtp_ca_file: Option<PathBuf>,
+    /// Connect to ADDR:PORT whenever a connection test (or an OAuth 2.0 token request) is meant
+    /// for HOST:PORT, as curl's option of the same name: for an egress proxy or port-forward in
+    /// front of a relay. TLS still verifies the certificate against HOST, and status and the
+    /// published Secret still say HOST:PORT. Empty HOST or first PORT: any; empty ADDR: HOST,
+    /// resolved as usual; empty second PORT: the same. IPv6 in brackets. The egress rules
+    /// apply to the address connected to. Repeat the flag; the first matching rule applies.
+    #[arg(long, value_name = "HOST:PORT:ADDR:PORT", value_parser = email_operator::smtp::connect_to::ConnectTo::parse)]
+    connect_to: Vec<email_operator::smtp::connect_to::ConnectTo>,
 }
 
 impl EgressArgs {
+    /// The egress rules and the `--connect-to` routes.
     pub fn egress(&self) -> email_operator::smtp::Egress {
         email_operator::smtp::Egress::new(self.egress_deny.clone(), self.egress_allow.clone())
+            .with_connect_to(self.connect_to.clone())
+    }
+
+    /// The SMTP servers' extra roots (`--smtp-ca-file`); `Err((path, error))` when the file
+    /// cannot be read.
+    pub fn smtp_roots(&self) -> Result<Option<Vec<u8>>, (String, std::io::Error)> {
+        match &self.smtp_ca_file {
+            Some(path) => std::fs::read(path)
+                .map(Some)
+                .map_err(|e| (path.display().to_string(), e)),
+            None => Ok(None),
+        }
     }
 
     /// The token endpoints' extra roots; `Err((path, error))` when the file cannot be read.

@@ -363,11 +363,17 @@ async fn serve(args: &RunArgs, config: Config) -> Result<(), RunError> {
     let client = client(args.kubeconfig.as_ref()).await?;
     let dns = email_operator::dns::lookup::HickoryLookup::new(args.recheck.dns_server)
         .map_err(RunError::Dns)?;
+    let smtp_roots = args
+        .smtp
+        .egress
+        .smtp_roots()
+        .map_err(|(path, source)| RunError::CaFile { path, source })?;
     let tester = email_operator::smtp::Tester::new(
         config.smtp.timeouts,
         config.smtp.egress.clone(),
         config.smtp.token_roots.as_deref(),
     )
+    .and_then(|t| t.with_smtp_roots(smtp_roots.as_deref()))
     .map_err(RunError::Tester)?;
     let backends = controller::Live::new(config.ses.clone(), &config.cluster_id, dns, tester);
     let addr = args.metrics.metrics_addr;

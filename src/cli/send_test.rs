@@ -77,7 +77,12 @@ pub fn run(args: SendTestArgs) -> ExitCode {
             .egress
             .token_roots()
             .map_err(|(path, e)| format!("cannot read {path}: {e}"))?;
-        let tester = Tester::new(timeouts, args.egress.egress(), token_roots.as_deref())?;
+        let smtp_roots = args
+            .egress
+            .smtp_roots()
+            .map_err(|(path, e)| format!("cannot read {path}: {e}"))?;
+        let tester = Tester::new(timeouts, args.egress.egress(), token_roots.as_deref())?
+            .with_smtp_roots(smtp_roots.as_deref())?;
         Ok::<_, String>(send(&args.to, &route, &tester).await)
     });
     match sent {

@@ -9,8 +9,12 @@
 //! (100.64/10), benchmarking, multicast and reserved ranges, and whatever the platform adds
 //! (`--egress-deny`, e.g. the cluster's pod and service ranges). Allowed despite that: what the
 //! platform names (`--egress-allow`, e.g. an internal relay), optionally on one port only.
+//!
+//! The platform's `--connect-to` routes ([`super::connect_to`]) decide which address and port a
+//! connection to a host goes to; the address actually connected to is the one checked.
 
 use super::Failure;
+use super::connect_to::{self, ConnectTo};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -160,6 +164,8 @@ pub struct Egress {
     allowed: Vec<Allowed>,
     /// Where host names are resolved (`--dns-server`); None: the system's resolver.
     dns_server: Option<SocketAddr>,
+    /// The platform's `--connect-to` routes, first match wins.
+    connect_to: Vec<ConnectTo>,
 }
 
 impl Default for Egress {
@@ -180,6 +186,7 @@ impl Egress {
             denied,
             allowed: allow,
             dns_server: None,
+            connect_to: vec![],
         }
     }
 
@@ -188,6 +195,58 @@ impl Egress {
     pub fn with_dns_server(mut self, server: Option<SocketAddr>) -> Self {
         self.dns_server = server;
         self
+    }
+
+    /// Sends connections through `rules` (the operator's `--connect-to`): a connection meant
+    /// for a host and port goes to the first matching rule's address and port instead.
+    pub fn with_connect_to(mut self, rules: Vec<ConnectTo>) -> Self {
+        self.connect_to = rules;
+        self
+    }
+
+    /// Where a connection to `host:port` goes: the first matching `--connect-to` rule's address
+    /// and port, else `host:port` itself.
+    pub fn route<'a>(&'a self, host: &'a str, port: u16) -> (&'a str, u16) {
+        connect_to::route(&self.connect_to, host, port)
+    }
+
+    /// The addresses a connection to `host:port` may go to: [`Egress::route`]d, resolved
+    /// ([`Egress::lookup`]) and checked ([`Egress::addresses`]) — by these rules when the host
+    /// is a tenant's (`restricted`), by none when the platform configured it. A name that does
+    /// not resolve is `UnknownHost` for `host`, whatever it was routed to.
+    pub async fn connect_addresses(
+        &self,
+        host: &str,
+        port: u16,
+        restricted: bool,
+        within: Duration,
+    ) -> Result<Vec<SocketAddr>, Failure> {
+        let (to_host, to_port) = self.route(host, port);
+        let ips = self.lookup(to_host, within).await.map_err(|e| match e {
+            Failure::UnknownHost(_) if to_host != host => {
+                Failure::UnknownHost(format!("{host} cannot be resolved"))
+            }
+            other => other,
+        })?;
+        if (to_host, to_port) != (host, port) {
+            tracing::debug!(
+                host,
+                port,
+                to_host,
+                to_port,
+                "connection routed by --connect-to"
+            );
+        }
+        let checked = if restricted {
+            self.addresses(host, &ips, to_port)
+        } else {
+            Egress::unrestricted().addresses(host, &ips, to_port)
+        };
+        // The tenant reads the host and port it wrote, not where the route leads.
+        checked.map_err(|e| match e {
+            Failure::HostNotAllowed(_) => Failure::HostNotAllowed(format!("{host}:{port}")),
+            other => other,
+        })
     }
 
     /// Whether a tenant's connection may go to `addr`.
@@ -267,6 +326,7 @@ impl Egress {
             denied: vec![],
             allowed: vec![],
             dns_server: None,
+            connect_to: vec![],
         }
     }
 }

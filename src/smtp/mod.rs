@@ -4,8 +4,10 @@
 //!
 //! [`Prober`] is the seam the controller and `plan --check-smtp` use; [`SmtpProber`] is the
 //! real implementation (the operator's own bounded SMTP client, [`session`]), tested against
-//! real servers. Where a tenant's test may connect is [`egress`]'s business.
+//! real servers. Where a tenant's test may connect is [`egress`]'s business, and where a
+//! connection to a host actually goes (the platform's `--connect-to`) is [`connect_to`]'s.
 
+pub mod connect_to;
 pub mod egress;
 mod failure;
 mod hints;
@@ -75,7 +77,8 @@ pub struct Target {
     pub auth: Option<Auth>,
     /// The envelope sender tried with `MAIL FROM`.
     pub from: String,
-    /// PEM roots that replace the web PKI roots (a private relay's CA).
+    /// PEM roots that replace the web PKI roots and the platform's `--smtp-ca-file` (a private
+    /// relay's CA).
     pub ca_bundle_pem: Option<Vec<u8>>,
     /// The host (and token URL) come from the tenant: connections go only where
     /// [`Egress`] lets them. False for what the platform configured (the default relay, the
@@ -230,6 +233,15 @@ impl Tester {
             tokens: oauth2::TokenSource::new(timeouts.conversation, egress.clone(), token_roots)?,
             prober: SmtpProber::new(timeouts, egress),
         })
+    }
+
+    /// Also trusts the PEM roots `pem` (`--smtp-ca-file`: a company's private CA) for SMTP
+    /// servers without a CA bundle of their own; None changes nothing.
+    pub fn with_smtp_roots(mut self, pem: Option<&[u8]>) -> Result<Self, String> {
+        if let Some(pem) = pem {
+            self.prober = self.prober.with_platform_roots(pem)?;
+        }
+        Ok(self)
     }
 }
 

@@ -152,16 +152,15 @@ impl TokenSource {
             .trim_end_matches(']')
             .to_string();
         let port = uri.port_u16().unwrap_or(443);
-        let ips = self
+        // Routed by `--connect-to`; the TLS name and the Host header stay the URL's.
+        let addrs = self
             .egress
-            .lookup(&host, self.timeout)
+            .connect_addresses(&host, port, restricted, self.timeout)
             .await
-            .map_err(|_| failed(format!("{host} cannot be resolved")))?;
-        let addrs = if restricted {
-            self.egress.addresses(&host, &ips, port)?
-        } else {
-            Egress::unrestricted().addresses(&host, &ips, port)?
-        };
+            .map_err(|e| match e {
+                Failure::UnknownHost(_) => failed(format!("{host} cannot be resolved")),
+                other => other,
+            })?;
         let mut tcp = None;
         for addr in &addrs {
             match TcpStream::connect(addr).await {

@@ -1,6 +1,8 @@
 //! The real connection test over sockets, with the operator's own SMTP client
-//! ([`super::session`]): resolve the host, check where it may go ([`Egress`], for a host the
-//! tenant wrote), connect to a checked address, implicit TLS or STARTTLS, AUTH, MAIL FROM.
+//! ([`super::session`]): resolve the host (or where `--connect-to` routes it), check where it
+//! may go ([`Egress`], for a host the tenant wrote), connect to a checked address, implicit TLS
+//! or STARTTLS (the certificate verified against the host, with the web PKI and the platform's
+//! `--smtp-ca-file` roots unless the target brings its own), AUTH, MAIL FROM.
 //! The whole test runs under one deadline — every address, the fallback and every reply — so a
 //! server that stalls costs a bounded time; at most [`super::egress::MAX_ADDRESSES`] addresses
 //! are tried.
@@ -29,11 +31,37 @@ pub struct SmtpProber {
     pub timeouts: Timeouts,
     /// Where a host the tenant wrote may go.
     pub egress: Egress,
+    /// The platform's CA roots (`--smtp-ca-file`), trusted besides the web PKI for servers
+    /// without a CA bundle of their own.
+    pub platform_roots: Vec<CertificateDer<'static>>,
 }
 
 impl SmtpProber {
     pub fn new(timeouts: Timeouts, egress: Egress) -> Self {
-        Self { timeouts, egress }
+        Self {
+            timeouts,
+            egress,
+            platform_roots: vec![],
+        }
+    }
+
+    /// Also trusts the PEM certificates in `pem` (a company's private CA) for servers whose
+    /// target has no CA bundle of its own; a target's bundle still replaces every other root.
+    pub fn with_platform_roots(mut self, pem: &[u8]) -> Result<Self, String> {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("the SMTP servers' CA file: {e}"))?;
+        if certs.is_empty() {
+            return Err("the SMTP servers' CA file holds no PEM certificates".into());
+        }
+        let mut check = rustls::RootCertStore::empty();
+        for cert in &certs {
+            check
+                .add(cert.clone())
+                .map_err(|e| format!("the SMTP servers' CA file: {e}"))?;
+        }
+        self.platform_roots = certs;
+        Ok(self)
     }
 
     /// The whole test's time: the connect bound and the conversation's.
@@ -140,23 +168,15 @@ impl SmtpProber {
         letter: Option<&Letter>,
         deadline: Deadline,
     ) -> Result<(Done, u16), Failure> {
-        let ips = self
-            .egress
-            .lookup(&target.host, self.timeouts.connect)
-            .await?;
-        let unrestricted = Egress::unrestricted();
-        let egress = if target.restricted {
-            &self.egress
-        } else {
-            &unrestricted
-        };
-        let attempt = |port: u16, mode: Mode| {
-            let ips = &ips;
-            async move {
-                let addrs = egress.addresses(&target.host, ips, port)?;
-                self.attempt(target, &addrs, port, mode, letter, deadline)
-                    .await
-            }
+        // Each port is routed (`--connect-to`), resolved and checked on its own: a route may
+        // send the implicit-TLS port and the plain one to different places.
+        let attempt = |port: u16, mode: Mode| async move {
+            let addrs = self
+                .egress
+                .connect_addresses(&target.host, port, target.restricted, self.timeouts.connect)
+                .await?;
+            self.attempt(target, &addrs, port, mode, letter, deadline)
+                .await
         };
         let Some(tls) = target.implicit_tls else {
             return attempt(target.port, plain_mode(target))
@@ -205,7 +225,7 @@ impl SmtpProber {
         let read_timeout =
             |what: &str| Failure::ReadTimeout(format!("{host}:{port} did not {what} in time"));
         let conn = if mode == Mode::Implicit {
-            match timeout_at(deadline, tls_connect(target, tcp)).await {
+            match timeout_at(deadline, tls_connect(target, &self.platform_roots, tcp)).await {
                 Err(_) => return Err(read_timeout("complete the TLS handshake")),
                 Ok(Err(e)) => return Err(tls_failure(host, port, e)),
                 Ok(Ok(tls)) => Conn::Tls(Box::new(tls)),
@@ -269,7 +289,7 @@ impl SmtpProber {
                 }
                 Ok(Ok(Ok(tcp))) => tcp,
             };
-            s = match timeout_at(deadline, tls_connect(target, tcp)).await {
+            s = match timeout_at(deadline, tls_connect(target, &self.platform_roots, tcp)).await {
                 Err(_) => return Err(read_timeout("complete STARTTLS")),
                 Ok(Err(e)) => return Err(tls_failure(host, port, e)),
                 Ok(Ok(tls)) => Session::new(Conn::Tls(Box::new(tls))),
@@ -433,9 +453,10 @@ async fn connect(
 
 async fn tls_connect(
     target: &Target,
+    platform_roots: &[CertificateDer<'static>],
     tcp: TcpStream,
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, TlsError> {
-    let config = client_config(target).map_err(TlsError::Config)?;
+    let config = client_config(target, platform_roots).map_err(TlsError::Config)?;
     let name = match target.host.parse::<IpAddr>() {
         Ok(ip) => ServerName::IpAddress(ip.into()),
         Err(_) => ServerName::try_from(target.host.clone()).map_err(|_| {
@@ -482,8 +503,12 @@ fn pem_roots(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Failure> {
     Ok(certs)
 }
 
-/// rustls configuration: the CA bundle when given, else the web PKI roots.
-fn client_config(target: &Target) -> Result<rustls::ClientConfig, Failure> {
+/// rustls configuration: the target's CA bundle when given, else the web PKI roots and the
+/// platform's.
+fn client_config(
+    target: &Target,
+    platform_roots: &[CertificateDer<'static>],
+) -> Result<rustls::ClientConfig, Failure> {
     let mut roots = rustls::RootCertStore::empty();
     match &target.ca_bundle_pem {
         Some(pem) => {
@@ -495,7 +520,11 @@ fn client_config(target: &Target) -> Result<rustls::ClientConfig, Failure> {
                 })?;
             }
         }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        None => {
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            // Checked when they were read (`with_platform_roots`).
+            roots.add_parsable_certificates(platform_roots.iter().cloned());
+        }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)

@@ -5,8 +5,10 @@
 //! * [`dns`] — an authoritative DNS server serving a zone the test bed edits.
 //! * [`ses`] — an SES v2 stand-in (restJson1) whose verification is driven by real DNS.
 //! * [`sts`] — an STS stand-in (GetCallerIdentity, AssumeRole) for the AWS clients' accounts.
-//! * [`control`] — the HTTP/JSON control API over DNS, clock and SES (see the README, "Control API").
-//! * [`demo`] — `testbed demo`: everything up, examples applied, the real operator run.
+//! * [`control`] — the HTTP/JSON control API over DNS, clock and SES (see docs/testing/aws-stand-ins.md, "Control API").
+//! * [`mail`] — SMTP servers and an OAuth 2.0 token endpoint for the hosts tenants name.
+//! * [`demo`] — `testbed demo`: everything up, examples applied, the real operator run until
+//!   every example is Ready.
 //! * [`clock`] — the controllable clock behind SES's 72 h / 24 h lifecycle windows.
 //!
 //! Every server binds 127.0.0.1 (ephemeral port unless told otherwise) and is started both by
@@ -21,5 +23,6 @@ pub mod clock;
 pub mod control;
 pub mod demo;
 pub mod dns;
+pub mod mail;
 pub mod ses;
 pub mod sts;

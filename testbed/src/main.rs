@@ -24,7 +24,9 @@ struct Cli {
 enum Command {
     /// Start the stand-in servers, write DIR/kubeconfig, print `ready`, run until killed.
     Up(UpArgs),
-    /// Bring everything up, apply examples/, run the real `email-operator run` against it.
+    /// Bring everything up with the examples' mail servers, apply examples/, run the real
+    /// `email-operator run` against it until every example is Ready (exit 0) or not in time
+    /// (exit 1, naming what is stuck and why).
     Demo(DemoArgs),
     /// Measure the real operator on the test bed: latency to records and Ready, SES calls
     /// (against a per-identity polling baseline), memory, CPU and Kubernetes API requests.
@@ -152,7 +154,8 @@ fn parse_namespaced(s: &str) -> Result<(String, String), String> {
 
 #[derive(Args)]
 struct DemoArgs {
-    /// Directory for kubeconfig and env (default: a fresh directory under the temp dir).
+    /// Directory for kubeconfig, env, the CA files and the operator's log (default: a fresh
+    /// directory under the temp dir).
     #[arg(long)]
     dir: Option<PathBuf>,
     /// CustomResourceDefinitions to install.
@@ -161,12 +164,35 @@ struct DemoArgs {
     /// Manifests to apply.
     #[arg(long, default_value = "examples")]
     examples: PathBuf,
-    /// The operator binary (default: `email-operator` next to `testbed`, then on PATH).
+    /// The operator binary (default: through `cargo run`, `email-operator` built next to
+    /// `testbed`; otherwise the one next to `testbed`, then on PATH).
     #[arg(long)]
     operator: Option<PathBuf>,
     /// SES region the operator is given.
     #[arg(long, default_value = "us-east-1")]
     region: String,
+    /// How long every example EmailSettings and SenderIdentity may take to be Ready, from the
+    /// operator's start: seconds, or a number with s or m (90s, 3m).
+    #[arg(long, default_value = "180s", value_parser = parse_seconds)]
+    timeout: std::time::Duration,
+    /// After the result, keep everything running (and print how to point kubectl at it) until
+    /// Ctrl-C.
+    #[arg(long)]
+    keep: bool,
+}
+
+/// `90`, `90s` or `3m`.
+fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = match s.strip_suffix('m') {
+        Some(n) => (n, 60),
+        None => (s.strip_suffix('s').unwrap_or(s), 1),
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .map(|n| std::time::Duration::from_secs(n * unit))
+        .ok_or_else(|| format!("{s:?} is not a duration such as 180s or 3m"))
 }
 
 fn main() -> std::process::ExitCode {
@@ -277,6 +303,8 @@ async fn demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
         examples: args.examples,
         operator: args.operator,
         region: args.region,
+        timeout: args.timeout,
+        keep: args.keep,
     };
     Ok(testbed::demo::run(options).await?)
 }

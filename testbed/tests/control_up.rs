@@ -1,6 +1,7 @@
 //! The `testbed` binary: `testbed up` writes a sourceable DIR/env whose endpoints serve, and
 //! `testbed demo` brings everything up, applies the examples and runs (or reports the absence
-//! of) the operator's controllers.
+//! of) the operator's controllers with the flags that reach the demo's servers (the whole
+//! demo with the real operator is `tests/demo.rs`).
 
 mod ses_support;
 
@@ -155,9 +156,8 @@ async fn up_writes_a_sourceable_env_whose_endpoints_serve() {
 }
 
 /// A stand-in operator binary: `run --help` exits with `help_status`; `run` writes the
-/// environment it was given to `DIR/seen-env`, creates a domain identity in SES (as the real
-/// operator would), and exits 0 once the demo has published its DKIM records and SES reports
-/// it verified (1 after 30 s without).
+/// environment and the arguments it was given to `DIR/seen-env` and `DIR/seen-args`, says
+/// something (for the log) and exits 0 at once, as an operator that stops on its own would.
 fn fake_operator(dir: &Path, help_status: i32) -> PathBuf {
     let path = dir.join("fake-operator");
     let script = format!(
@@ -165,14 +165,9 @@ fn fake_operator(dir: &Path, help_status: i32) -> PathBuf {
 if [ "$1" = run ] && [ "$2" = --help ]; then exit {help_status}; fi
 [ "$1" = run ] || exit 2
 env > '{dir}/seen-env'
-curl -sf -X POST "$AWS_ENDPOINT_URL_SESV2/v2/email/identities" -H 'content-type: application/json' \
-  -d '{{"EmailIdentity":"demo.example.com"}}' > /dev/null || exit 1
-i=0
-while [ $i -lt 300 ]; do
-  if curl -sf "$TESTBED_CONTROL/ses/identities" | grep -q '"status":"SUCCESS"'; then exit 0; fi
-  sleep 0.1; i=$((i+1))
-done
-exit 1
+printf '%s\n' "$@" > '{dir}/seen-args'
+echo "fake operator: nothing to do"
+exit 0
 "#,
         dir = dir.display()
     );
@@ -220,8 +215,8 @@ async fn demo_reports_an_operator_that_cannot_run_after_bringing_everything_up()
     );
     assert!(stderr.contains("the operator cannot run"), "{stderr}");
     assert!(stderr.contains("run --help"), "{stderr}");
-    assert!(stdout.contains("test bed up"), "{stdout}");
-    assert!(stdout.contains("applied"), "{stdout}");
+    assert!(stdout.contains("test bed "), "{stdout}");
+    assert!(stdout.contains("applied "), "{stdout}");
     assert!(dir.path().join("bed/env").is_file());
     assert!(
         !dir.path().join("seen-env").exists(),
@@ -230,29 +225,73 @@ async fn demo_reports_an_operator_that_cannot_run_after_bringing_everything_up()
 }
 
 #[tokio::test]
-async fn demo_runs_the_operator_with_the_test_bed_environment() {
+async fn demo_runs_the_operator_against_the_test_bed_and_fails_when_it_stops() {
     let dir = tempfile::tempdir().expect("tempdir");
     let operator = fake_operator(dir.path(), 0);
     let output = run_demo(dir.path(), &operator).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
-    // The demo published the identity's DKIM records and reported its progress.
+    assert!(!output.status.success(), "{stdout}\n{stderr}");
+    // Nothing became Ready: each example is named, and so is why the wait ended.
     assert!(
-        stdout.contains("published the DKIM CNAMEs of demo.example.com"),
+        stdout.contains("8 of 8 example objects are not Ready"),
         "{stdout}"
     );
-    assert!(stdout.contains("demo.example.com: SUCCESS"), "{stdout}");
+    assert!(
+        stdout.contains("EmailSettings billing/notifications: no Ready condition yet"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("email-operator run exited with"),
+        "{stdout}"
+    );
+    // Its output went to the log, not to the terminal.
+    let log = std::fs::read_to_string(dir.path().join("bed/operator.log")).expect("log");
+    assert!(log.contains("fake operator: nothing to do"), "{log}");
+    assert!(!stdout.contains("fake operator: nothing to do"), "{stdout}");
     let seen = std::fs::read_to_string(dir.path().join("seen-env")).expect("operator ran");
     for name in [
         "AWS_ENDPOINT_URL_SESV2=http://127.0.0.1:",
+        "AWS_ENDPOINT_URL_STS=http://127.0.0.1:",
         "AWS_REGION=us-east-1",
-        "KUBECONFIG=",
-        "TESTBED_CONTROL=http://127.0.0.1:",
     ] {
         assert!(
             seen.lines().any(|l| l.starts_with(name)),
             "operator env lacks {name}"
+        );
+    }
+    let args = std::fs::read_to_string(dir.path().join("seen-args")).expect("args");
+    let args: Vec<&str> = args.lines().collect();
+    for flag in [
+        "--kubeconfig",
+        "--dns-server",
+        "--smtp-ca-file",
+        "--oauth2-ca-file",
+        "--egress-allow",
+    ] {
+        assert!(args.contains(&flag), "{flag}: {args:?}");
+    }
+    let after = |flag: &str| -> Vec<&str> {
+        args.windows(2)
+            .filter(|w| w[0] == flag)
+            .map(|w| w[1])
+            .collect()
+    };
+    assert_eq!(
+        after("--default-relay-secret"),
+        ["email-system/default-relay"]
+    );
+    let routes = after("--connect-to");
+    for host in [
+        "smtp.yourcompany.com:587::",
+        "relay.internal.yourcompany.com:465::",
+        "smtp.office365.com:587::",
+        "login.microsoftonline.com:443::",
+        "email-smtp.eu-west-1.amazonaws.com:587::",
+    ] {
+        assert!(
+            routes.iter().any(|r| r.starts_with(host)),
+            "{host}: {routes:?}"
         );
     }
 }

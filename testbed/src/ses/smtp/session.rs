@@ -65,7 +65,8 @@ impl Session {
     }
 }
 
-enum Line {
+/// One command line read, or why there is none.
+pub(crate) enum Line {
     Text(String),
     TooLong,
     Eof,
@@ -133,13 +134,14 @@ fn greeting() -> Reply {
     )
 }
 
-async fn send<S: AsyncWrite + Unpin>(io: &mut S, reply: &Reply) -> io::Result<()> {
+/// Writes one reply and flushes it.
+pub(crate) async fn send<S: AsyncWrite + Unpin>(io: &mut S, reply: &Reply) -> io::Result<()> {
     io.write_all(reply.wire().as_bytes()).await?;
     io.flush().await
 }
 
 /// Reads one line (without its CRLF) within the idle timeout, at most `max` bytes.
-async fn read_line<S: AsyncRead + Unpin>(
+pub(crate) async fn read_line<S: AsyncRead + Unpin>(
     io: &mut BufReader<S>,
     idle: Duration,
     max: usize,
@@ -281,7 +283,8 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-fn b64(text: &str) -> Option<String> {
+/// Base64 text decoded to UTF-8, if it is both.
+pub(crate) fn b64(text: &str) -> Option<String> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text.trim())
         .ok()?;
@@ -387,7 +390,7 @@ async fn auth<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// A plausible mailbox: `local@domain.tld`, no spaces or brackets.
-fn valid_address(address: &str) -> bool {
+pub(crate) fn valid_address(address: &str) -> bool {
     let Some((local, domain)) = address.rsplit_once('@') else {
         return false;
     };
@@ -401,7 +404,7 @@ fn valid_address(address: &str) -> bool {
 }
 
 /// `FROM:<a> params` / `TO:<a> params` → (address, params); SES also takes a bare address.
-fn path<'a>(arg: &'a str, prefix: &str) -> Option<(&'a str, Vec<&'a str>)> {
+pub(crate) fn path<'a>(arg: &'a str, prefix: &str) -> Option<(&'a str, Vec<&'a str>)> {
     let head = arg.get(..prefix.len())?;
     if !head.eq_ignore_ascii_case(prefix) {
         return None;
