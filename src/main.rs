@@ -30,6 +30,9 @@ enum Command {
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
+    /// Print the generated documentation pages — the API reference (from the CRDs) or
+    /// troubleshooting by reason — or write them under --out-dir (the repository's `docs/`).
+    Docs(cli::docs::DocsArgs),
     /// Reconcile manifests offline, for GitOps pipelines: schema, CEL rules, sender policy,
     /// the SES actions the operator would take and the DNS records already knowable.
     ///
@@ -100,6 +103,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Docs(args) => cli::docs::run(args),
         Command::SmtpPassword { region } => smtp_password(&region),
         Command::SendTest(args) => cli::send_test::run(*args),
         Command::Records(args) => cli::records::run(*args),

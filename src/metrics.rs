@@ -295,7 +295,7 @@ mod tests {
     }
 
     #[test]
-    fn every_series_is_documented_in_the_readme_and_every_documented_one_exists() {
+    fn every_series_is_documented_in_the_monitoring_page_and_every_documented_one_exists() {
         ses_request("CreateEmailIdentity", "Success");
         smtp_test("Succeeded");
         METRICS
@@ -337,8 +337,8 @@ mod tests {
             .filter_map(|l| l.split(' ').next())
             .map(|n| n.trim_start_matches("email_operator_").to_string())
             .collect();
-        let readme = include_str!("../README.md");
-        let documented: std::collections::BTreeSet<String> = readme
+        let page = include_str!("../docs/operations/monitoring.md");
+        let documented: std::collections::BTreeSet<String> = page
             .lines()
             .filter_map(|l| l.strip_prefix("| `email_operator_"))
             .filter_map(|l| l.split('`').next())

@@ -38,7 +38,8 @@ pub mod types {
     pub const STALLED: &str = "Stalled";
 }
 
-/// Condition reasons, grouped by where they arise.
+/// Condition reasons, grouped by where they arise. Each has an entry — what it means, what to
+/// do — in [`crate::crd::reason_catalog`]; `tests/docs.rs` fails when one lacks it.
 pub mod reasons {
     // Admission and cross-object policy.
     /// The object does not satisfy its schema or CEL rules.
@@ -101,14 +102,23 @@ pub mod reasons {
     pub const SES_QUOTA_EXCEEDED: &str = "SesQuotaExceeded";
 
     // Connection test (the source's error table, plus SenderRejected).
+    /// The SMTP host name does not resolve.
     pub const UNKNOWN_HOST: &str = "UnknownHost";
+    /// The TCP connection was refused, filtered or not answered in time.
     pub const CONNECT_FAILED: &str = "ConnectFailed";
+    /// The host resolves only to addresses tenants' tests may not reach (egress rules).
     pub const HOST_NOT_ALLOWED: &str = "HostNotAllowed";
+    /// The server refused the username and password (535).
     pub const BAD_CREDENTIALS: &str = "BadCredentials";
+    /// Authentication failed otherwise, e.g. the OAuth 2.0 token was refused or unobtainable.
     pub const AUTHENTICATION_FAILED: &str = "AuthenticationFailed";
+    /// The server accepts mail only from authenticated clients (530).
     pub const AUTHENTICATION_REQUIRED: &str = "AuthenticationRequired";
+    /// Connected, but the server did not answer in time.
     pub const READ_TIMEOUT: &str = "ReadTimeout";
+    /// STARTTLS or the TLS handshake failed.
     pub const TLS_UPGRADE_FAILED: &str = "TlsUpgradeFailed";
+    /// The server refused `MAIL FROM` (relay not enabled for the from address).
     pub const SENDER_REJECTED: &str = "SenderRejected";
     /// The server authenticates only after STARTTLS, and `startTls` is false.
     pub const START_TLS_REQUIRED: &str = "StartTlsRequired";
@@ -128,6 +138,9 @@ pub mod reasons {
     pub const PENDING: &str = "Pending";
     /// SES lost sight of the records for a while.
     pub const TEMPORARY_FAILURE: &str = "TemporaryFailure";
+    /// SES gave up verifying (72 h for a domain's records, 24 h for an email's link); it stays
+    /// failed until retried. Written from SES's own status (`VerificationStatus::shown`).
+    pub const FAILED: &str = "Failed";
     /// SES has not started checking.
     pub const NOT_STARTED: &str = "NotStarted";
     /// DKIM of an email identity: signed with its domain's keys only when that is verified.

@@ -6,6 +6,8 @@
 
 pub mod conditions;
 pub mod email_settings;
+pub mod reason_catalog;
+pub mod reference;
 pub mod sender_identity;
 pub mod sender_policy;
 

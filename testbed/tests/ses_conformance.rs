@@ -1,6 +1,6 @@
 //! The SES and STS stand-ins refuse what the real services refuse, through the real AWS SDKs:
 //! each documented constraint accepted at its limit and refused past it with SES's error code,
-//! HTTP status and message. The README's conformance table names these tests.
+//! HTTP status and message. The conformance table (docs/testing/conformance.md) names these tests.
 
 mod ses_support;
 

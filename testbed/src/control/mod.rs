@@ -1,6 +1,6 @@
 //! The test bed's control API: HTTP/JSON on 127.0.0.1 for what tests, benchmarks and demos
 //! need to change or observe — DNS records, the stand-in clock, SES faults and counters, SES
-//! identities, the outbox, and "clicking" email verification links. See the README, "Control API".
+//! identities, the outbox, and "clicking" email verification links. See docs/testing/aws-stand-ins.md, "Control API".
 //!
 //! [`AwsTestbed`] starts DNS, SES and this API together, wired to one zone and one clock.
 

@@ -442,7 +442,7 @@ fn resource(ctx: &Ctx, p: ResourcePath) -> ApiResult<Reply> {
     let opts = ctx.write_opts();
     let m = &ctx.method;
     if rt.view_of.is_some() && !matches!(*m, Method::GET | Method::DELETE) {
-        // A simplification (README): the core/v1 view of events.k8s.io/v1 Events is read (and
+        // A simplification (docs/testing/kubernetes-stand-in.md): the core/v1 view of events.k8s.io/v1 Events is read (and
         // deleted) here; writes go through events.k8s.io/v1, as the operator's do.
         return Err(ApiError::method_not_allowed(format!(
             "the test bed serves {} {} read-only; write them through events.k8s.io/v1",
