@@ -170,6 +170,24 @@ impl Failure {
         format!("{self}. {}", self.action(delivery))
     }
 
+    /// One failure of each kind, with `detail` (for tests that must cover every kind).
+    #[cfg(test)]
+    pub(crate) fn every_kind(detail: &str) -> Vec<Failure> {
+        let d = || detail.to_string();
+        vec![
+            Self::UnknownHost(d()),
+            Self::ConnectFailed(d()),
+            Self::HostNotAllowed(d()),
+            Self::BadCredentials(d()),
+            Self::AuthenticationFailed(d()),
+            Self::AuthenticationRequired(d()),
+            Self::ReadTimeout(d()),
+            Self::TlsUpgradeFailed(d()),
+            Self::SenderRejected(d()),
+            Self::StartTlsRequired(d()),
+        ]
+    }
+
     /// Failures that may pass on their own (worth a sooner retry).
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::ConnectFailed(_) | Self::ReadTimeout(_))
@@ -215,28 +233,12 @@ fn describe_rustls(e: &rustls::Error) -> String {
 mod tests {
     use super::*;
 
-    fn every_failure() -> Vec<Failure> {
-        let d = || "smtp.example.com:587".to_string();
-        vec![
-            Failure::UnknownHost(d()),
-            Failure::ConnectFailed(d()),
-            Failure::HostNotAllowed(d()),
-            Failure::BadCredentials(d()),
-            Failure::AuthenticationFailed(d()),
-            Failure::AuthenticationRequired(d()),
-            Failure::ReadTimeout(d()),
-            Failure::TlsUpgradeFailed(d()),
-            Failure::SenderRejected(d()),
-            Failure::StartTlsRequired(d()),
-        ]
-    }
-
     /// A tenant using SES or the default relay has no `externalSmtp` to check: the advice
     /// names what that tenant can act on.
     #[test]
     fn the_advice_names_only_fields_the_delivery_has() {
         for delivery in [Delivery::AdvancedSmtp, Delivery::Default] {
-            for f in every_failure() {
+            for f in Failure::every_kind("smtp.example.com:587") {
                 let message = f.condition_message(delivery);
                 for field in ["externalSmtp", "socketFactory", "startTls", "tokenUrl"] {
                     assert!(

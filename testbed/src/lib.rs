@@ -26,3 +26,20 @@ pub mod dns;
 pub mod mail;
 pub mod ses;
 pub mod sts;
+
+/// `len` random ASCII letters and digits: tokens, passwords and keys the stand-ins and the demo
+/// make up (never printed).
+pub fn random_text(len: usize) -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| {
+            let c = rng.random_range(0..62u8);
+            (match c {
+                0..=9 => b'0' + c,
+                10..=35 => b'a' + c - 10,
+                _ => b'A' + c - 36,
+            }) as char
+        })
+        .collect()
+}

@@ -93,22 +93,6 @@ struct Account {
     password: String,
 }
 
-/// `len` random letters and digits: a password or key (never printed).
-fn random_text(len: usize) -> String {
-    use rand::Rng;
-    let mut rng = rand::rng();
-    (0..len)
-        .map(|_| {
-            let c = rng.random_range(0..62u8);
-            (match c {
-                0..=9 => b'0' + c,
-                10..=35 => b'a' + c - 10,
-                _ => b'A' + c - 36,
-            }) as char
-        })
-        .collect()
-}
-
 impl World {
     /// Makes the CAs, starts the servers, publishes their A records in the test bed's DNS and
     /// writes the CA files into `dir`.
@@ -144,11 +128,11 @@ impl World {
             },
             Account {
                 username: INTERNAL_USER.into(),
-                password: random_text(24),
+                password: crate::random_text(24),
             },
             Account {
                 username: DEFAULT_RELAY_USER.into(),
-                password: random_text(24),
+                password: crate::random_text(24),
             },
         ];
         let started = |e: std::io::Error| format!("cannot start a demo mail server: {e}");
@@ -415,8 +399,9 @@ impl World {
                 if !missing(client, &namespace, name, "secretAccessKey").await? {
                     continue;
                 }
-                let access_key_id = format!("AKIADEMO{}", random_text(12).to_ascii_uppercase());
-                let secret_access_key = random_text(40);
+                let access_key_id =
+                    format!("AKIADEMO{}", crate::random_text(12).to_ascii_uppercase());
+                let secret_access_key = crate::random_text(40);
                 aws.ses
                     .state()
                     .smtp_credentials

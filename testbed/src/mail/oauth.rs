@@ -30,7 +30,6 @@ use bytes::Bytes;
 use http::{Method, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
-use rand::Rng;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -72,17 +71,7 @@ pub struct Tokens {
 impl Tokens {
     /// Issues a fresh token.
     pub fn issue(&self, client_id: &str, scope: &str, lifetime: Duration) -> String {
-        let mut rng = rand::rng();
-        let token: String = (0..48)
-            .map(|_| {
-                let c = rng.random_range(0..62u8);
-                (match c {
-                    0..=9 => b'0' + c,
-                    10..=35 => b'a' + c - 10,
-                    _ => b'A' + c - 36,
-                }) as char
-            })
-            .collect();
+        let token = crate::random_text(48);
         let issued = Issued {
             client_id: client_id.to_string(),
             scope: scope.to_string(),

@@ -14,7 +14,9 @@ use super::{
     SmtpServerOptions,
 };
 use crate::ses::smtp::reply::Reply;
-use crate::ses::smtp::session::{Line, b64, path, read_line, send, valid_address};
+use crate::ses::smtp::session::{
+    Line, b64, command, mechanism, path, read_line, send, valid_address,
+};
 
 #[derive(Default)]
 struct Session {
@@ -139,10 +141,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             }
             Line::Eof => return Ok(None),
         };
-        let (verb, arg) = match line.split_once(' ') {
-            Some((verb, arg)) => (verb.to_ascii_uppercase(), arg.trim().to_string()),
-            None => (line.trim().to_ascii_uppercase(), String::new()),
-        };
+        let (verb, arg) = command(&line);
         let reply = match verb.as_str() {
             "EHLO" | "HELO" if arg.is_empty() => Reply::new(501, "5.5.4 Syntax: EHLO hostname"),
             "EHLO" => {
@@ -223,10 +222,7 @@ async fn auth<S: AsyncRead + AsyncWrite + Unpin>(
     arg: &str,
 ) -> io::Result<Option<Result<String, Reply>>> {
     let o = &shared.options;
-    let (mechanism, initial) = match arg.split_once(' ') {
-        Some((m, i)) => (m.to_ascii_uppercase(), Some(i.trim().to_string())),
-        None => (arg.to_ascii_uppercase(), None),
-    };
+    let (mechanism, initial) = mechanism(arg);
     let unknown = || Reply::new(504, "5.5.4 Unrecognized authentication type");
     let invalid = || Reply::new(501, "5.5.2 Cannot decode response");
     match (&o.login, mechanism.as_str()) {

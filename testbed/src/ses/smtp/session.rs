@@ -24,7 +24,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use rand::Rng;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -117,17 +116,7 @@ fn start_tls(session: &mut Session, tls: &tokio_rustls::server::TlsStream<TcpStr
 }
 
 fn greeting() -> Reply {
-    let mut rng = rand::rng();
-    let token: String = (0..20)
-        .map(|_| {
-            let c = rng.random_range(0..62u8);
-            (match c {
-                0..=9 => b'0' + c,
-                10..=35 => b'a' + c - 10,
-                _ => b'A' + c - 36,
-            }) as char
-        })
-        .collect();
+    let token = crate::random_text(20);
     Reply::new(
         220,
         format!("{HOST} ESMTP SimpleEmailService-d-TESTBED00 {token}"),
@@ -219,10 +208,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             }
             Line::Eof => return Ok(None),
         };
-        let (verb, arg) = match line.split_once(' ') {
-            Some((verb, arg)) => (verb.to_ascii_uppercase(), arg.trim().to_string()),
-            None => (line.trim().to_ascii_uppercase(), String::new()),
-        };
+        let (verb, arg) = command(&line);
         let reply = match verb.as_str() {
             "EHLO" | "HELO" if arg.is_empty() => {
                 Reply::new(501, "Syntax error in parameters or arguments")
@@ -284,6 +270,22 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Base64 text decoded to UTF-8, if it is both.
+/// A command line as (verb in upper case, its argument trimmed; empty when there is none).
+pub(crate) fn command(line: &str) -> (String, String) {
+    match line.split_once(' ') {
+        Some((verb, arg)) => (verb.to_ascii_uppercase(), arg.trim().to_string()),
+        None => (line.trim().to_ascii_uppercase(), String::new()),
+    }
+}
+
+/// AUTH's argument as (mechanism in upper case, the initial response when one is given).
+pub(crate) fn mechanism(arg: &str) -> (String, Option<String>) {
+    match arg.split_once(' ') {
+        Some((m, i)) => (m.to_ascii_uppercase(), Some(i.trim().to_string())),
+        None => (arg.to_ascii_uppercase(), None),
+    }
+}
+
 pub(crate) fn b64(text: &str) -> Option<String> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text.trim())
@@ -325,10 +327,7 @@ async fn auth<S: AsyncRead + AsyncWrite + Unpin>(
     if !session.greeted || session.region.is_some() {
         return Ok(Some(bad_sequence()));
     }
-    let (mechanism, initial) = match arg.split_once(' ') {
-        Some((m, i)) => (m.to_ascii_uppercase(), Some(i.trim().to_string())),
-        None => (arg.to_ascii_uppercase(), None),
-    };
+    let (mechanism, initial) = mechanism(arg);
     let invalid_base64 = || Some(Reply::new(501, "Invalid base64 data"));
     let (username, password) = match mechanism.as_str() {
         "PLAIN" => {
