@@ -134,17 +134,11 @@ fn main() -> ExitCode {
                 let timeouts = timeout.timeouts();
                 let checked = ses_smtp
                     .endpoint()
-                    .and_then(|endpoint| {
-                        Ok((endpoint, egress.token_roots()?, egress.smtp_roots()?))
-                    })
+                    .and_then(|endpoint| Ok((endpoint, egress.roots()?)))
                     .map_err(|(path, e)| format!("cannot read {path}: {e}"))
-                    .and_then(|(endpoint, token_roots, smtp_roots)| {
-                        let tester = email_operator::smtp::Tester::new(
-                            timeouts,
-                            egress.egress(),
-                            token_roots.as_deref(),
-                        )?
-                        .with_smtp_roots(smtp_roots.as_deref())?;
+                    .and_then(|(endpoint, roots)| {
+                        let tester =
+                            email_operator::smtp::Tester::new(timeouts, egress.egress(), &roots)?;
                         tokio::runtime::Runtime::new()
                             .map_err(|e| format!("cannot start the runtime: {e}"))?
                             .block_on(plan::check_smtp::check(

@@ -87,25 +87,19 @@ impl EgressArgs {
             .with_connect_to(self.connect_to.clone())
     }
 
-    /// The SMTP servers' extra roots (`--smtp-ca-file`); `Err((path, error))` when the file
-    /// cannot be read.
-    pub fn smtp_roots(&self) -> Result<Option<Vec<u8>>, (String, std::io::Error)> {
-        match &self.smtp_ca_file {
+    /// The extra roots of `--oauth2-ca-file` and `--smtp-ca-file`; `Err((path, error))` when
+    /// a file cannot be read.
+    pub fn roots(&self) -> Result<email_operator::smtp::Roots, (String, std::io::Error)> {
+        let read = |file: &Option<PathBuf>| match file {
             Some(path) => std::fs::read(path)
                 .map(Some)
                 .map_err(|e| (path.display().to_string(), e)),
             None => Ok(None),
-        }
-    }
-
-    /// The token endpoints' extra roots; `Err((path, error))` when the file cannot be read.
-    pub fn token_roots(&self) -> Result<Option<Vec<u8>>, (String, std::io::Error)> {
-        match &self.oauth2_ca_file {
-            Some(path) => std::fs::read(path)
-                .map(Some)
-                .map_err(|e| (path.display().to_string(), e)),
-            None => Ok(None),
-        }
+        };
+        Ok(email_operator::smtp::Roots {
+            token: read(&self.oauth2_ca_file)?,
+            smtp: read(&self.smtp_ca_file)?,
+        })
     }
 }
 

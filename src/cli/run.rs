@@ -241,10 +241,10 @@ impl RunArgs {
             .ses_smtp
             .endpoint()
             .map_err(|(path, source)| RunError::CaFile { path, source })?;
-        let token_roots = self
+        let roots = self
             .smtp
             .egress
-            .token_roots()
+            .roots()
             .map_err(|(path, source)| RunError::CaFile { path, source })?;
         let r = &self.recheck;
         Ok(Config {
@@ -270,7 +270,7 @@ impl RunArgs {
                     .egress
                     .egress()
                     .with_dns_server(self.recheck.dns_server),
-                token_roots,
+                roots,
                 default_relay: self.smtp.default_relay_secret.clone(),
                 ses_endpoint,
                 timeouts: self.smtp.timeout.timeouts(),
@@ -363,17 +363,11 @@ async fn serve(args: &RunArgs, config: Config) -> Result<(), RunError> {
     let client = client(args.kubeconfig.as_ref()).await?;
     let dns = email_operator::dns::lookup::HickoryLookup::new(args.recheck.dns_server)
         .map_err(RunError::Dns)?;
-    let smtp_roots = args
-        .smtp
-        .egress
-        .smtp_roots()
-        .map_err(|(path, source)| RunError::CaFile { path, source })?;
     let tester = email_operator::smtp::Tester::new(
         config.smtp.timeouts,
         config.smtp.egress.clone(),
-        config.smtp.token_roots.as_deref(),
+        &config.smtp.roots,
     )
-    .and_then(|t| t.with_smtp_roots(smtp_roots.as_deref()))
     .map_err(RunError::Tester)?;
     let backends = controller::Live::new(config.ses.clone(), &config.cluster_id, dns, tester);
     let addr = args.metrics.metrics_addr;

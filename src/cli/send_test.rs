@@ -73,16 +73,11 @@ pub fn run(args: SendTestArgs) -> ExitCode {
     let sent = runtime.block_on(async {
         let route = route(&args).await?;
         let timeouts = args.timeout.timeouts();
-        let token_roots = args
+        let roots = args
             .egress
-            .token_roots()
+            .roots()
             .map_err(|(path, e)| format!("cannot read {path}: {e}"))?;
-        let smtp_roots = args
-            .egress
-            .smtp_roots()
-            .map_err(|(path, e)| format!("cannot read {path}: {e}"))?;
-        let tester = Tester::new(timeouts, args.egress.egress(), token_roots.as_deref())?
-            .with_smtp_roots(smtp_roots.as_deref())?;
+        let tester = Tester::new(timeouts, args.egress.egress(), &roots)?;
         Ok::<_, String>(send(&args.to, &route, &tester).await)
     });
     match sent {
@@ -215,10 +210,9 @@ fn published_route(secret: &Secret, ca: Option<Vec<u8>>) -> Result<Route, String
     let published = Published::of(secret);
     let prepared = target::published(&published.data, ca, false)
         .map_err(|why| format!("Secret {namespace}/{name} {why}"))?;
-    let ses_host = prepared.target.host.starts_with("email-smtp.")
-        && prepared.target.host.ends_with(".amazonaws.com");
+    let ses_host = email_operator::smtp::ses_password::smtp_endpoint_region(&prepared.target.host);
     Ok(Route {
-        delivery: if ses_host {
+        delivery: if ses_host.is_some() {
             Delivery::AdvancedSmtp
         } else {
             Delivery::ExternalSmtp

@@ -95,8 +95,8 @@ impl Default for Windows {
 pub struct Smtp {
     /// Where tenants' tests may connect.
     pub egress: crate::smtp::Egress,
-    /// PEM roots trusted for token endpoints besides the web PKI.
-    pub token_roots: Option<Vec<u8>>,
+    /// The platform's CAs trusted for token endpoints and SMTP servers besides the web PKI.
+    pub roots: crate::smtp::Roots,
     /// The Secret (namespace, name) holding the operator-wide default relay.
     pub default_relay: Option<(String, String)>,
     /// Where AdvancedSmtp connection tests go.

@@ -222,26 +222,29 @@ pub struct Tester {
     tokens: oauth2::TokenSource,
 }
 
-impl Tester {
-    /// `token_roots`: PEM roots trusted for token endpoints besides the web PKI.
-    pub fn new(
-        timeouts: Timeouts,
-        egress: Egress,
-        token_roots: Option<&[u8]>,
-    ) -> Result<Self, String> {
-        Ok(Self {
-            tokens: oauth2::TokenSource::new(timeouts.conversation, egress.clone(), token_roots)?,
-            prober: SmtpProber::new(timeouts, egress),
-        })
-    }
+/// The platform's CA certificates (PEM) trusted besides the web PKI.
+#[derive(Debug, Clone, Default)]
+pub struct Roots {
+    /// For OAuth 2.0 token endpoints (`--oauth2-ca-file`: an internal identity provider).
+    pub token: Option<Vec<u8>>,
+    /// For SMTP servers without a CA bundle of their own (`--smtp-ca-file`: a company's
+    /// private PKI).
+    pub smtp: Option<Vec<u8>>,
+}
 
-    /// Also trusts the PEM roots `pem` (`--smtp-ca-file`: a company's private CA) for SMTP
-    /// servers without a CA bundle of their own; None changes nothing.
-    pub fn with_smtp_roots(mut self, pem: Option<&[u8]>) -> Result<Self, String> {
-        if let Some(pem) = pem {
-            self.prober = self.prober.with_platform_roots(pem)?;
+impl Tester {
+    /// A tester connecting within `egress`, trusting `roots` besides the web PKI.
+    pub fn new(timeouts: Timeouts, egress: Egress, roots: &Roots) -> Result<Self, String> {
+        let tokens = oauth2::TokenSource::new(
+            timeouts.conversation,
+            egress.clone(),
+            roots.token.as_deref(),
+        )?;
+        let mut prober = SmtpProber::new(timeouts, egress);
+        if let Some(pem) = &roots.smtp {
+            prober = prober.with_platform_roots(pem)?;
         }
-        Ok(self)
+        Ok(Self { prober, tokens })
     }
 }
 

@@ -35,9 +35,32 @@ pub fn smtp_endpoint(region: &str) -> String {
     format!("email-smtp.{region}.amazonaws.com")
 }
 
+/// The region whose SES SMTP endpoint `host` is ([`smtp_endpoint`] read backwards), if it is one.
+pub fn smtp_endpoint_region(host: &str) -> Option<&str> {
+    host.strip_prefix("email-smtp.")?
+        .strip_suffix(".amazonaws.com")
+        .filter(|region| !region.is_empty() && !region.contains('.'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_endpoint_names_its_region_and_nothing_else_does() {
+        assert_eq!(
+            smtp_endpoint_region(&smtp_endpoint("eu-west-1")),
+            Some("eu-west-1")
+        );
+        for host in [
+            "smtp.yourcompany.com",
+            "email-smtp..amazonaws.com",
+            "email-smtp.a.b.amazonaws.com",
+            "email-smtp.eu-west-1.amazonaws.com.evil.example",
+        ] {
+            assert_eq!(smtp_endpoint_region(host), None, "{host}");
+        }
+    }
 
     /// AWS documents the derivation with the example secret key below; the expected values
     /// were computed with AWS's published Python script (`tests/ses_password.rs` re-runs that
