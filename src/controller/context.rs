@@ -170,8 +170,9 @@ pub struct Memory {
     /// written to its status.
     pub checked: PerObject<k8s_openapi::jiff::Timestamp>,
     /// Identities whose listed SES status changed since they were last read, and what the
-    /// listing said.
-    dirty: Mutex<HashMap<(SesKey, String), Stale>>,
+    /// listing said, by location (held once, not beside each of its identities) and
+    /// [`identity_key`](crate::ses::identity_key).
+    dirty: Mutex<HashMap<SesKey, HashMap<String, Stale>>>,
     /// Events published about each object in the current window (see [`EVENT_BUDGET`]).
     events: PerObject<(k8s_openapi::jiff::Timestamp, u32)>,
     /// Connection tests running per namespace (see [`TESTS_PER_NAMESPACE`]).
@@ -390,17 +391,23 @@ impl<B: Backends> Context<B> {
     /// word): the newest mark wins.
     pub fn mark_dirty(&self, key: &SesKey, identity: &str, why: Stale) {
         if let Ok(mut d) = self.memory.dirty.lock() {
-            d.insert((key.clone(), crate::ses::identity_key(identity)), why);
+            let marks = match d.get_mut(key) {
+                Some(marks) => marks,
+                None => d.entry(key.clone()).or_default(),
+            };
+            marks.insert(crate::ses::identity_key(identity), why);
         }
     }
 
     /// Takes the dirty mark of an identity.
     pub fn take_dirty(&self, key: &SesKey, identity: &str) -> Option<Stale> {
-        self.memory
-            .dirty
-            .lock()
-            .ok()?
-            .remove(&(key.clone(), crate::ses::identity_key(identity)))
+        let mut d = self.memory.dirty.lock().ok()?;
+        let marks = d.get_mut(key)?;
+        let mark = marks.remove(&crate::ses::identity_key(identity));
+        if marks.is_empty() {
+            d.remove(key);
+        }
+        mark
     }
 
     /// The identity was read from SES at or after `read_at`: a listing that began before then
@@ -411,12 +418,16 @@ impl<B: Backends> Context<B> {
         identity: &str,
         read_at: k8s_openapi::jiff::Timestamp,
     ) {
-        if let Ok(mut d) = self.memory.dirty.lock() {
-            let k = (key.clone(), crate::ses::identity_key(identity));
-            if let Some(Stale::Listed { began, .. }) = d.get(&k)
-                && *began <= read_at
-            {
-                d.remove(&k);
+        let listed_before = |mark: Option<&Stale>| matches!(mark, Some(Stale::Listed { began, .. }) if *began <= read_at);
+        if let Ok(mut d) = self.memory.dirty.lock()
+            && let Some(marks) = d.get_mut(key)
+        {
+            let identity = crate::ses::identity_key(identity);
+            if listed_before(marks.get(&identity)) {
+                marks.remove(&identity);
+            }
+            if marks.is_empty() {
+                d.remove(key);
             }
         }
     }

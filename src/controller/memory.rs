@@ -107,7 +107,33 @@ impl<V: PartialEq> Seen<V> {
 
 /// What this process learned of each object, by uid.
 #[derive(Debug)]
-pub struct PerObject<V>(Mutex<HashMap<String, V>>);
+pub struct PerObject<V>(Mutex<HashMap<Uid, V>>);
+
+/// An object's uid as a map key: the API server's uids are UUIDs, held as their 16 bytes
+/// rather than a 36-character string on the heap (a map per memory, an entry per object);
+/// anything else is kept as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Uid {
+    Uuid(u128),
+    Other(Box<str>),
+}
+
+impl Uid {
+    fn of(uid: &str) -> Self {
+        let hex: String = uid.chars().filter(|c| *c != '-').collect();
+        let dashes = [8, 13, 18, 23];
+        let canonical = uid.len() == 36
+            && hex.len() == 32
+            && dashes.iter().all(|&i| uid.as_bytes()[i] == b'-')
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+        match u128::from_str_radix(&hex, 16) {
+            Ok(n) if canonical => Self::Uuid(n),
+            _ => Self::Other(uid.into()),
+        }
+    }
+}
 
 impl<V> Default for PerObject<V> {
     fn default() -> Self {
@@ -117,27 +143,28 @@ impl<V> Default for PerObject<V> {
 
 impl<V: Clone> PerObject<V> {
     pub fn get(&self, uid: &str) -> Option<V> {
-        self.0.lock().ok()?.get(uid).cloned()
+        self.0.lock().ok()?.get(&Uid::of(uid)).cloned()
     }
 
     pub fn set(&self, uid: &str, value: V) {
         if let Ok(mut m) = self.0.lock() {
-            m.insert(uid.to_string(), value);
+            m.insert(Uid::of(uid), value);
         }
     }
 
     pub fn forget(&self, uid: &str) {
         if let Ok(mut m) = self.0.lock() {
-            m.remove(uid);
+            m.remove(&Uid::of(uid));
         }
     }
 
     /// Forgets what is remembered of `uid` when `done` says so of it.
     pub fn forget_if(&self, uid: &str, done: impl FnOnce(&V) -> bool) {
+        let uid = Uid::of(uid);
         if let Ok(mut m) = self.0.lock()
-            && m.get(uid).is_some_and(done)
+            && m.get(&uid).is_some_and(done)
         {
-            m.remove(uid);
+            m.remove(&uid);
         }
     }
 
@@ -210,6 +237,30 @@ pub(crate) mod tests {
         assert!(s.changed(k.clone(), 2), "new again after a deletion");
         s.clear();
         assert!(s.changed(k, 2), "new again after a re-list");
+    }
+
+    #[test]
+    fn uids_are_keys_exactly() {
+        let uuid = "0b1f6c3e-9d2a-4c4e-8f00-5a6b7c8d9e0f";
+        assert_eq!(
+            Uid::of(uuid),
+            Uid::Uuid(0x0b1f6c3e_9d2a_4c4e_8f00_5a6b7c8d9e0f)
+        );
+        // Not canonical (upper case, no dashes, dashes elsewhere, too short): kept as written,
+        // so two spellings never meet in one key.
+        for other in [
+            "0B1F6C3E-9D2A-4C4E-8F00-5A6B7C8D9E0F",
+            "0b1f6c3e9d2a4c4e8f005a6b7c8d9e0f",
+            "0b1f6c3e9-d2a-4c4e-8f00-5a6b7c8d9e0f",
+            "uid-1",
+            "",
+        ] {
+            assert_eq!(Uid::of(other), Uid::Other(other.into()), "{other}");
+        }
+        let m = PerObject::default();
+        m.set(uuid, 1);
+        m.set("0B1F6C3E-9D2A-4C4E-8F00-5A6B7C8D9E0F", 2);
+        assert_eq!((m.get(uuid), m.len()), (Some(1), 2));
     }
 
     #[test]
