@@ -212,3 +212,95 @@ async fn kubectl_email_records_prints_a_zone_a_dns_server_accepts() {
         "{text}"
     );
 }
+
+/// An address of a verified domain is verified the moment it is created, before anyone could
+/// publish its records, so its first status shows its SPF record unpublished. Once the record
+/// is published, the status says so within seconds: a verified identity with unpublished
+/// records looks them up in DNS on a timer of its own, without reading SES.
+#[tokio::test]
+async fn a_record_published_after_the_identity_is_ready_shows_as_published() {
+    let mut bed = Bed::up().await;
+    // The domain was verified in SES by hand, before the operator.
+    let created = ses_sdk(&bed)
+        .create_email_identity()
+        .email_identity("yourcompany.com")
+        .send()
+        .await
+        .expect("create the domain by hand");
+    let tokens = created.dkim_attributes().expect("DKIM").tokens().to_vec();
+    for t in &tokens {
+        bed.post(
+            "/dns/records",
+            json!({"name": format!("{t}._domainkey.yourcompany.com"), "type": "CNAME", "value": format!("{t}.dkim.amazonses.com")}),
+        )
+        .await;
+    }
+    eventually(
+        "the domain verified in SES",
+        WAIT,
+        || domain_status(&bed),
+        |s| s == "SUCCESS",
+    )
+    .await;
+    bed.start_operator(FAST);
+    let ns = "billing";
+    tenant(&bed, ns, &["employee@yourcompany.com"]).await;
+
+    bed.apply::<SenderIdentity>(ns, identity(ns, "employee", "employee@yourcompany.com"))
+        .await;
+    let ready = eventually(
+        "employee Ready, its SPF record not published",
+        WAIT,
+        || sid(&bed, ns, "employee"),
+        |si| {
+            let spf = si
+                .as_ref()
+                .and_then(|s| s.status.as_ref())
+                .and_then(|s| s.dns_records.iter().find(|r| r.purpose == "SPF"));
+            condition(si, "Ready").is_some_and(|(s, _)| s == "True")
+                && spf.is_some_and(|r| r.published == Some(false))
+        },
+    )
+    .await
+    .expect("the identity");
+    let spf = ready
+        .status
+        .as_ref()
+        .and_then(|s| s.dns_records.iter().find(|r| r.purpose == "SPF"))
+        .cloned()
+        .expect("an SPF record");
+    let reads = bed.ses_calls("GetEmailIdentity").await;
+
+    bed.post(
+        "/dns/records",
+        json!({"name": spf.name, "type": "TXT", "value": spf.value.trim_matches('"')}),
+    )
+    .await;
+    eventually(
+        "employee's SPF record shown published",
+        WAIT,
+        || sid(&bed, ns, "employee"),
+        |si| {
+            si.as_ref()
+                .and_then(|s| s.status.as_ref())
+                .is_some_and(|s| s.dns_records.iter().all(|r| r.published == Some(true)))
+        },
+    )
+    .await;
+    assert_eq!(
+        bed.ses_calls("GetEmailIdentity").await,
+        reads,
+        "DNS only: SES was not read"
+    );
+}
+
+/// The SES stand-in's status of `yourcompany.com`.
+async fn domain_status(bed: &Bed) -> String {
+    bed.get("/ses/identities").await["identities"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|i| i["name"] == "yourcompany.com")
+        .map(|i| i["status"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_default()
+}

@@ -160,7 +160,8 @@ impl<B: Backends> Apply<'_, B> {
         )
         .await;
         ctx.memory.checked.set(&read.uid, now);
-        if records != prior.dns_records {
+        let windows = &ctx.config.recheck.windows;
+        let unpublished = if records != prior.dns_records {
             let mut new = SenderIdentityStatus {
                 dns_records: records,
                 ..prior.clone()
@@ -168,19 +169,22 @@ impl<B: Backends> Apply<'_, B> {
             self.sync_dns_endpoint(&mut new, false).await?;
             apply_status(api, si, &new).await?;
             ctx.wrote_status(&read.uid, &new);
-        }
+            decide::unpublished_due(&new, now, windows)
+        } else {
+            decide::unpublished_due(prior, now, windows)
+        };
         let verification = prior
             .verification_status
             .as_deref()
             .and_then(VerificationStatus::from_shown)
             .unwrap_or_default();
-        let after = decide::next_read(
-            verification,
-            prior,
-            now,
-            target.id.is_domain(),
-            &ctx.config.recheck.windows,
-        );
+        let after = [
+            decide::next_read(verification, prior, now, target.id.is_domain(), windows),
+            unpublished,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         Ok(after.map_or_else(Action::await_change, Action::requeue))
     }
 

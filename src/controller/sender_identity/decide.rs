@@ -57,29 +57,35 @@ pub fn plan(read: &Read, now: Timestamp, w: &Windows) -> Plan {
         .as_deref()
         .and_then(VerificationStatus::from_shown);
     let is_domain = target.id.is_domain();
-    let due_in = match (read.checked_at, last_status) {
+    // What is due in how long: a look at SES (or at DNS for a pending identity, below), and a
+    // look at DNS alone for a verified identity's unpublished records.
+    let (ses_due, dns_due) = match (read.checked_at, last_status) {
         (Some(checked), Some(st)) if quiet => {
             let since = now.duration_since(checked).unsigned_abs();
-            let reads = next_read(st, prior, now, is_domain, w).map(|n| n.saturating_sub(since));
-            [reads, key_length_due(prior, now, w)]
+            let left = |d: Option<Duration>| d.map(|n| n.saturating_sub(since));
+            let reads = left(next_read(st, prior, now, is_domain, w));
+            let ses = [reads, key_length_due(prior, now, w)]
                 .into_iter()
                 .flatten()
-                .min()
+                .min();
+            (ses, left(unpublished_due(prior, now, w)))
         }
-        _ => Some(Duration::ZERO),
+        _ => (Some(Duration::ZERO), None),
     };
-    match due_in {
+    match [ses_due, dns_due].into_iter().flatten().min() {
         None => return Plan::Wait(None),
         Some(d) if !d.is_zero() => return Plan::Wait(Some(d)),
         _ => {}
     }
     // A pending identity's SES status comes from the bulk listing (one call per 1,000
     // identities), so its own timer looks only at DNS — unless its window has closed and SES
-    // must be asked whether to re-create or re-send.
+    // must be asked whether to re-create or re-send. A verified one whose SES timers are not
+    // due looks only at its unpublished records.
+    let ses_now = ses_due.is_some_and(|d| d.is_zero());
     if quiet
         && last_status.is_some()
         && !prior.dns_records.is_empty()
-        && !window_closed(prior, now, is_domain, w)
+        && (!ses_now || !window_closed(prior, now, is_domain, w))
     {
         return Plan::RefreshDns(target.clone());
     }
@@ -277,6 +283,41 @@ pub fn key_length_due(
     Some(at.duration_since(now).unsigned_abs() + Duration::from_secs(1))
 }
 
+/// How long until a verified identity's records that DNS did not show when last looked up
+/// are looked up again (DNS only, no SES call): a tenth of the time since it became Ready,
+/// from `pending_min` up to [`UNPUBLISHED_MAX`]. An address of a verified domain is verified the moment it is
+/// created, before anyone could publish its records; without this, `published: false` would
+/// stand until SES is next read. Pending identities look at DNS on their own timer.
+pub fn unpublished_due(
+    status: &SenderIdentityStatus,
+    now: Timestamp,
+    w: &Windows,
+) -> Option<Duration> {
+    let verified =
+        status.verification_status.as_deref() == Some(VerificationStatus::Success.shown());
+    if !verified
+        || !status
+            .dns_records
+            .iter()
+            .any(|r| r.published == Some(false))
+    {
+        return None;
+    }
+    let ready_since = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == types::READY && c.status == "True")
+        .map_or(now, |c| c.last_transition_time.0);
+    let age = now.duration_since(ready_since).unsigned_abs();
+    Some((age / 10).clamp(w.pending_min, UNPUBLISHED_MAX.max(w.pending_min)))
+}
+
+/// The longest a verified identity's unpublished records go without a look in DNS: a record
+/// some teams never publish (the apex SPF advice, with a custom MAIL FROM domain) costs one
+/// lookup every 3 h per identity, and a record published late shows within a tenth of the
+/// identity's age.
+pub const UNPUBLISHED_MAX: Duration = Duration::from_secs(3 * 3600);
+
 /// How soon a DNSEndpoint that could not be written (CRD missing, not permitted) is tried again.
 pub const DNS_ENDPOINT_RETRY: Duration = Duration::from_secs(300);
 
@@ -302,7 +343,7 @@ pub fn backoff(transient: bool) -> Duration {
 }
 
 /// When to look again after a read of SES: the identity's own timers, a deferred key length
-/// change, a DNSEndpoint to try again.
+/// change, unpublished records of a verified identity, a DNSEndpoint to try again.
 pub fn after(
     verification: VerificationStatus,
     status: &SenderIdentityStatus,
@@ -314,6 +355,7 @@ pub fn after(
     [
         next_read(verification, status, now, is_domain, w),
         key_length_due(status, now, w),
+        unpublished_due(status, now, w),
         endpoint_failing.then_some(DNS_ENDPOINT_RETRY),
     ]
     .into_iter()
@@ -342,4 +384,148 @@ pub fn needs_write(
 pub fn plus(now: Timestamp, d: Duration) -> Timestamp {
     now.checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX))
         .unwrap_or(Timestamp::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::backends::SesKey;
+    use crate::crd::conditions::{condition, set_condition};
+    use crate::crd::sender_identity::{DnsRecord, SesLocation};
+    use crate::names::IdentityName;
+    use crate::ses::Owner;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn t0() -> Timestamp {
+        Timestamp::new(1_700_000_000, 0).expect("time")
+    }
+
+    fn minutes(m: i64) -> Timestamp {
+        t0() + SignedDuration::from_mins(m)
+    }
+
+    fn location() -> SesLocation {
+        SesLocation {
+            region: "eu-west-1".into(),
+            role_arn: None,
+        }
+    }
+
+    fn spf(published: bool) -> DnsRecord {
+        DnsRecord {
+            name: "yourcompany.com".into(),
+            type_: "TXT".into(),
+            value: "\"v=spf1 include:amazonses.com ~all\"".into(),
+            purpose: crate::dns::purpose::SPF.into(),
+            published: Some(published),
+        }
+    }
+
+    /// An address verified (through its verified domain) at `t0`, its SPF record shown as
+    /// `published`, last read at `t0`.
+    fn verified_address(published: bool) -> Read {
+        let id = IdentityName::parse("noreply@yourcompany.com").expect("address");
+        let mut status = SenderIdentityStatus {
+            observed_generation: Some(1),
+            verification_status: Some("Success".into()),
+            verified_for_sending: Some(true),
+            dns_records: vec![spf(published)],
+            last_checked_time: Some(Time(t0())),
+            ses: Some(location()),
+            ..Default::default()
+        };
+        for t in [types::ACCEPTED, types::READY] {
+            let c = condition(t, true, reasons::READY, "m", Some(1), Time(t0()));
+            set_condition(&mut status.conditions, c);
+        }
+        Read {
+            uid: "u".into(),
+            generation: Some(1),
+            admission: Admission::Admitted(Target {
+                name: id.to_string(),
+                id,
+                location: location(),
+                key: SesKey::of(&location(), "billing"),
+                settings_published: true,
+                rights: Default::default(),
+            }),
+            prior: status,
+            retry: None,
+            adopt: false,
+            dirty: false,
+            listed: None,
+            checked_at: Some(t0()),
+            owner: Owner {
+                cluster: "c".into(),
+                namespace: "billing".into(),
+                name: "noreply".into(),
+                deletion_policy: Default::default(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_verified_identity_with_every_record_published_waits_for_a_change() {
+        let w = Windows::default();
+        let read = verified_address(true);
+        assert_eq!(plan(&read, minutes(60 * 24), &w), Plan::Wait(None));
+        assert_eq!(unpublished_due(&read.prior, minutes(1), &w), None);
+    }
+
+    #[test]
+    fn a_verified_identity_looks_its_unpublished_records_up_in_dns_backing_off() {
+        // Verified before its records could be published (an address of a verified domain):
+        // without a look at DNS, `published: false` would stand until the next SES read.
+        let w = Windows::default();
+        let read = verified_address(false);
+        assert_eq!(
+            plan(&read, minutes(0), &w),
+            Plan::Wait(Some(w.pending_min)),
+            "not at once: it was just looked up"
+        );
+        let Plan::RefreshDns(_) = plan(&read, t0() + SignedDuration::from_secs(30), &w) else {
+            panic!("DNS only, no SES read: {:?}", plan(&read, minutes(1), &w));
+        };
+        // A tenth of the time since it became Ready, within the pending bounds.
+        assert_eq!(
+            unpublished_due(&read.prior, minutes(1), &w),
+            Some(w.pending_min)
+        );
+        assert_eq!(
+            unpublished_due(&read.prior, minutes(100), &w),
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(
+            unpublished_due(&read.prior, minutes(60 * 24), &w),
+            Some(Duration::from_secs(144 * 60))
+        );
+        assert_eq!(
+            unpublished_due(&read.prior, minutes(60 * 72), &w),
+            Some(UNPUBLISHED_MAX)
+        );
+        assert_eq!(
+            after(
+                VerificationStatus::Success,
+                &read.prior,
+                minutes(1),
+                false,
+                false,
+                &w
+            ),
+            Some(w.pending_min),
+            "after a read too"
+        );
+    }
+
+    #[test]
+    fn a_pending_identity_keeps_its_own_timer() {
+        let w = Windows::default();
+        let mut read = verified_address(false);
+        read.prior.verification_status = Some("Pending".into());
+        read.prior.pending_since = Some(Time(t0()));
+        assert_eq!(unpublished_due(&read.prior, minutes(1), &w), None);
+        let Plan::RefreshDns(_) = plan(&read, minutes(1), &w) else {
+            panic!("its pending timer looks at DNS");
+        };
+    }
 }
