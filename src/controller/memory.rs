@@ -63,10 +63,10 @@ impl<M: Default> Relisted<M> {
     }
 }
 
-/// The last value seen of each object.
+/// The last value seen of each object, by uid ([`uid_of`]).
 #[derive(Debug)]
 pub struct Seen<V> {
-    values: HashMap<(String, String), V>,
+    values: HashMap<Uid, V>,
 }
 
 impl<V> Default for Seen<V> {
@@ -79,7 +79,7 @@ impl<V> Default for Seen<V> {
 
 impl<V: PartialEq> Seen<V> {
     /// Records `value` for the object; true when it is new or differs from the last one.
-    pub fn changed(&mut self, key: (String, String), value: V) -> bool {
+    pub fn changed(&mut self, key: Uid, value: V) -> bool {
         match self.values.get(&key) {
             Some(before) if *before == value => false,
             _ => {
@@ -90,12 +90,12 @@ impl<V: PartialEq> Seen<V> {
     }
 
     /// The last value seen, if any.
-    pub fn get(&self, key: &(String, String)) -> Option<&V> {
+    pub fn get(&self, key: &Uid) -> Option<&V> {
         self.values.get(key)
     }
 
     /// Forgets a deleted object.
-    pub fn forget(&mut self, key: &(String, String)) {
+    pub fn forget(&mut self, key: &Uid) {
         self.values.remove(key);
     }
 
@@ -113,13 +113,13 @@ pub struct PerObject<V>(Mutex<HashMap<Uid, V>>);
 /// rather than a 36-character string on the heap (a map per memory, an entry per object);
 /// anything else is kept as it is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Uid {
+pub enum Uid {
     Uuid(u128),
     Other(Box<str>),
 }
 
 impl Uid {
-    fn of(uid: &str) -> Self {
+    pub fn of(uid: &str) -> Self {
         let hex: String = uid.chars().filter(|c| *c != '-').collect();
         let dashes = [8, 13, 18, 23];
         let canonical = uid.len() == 36
@@ -178,7 +178,24 @@ impl<V: Clone> PerObject<V> {
     }
 }
 
-/// A key for [`Seen`] from an object's namespace and name.
+/// The key of `obj` in [`Seen`]: its uid (an object without one, made up in a test, by its
+/// namespace and name).
+pub fn uid_of<K: kube::Resource>(obj: &K) -> Uid {
+    let meta = obj.meta();
+    match meta.uid.as_deref() {
+        Some(uid) => Uid::of(uid),
+        None => Uid::Other(
+            format!(
+                "{}/{}",
+                meta.namespace.as_deref().unwrap_or_default(),
+                meta.name.as_deref().unwrap_or_default()
+            )
+            .into(),
+        ),
+    }
+}
+
+/// A key from an object's namespace and name.
 pub fn key_of<K: kube::Resource>(obj: &K) -> (String, String) {
     let meta = obj.meta();
     (
@@ -229,7 +246,7 @@ pub(crate) mod tests {
     #[test]
     fn seen_tells_changes_from_repeats() {
         let mut s = Seen::default();
-        let k = ("ns".to_string(), "a".to_string());
+        let k = uid_of(&config_map("ns", "a"));
         assert!(s.changed(k.clone(), 1));
         assert!(!s.changed(k.clone(), 1));
         assert!(s.changed(k.clone(), 2));

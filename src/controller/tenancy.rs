@@ -404,7 +404,7 @@ impl ClaimTriggers {
 
     /// Whether `value` differs from what was seen of `obj` (always, for a deletion).
     fn changed<K: kube::Resource>(&mut self, obj: &K, deleted: bool, value: u64) -> bool {
-        let key = key_of(obj);
+        let key = memory::uid_of(obj);
         if deleted {
             self.seen.forget(&key);
             return true;

@@ -89,7 +89,7 @@ impl Triggers {
 
     /// Compares with what was seen last time.
     fn compare(&mut self, si: &SenderIdentity, deleted: bool) -> Wake {
-        let key = memory::key_of(si);
+        let key = memory::uid_of(si);
         let everyone = Wake {
             siblings: true,
             settings: true,
@@ -189,7 +189,7 @@ impl SettingsTriggers {
 
     /// Whether the SenderIdentities of this EmailSettings must look again.
     fn changed(&mut self, es: &EmailSettings, deleted: bool) -> bool {
-        let key = memory::key_of(es);
+        let key = memory::uid_of(es);
         if deleted {
             self.seen.forget(&key);
             return true;

@@ -148,7 +148,8 @@ pub async fn run<B: Backends>(
     });
     tokio::spawn(recheck::run(ctx.clone(), si_wake.clone()));
 
-    let es_controller = Controller::for_stream(es_stream, es_reader)
+    let es_watch = wake_plainly(es_stream, es_wake.clone(), stopped(stop.clone()));
+    let es_controller = Controller::for_stream(futures::stream::pending(), es_reader)
         .with_config(
             controller::Config::default()
                 .concurrency(ctx.config.concurrency)
@@ -164,10 +165,10 @@ pub async fn run<B: Backends>(
         )
         .for_each(log_error);
     // The watch wakes each SenderIdentity through the wake channel, by namespace and name
-    // only: fed the stream itself, kube would queue each identity with its uid and
-    // resourceVersion, held twice (its timer and its index) while the identity waits for its
-    // next check — ten thousand waiting identities held 1.6 MiB of those for nothing, as the
-    // reconcile reads the object from the cache.
+    // only (as it does each EmailSettings): fed the stream itself, kube would queue each
+    // identity with its uid and resourceVersion, held twice (its timer and its index) while
+    // the identity waits for its next check — ten thousand waiting identities held 1.6 MiB of
+    // those for nothing, as the reconcile reads the object from the cache.
     let si_watch = wake_plainly(si_stream, si_wake.clone(), stopped(stop.clone()));
     let si_controller = with_dns_endpoints(
         Controller::for_stream(futures::stream::pending(), si_reader)
@@ -184,24 +185,24 @@ pub async fn run<B: Backends>(
         ctx,
     )
     .for_each(log_error);
-    futures::join!(si_watch, si_controller, es_controller);
+    futures::join!(si_watch, es_watch, si_controller, es_controller);
 }
 
-/// Drives the SenderIdentity watch (the cache, its triggers) and wakes each object it shows,
-/// by namespace and name, until `stop` resolves.
-async fn wake_plainly(
-    events: impl Stream<Item = Result<DeserializeGuard<SenderIdentity>, watcher::Error>>,
-    wake: Wake<DeserializeGuard<SenderIdentity>>,
+/// Drives a watch that fills a cache (and its triggers) and wakes each object it shows, by
+/// namespace and name, until `stop` resolves.
+async fn wake_plainly<K: Resource<DynamicType = ()>>(
+    events: impl Stream<Item = Result<K, watcher::Error>>,
+    wake: Wake<K>,
     stop: impl std::future::Future<Output = ()>,
 ) {
     events
         .take_until(stop)
         .for_each(|event| {
             match event {
-                Ok(g) => {
-                    let _ = wake.unbounded_send(plain_ref(&g));
+                Ok(obj) => {
+                    let _ = wake.unbounded_send(plain_ref(&obj));
                 }
-                Err(e) => tracing::debug!(error = %e, "SenderIdentity watch error"),
+                Err(e) => tracing::debug!(kind = %K::kind(&()), error = %e, "watch error"),
             }
             futures::future::ready(())
         })
