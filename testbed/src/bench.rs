@@ -4,7 +4,7 @@
 //! * apply → every identity showing what to publish (its three DKIM CNAMEs; for an email
 //!   identity, the pending verification), p50/p99/total, with the SES limit set high and then
 //!   at the default, next to the floor N / rate;
-//! * DNS publication (and email confirmation) → every identity Ready;
+//! * DNS publication (DKIM CNAMEs, SPF; email confirmation) → every identity Ready;
 //! * SES calls per identity by operation until all are Ready;
 //! * steady-state SES calls per hour for N verified identities — the operator's bulk re-check
 //!   and, in the same run, a baseline that reads every identity with GetEmailIdentity every
@@ -478,10 +478,27 @@ impl Bed {
     }
 
     /// Plays the DNS administrator and the email recipient: publishes every domain's DKIM
-    /// CNAMEs and confirms every email identity, then asks SES to look again.
+    /// CNAMEs and the SPF record each identity's status advises (one per domain, as a platform
+    /// team publishing `status.dnsRecords` would), confirms every email identity, then asks
+    /// SES to look again.
     async fn publish_all(&self) -> Result<(), String> {
         let ses = self.aws.ses.state();
+        let mut spf_published = std::collections::BTreeSet::new();
         for (identity, _) in ses.identities() {
+            let domain = identity
+                .name
+                .rsplit_once('@')
+                .map_or(identity.name.as_str(), |(_, d)| d)
+                .to_ascii_lowercase();
+            if spf_published.insert(domain.clone()) {
+                let spf = format!("v=spf1 {} ~all", email_operator::dns::SES_SPF_INCLUDE);
+                self.aws
+                    .dns
+                    .zone()
+                    .add(&domain, "TXT", &spf, None)
+                    .await
+                    .map_err(|e| format!("publish the SPF record of {domain}: {e}"))?;
+            }
             match &identity.dkim {
                 Some(dkim) if !identity.name.contains('@') => {
                     for token in &dkim.tokens {
