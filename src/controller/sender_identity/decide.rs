@@ -285,7 +285,8 @@ pub fn key_length_due(
 
 /// How long until a verified identity's records that DNS did not show when last looked up
 /// are looked up again (DNS only, no SES call): a tenth of the time since it became Ready,
-/// from `pending_min` up to [`UNPUBLISHED_MAX`]. An address of a verified domain is verified the moment it is
+/// from `pending_max` up to [`UNPUBLISHED_MAX`] — gentler than a pending identity's timer, as
+/// the identity sends already and thousands may turn Ready together. An address of a verified domain is verified the moment it is
 /// created, before anyone could publish its records; without this, `published: false` would
 /// stand until SES is next read. Pending identities look at DNS on their own timer.
 pub fn unpublished_due(
@@ -309,7 +310,7 @@ pub fn unpublished_due(
         .find(|c| c.type_ == types::READY && c.status == "True")
         .map_or(now, |c| c.last_transition_time.0);
     let age = now.duration_since(ready_since).unsigned_abs();
-    Some((age / 10).clamp(w.pending_min, UNPUBLISHED_MAX.max(w.pending_min)))
+    Some((age / 10).clamp(w.pending_max, UNPUBLISHED_MAX.max(w.pending_max)))
 }
 
 /// The longest a verified identity's unpublished records go without a look in DNS: a record
@@ -480,20 +481,24 @@ mod tests {
         let read = verified_address(false);
         assert_eq!(
             plan(&read, minutes(0), &w),
-            Plan::Wait(Some(w.pending_min)),
+            Plan::Wait(Some(w.pending_max)),
             "not at once: it was just looked up"
         );
-        let Plan::RefreshDns(_) = plan(&read, t0() + SignedDuration::from_secs(30), &w) else {
-            panic!("DNS only, no SES read: {:?}", plan(&read, minutes(1), &w));
+        assert_eq!(
+            plan(&read, minutes(5), &w),
+            Plan::Wait(Some(w.pending_max - Duration::from_secs(300)))
+        );
+        let Plan::RefreshDns(_) = plan(&read, minutes(15), &w) else {
+            panic!("DNS only, no SES read: {:?}", plan(&read, minutes(15), &w));
         };
-        // A tenth of the time since it became Ready, within the pending bounds.
+        // A tenth of the time since it became Ready, from pending_max to UNPUBLISHED_MAX.
         assert_eq!(
             unpublished_due(&read.prior, minutes(1), &w),
-            Some(w.pending_min)
+            Some(w.pending_max)
         );
         assert_eq!(
-            unpublished_due(&read.prior, minutes(100), &w),
-            Some(Duration::from_secs(600))
+            unpublished_due(&read.prior, minutes(200), &w),
+            Some(Duration::from_secs(1200))
         );
         assert_eq!(
             unpublished_due(&read.prior, minutes(60 * 24), &w),
@@ -512,7 +517,7 @@ mod tests {
                 false,
                 &w
             ),
-            Some(w.pending_min),
+            Some(w.pending_max),
             "after a read too"
         );
     }
