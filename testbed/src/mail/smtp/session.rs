@@ -15,7 +15,7 @@ use super::{
 };
 use crate::ses::smtp::reply::Reply;
 use crate::ses::smtp::session::{
-    Line, b64, command, mechanism, path, read_line, send, valid_address,
+    Line, accept_tls, b64, command, mechanism, path, read_line, send, valid_address,
 };
 
 #[derive(Default)]
@@ -34,13 +34,13 @@ pub(super) async fn serve(shared: Arc<Shared>, tcp: TcpStream) {
         let mut session = Session::default();
         match shared.options.security {
             Security::Implicit => {
-                let tls = handshake(&shared, tcp).await?;
+                let tls = accept_tls(&shared.tls, tcp, shared.options.idle).await?;
                 session.tls = true;
                 run(&shared, &mut session, tls, true).await?;
             }
             Security::StartTls => {
                 if let Some(tcp) = run(&shared, &mut session, tcp, true).await? {
-                    let tls = handshake(&shared, tcp).await?;
+                    let tls = accept_tls(&shared.tls, tcp, shared.options.idle).await?;
                     session = Session {
                         tls: true,
                         ..Session::default()
@@ -55,15 +55,6 @@ pub(super) async fn serve(shared: Arc<Shared>, tcp: TcpStream) {
     if let Err(error) = result {
         tracing::debug!(%error, server = shared.options.name, "smtp connection ended");
     }
-}
-
-async fn handshake(
-    shared: &Shared,
-    tcp: TcpStream,
-) -> io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
-    tokio::time::timeout(shared.options.idle, shared.tls.accept(tcp))
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))?
 }
 
 fn greeting(o: &SmtpServerOptions) -> Reply {
@@ -227,12 +218,8 @@ async fn auth<S: AsyncRead + AsyncWrite + Unpin>(
     let invalid = || Reply::new(501, "5.5.2 Cannot decode response");
     match (&o.login, mechanism.as_str()) {
         (Login::Password { username, password }, "PLAIN") => {
-            let response = match initial {
-                Some(i) => i,
-                None => match continuation(o, io, "").await? {
-                    Some(line) => line,
-                    None => return Ok(None),
-                },
+            let Some(response) = response(o, io, initial, "").await? else {
+                return Ok(None);
             };
             let Some(decoded) = b64(&response) else {
                 return Ok(Some(Err(invalid())));
@@ -250,12 +237,8 @@ async fn auth<S: AsyncRead + AsyncWrite + Unpin>(
             }))
         }
         (Login::Password { username, password }, "LOGIN") => {
-            let user = match initial {
-                Some(i) => i,
-                None => match continuation(o, io, "VXNlcm5hbWU6").await? {
-                    Some(line) => line,
-                    None => return Ok(None),
-                },
+            let Some(user) = response(o, io, initial, "VXNlcm5hbWU6").await? else {
+                return Ok(None);
             };
             let Some(pass) = continuation(o, io, "UGFzc3dvcmQ6").await? else {
                 return Ok(None);
@@ -281,12 +264,8 @@ async fn auth<S: AsyncRead + AsyncWrite + Unpin>(
             },
             "XOAUTH2",
         ) => {
-            let response = match initial {
-                Some(i) => i,
-                None => match continuation(o, io, "").await? {
-                    Some(line) => line,
-                    None => return Ok(None),
-                },
+            let Some(response) = response(o, io, initial, "").await? else {
+                return Ok(None);
             };
             let Some(decoded) = b64(&response) else {
                 return Ok(Some(Err(invalid())));
@@ -315,6 +294,20 @@ async fn auth<S: AsyncRead + AsyncWrite + Unpin>(
             }))
         }
         _ => Ok(Some(Err(unknown()))),
+    }
+}
+
+/// The client's response to AUTH: sent with the command (the initial response), or asked for
+/// with a 334 `prompt`; `None` when the client went away.
+async fn response<S: AsyncRead + AsyncWrite + Unpin>(
+    o: &SmtpServerOptions,
+    io: &mut BufReader<S>,
+    initial: Option<String>,
+    prompt: &str,
+) -> io::Result<Option<String>> {
+    match initial {
+        Some(i) => Ok(Some(i)),
+        None => continuation(o, io, prompt).await,
     }
 }
 

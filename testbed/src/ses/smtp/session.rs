@@ -77,11 +77,11 @@ pub(super) async fn serve(shared: Arc<Shared>, tcp: TcpStream, implicit_tls: boo
     let result = async {
         let mut session = Session::default();
         if implicit_tls {
-            let tls = handshake(&shared, tcp).await?;
+            let tls = accept_tls(&shared.tls, tcp, shared.idle).await?;
             start_tls(&mut session, &tls);
             run(&shared, &mut session, tls, true).await?;
         } else if let Some(tcp) = run(&shared, &mut session, tcp, true).await? {
-            let tls = handshake(&shared, tcp).await?;
+            let tls = accept_tls(&shared.tls, tcp, shared.idle).await?;
             start_tls(&mut session, &tls);
             run(&shared, &mut session, tls, false).await?;
         }
@@ -93,11 +93,14 @@ pub(super) async fn serve(shared: Arc<Shared>, tcp: TcpStream, implicit_tls: boo
     }
 }
 
-async fn handshake(
-    shared: &Shared,
+/// The server side of a TLS handshake, given up after `idle` (a client that connects and says
+/// nothing must not hold a task forever). Also the demo's mail servers'.
+pub(crate) async fn accept_tls(
+    acceptor: &tokio_rustls::TlsAcceptor,
     tcp: TcpStream,
+    idle: Duration,
 ) -> io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
-    tokio::time::timeout(shared.idle, shared.tls.accept(tcp))
+    tokio::time::timeout(idle, acceptor.accept(tcp))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))?
 }
