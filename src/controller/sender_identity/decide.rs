@@ -286,9 +286,10 @@ pub fn key_length_due(
 /// How long until a verified identity's records that DNS did not show when last looked up
 /// are looked up again (DNS only, no SES call): a tenth of the time since it became Ready,
 /// from `pending_max` up to [`UNPUBLISHED_MAX`] — gentler than a pending identity's timer, as
-/// the identity sends already and thousands may turn Ready together. An address of a verified domain is verified the moment it is
-/// created, before anyone could publish its records; without this, `published: false` would
-/// stand until SES is next read. Pending identities look at DNS on their own timer.
+/// the identity sends already and thousands may turn Ready together. An address of a verified
+/// domain is verified the moment it is created, before anyone could publish its records;
+/// without this, `published: false` would stand until SES is next read. Pending identities
+/// look at DNS on their own timer.
 pub fn unpublished_due(
     status: &SenderIdentityStatus,
     now: Timestamp,
