@@ -120,18 +120,28 @@ pub enum Uid {
 
 impl Uid {
     pub fn of(uid: &str) -> Self {
-        let hex: String = uid.chars().filter(|c| *c != '-').collect();
-        let dashes = [8, 13, 18, 23];
-        let canonical = uid.len() == 36
-            && hex.len() == 32
-            && dashes.iter().all(|&i| uid.as_bytes()[i] == b'-')
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
-        match u128::from_str_radix(&hex, 16) {
-            Ok(n) if canonical => Self::Uuid(n),
-            _ => Self::Other(uid.into()),
+        Self::uuid(uid).map_or_else(|| Self::Other(uid.into()), Self::Uuid)
+    }
+
+    /// The 128 bits of a canonical UUID (lower-case hex, dashes after 8, 12, 16 and 20
+    /// digits), read without allocating: this runs on every watch event and reconcile.
+    fn uuid(uid: &str) -> Option<u128> {
+        let bytes = uid.as_bytes();
+        if bytes.len() != 36 {
+            return None;
         }
+        let mut n: u128 = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            let dash = matches!(i, 8 | 13 | 18 | 23);
+            let digit = match b {
+                b'-' if dash => continue,
+                b'0'..=b'9' if !dash => b - b'0',
+                b'a'..=b'f' if !dash => b - b'a' + 10,
+                _ => return None,
+            };
+            n = (n << 4) | u128::from(digit);
+        }
+        Some(n)
     }
 }
 
