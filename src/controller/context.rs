@@ -7,6 +7,7 @@ use super::email_settings::decide::Memo;
 use super::events::{self, Reporter};
 use super::index::NamespaceIndex;
 use super::memory::PerObject;
+use super::packed::{Packed, cache_ref};
 use super::secrets::SecretCache;
 use super::tenancy::ClaimIndex;
 use crate::clock::Clock;
@@ -15,7 +16,7 @@ use crate::crd::{
 };
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Patch, PatchParams};
-use kube::core::{DeserializeGuard, PartialObjectMeta};
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
@@ -28,10 +29,10 @@ pub const FIELD_MANAGER: &str = "email-operator";
 
 /// The caches the controllers read, and their indexes.
 pub struct Caches {
-    pub settings: Store<EmailSettings>,
+    pub settings: Store<Packed<EmailSettings>>,
     /// Every SenderIdentity, malformed ones included (as errors), so one bad object cannot
     /// stall the rest.
-    pub identities: Store<DeserializeGuard<SenderIdentity>>,
+    pub identities: Store<Packed<SenderIdentity>>,
     /// The SenderPolicies of the policy namespace.
     pub policies: Store<SenderPolicy>,
     /// Namespaces (metadata: their labels, for policies' selectors), when the operator watches
@@ -48,8 +49,8 @@ impl Caches {
     /// Caches over these stores, not yet synced, without policies (see
     /// [`Caches::with_policies`]) or namespaces.
     pub fn new(
-        settings: Store<EmailSettings>,
-        identities: Store<DeserializeGuard<SenderIdentity>>,
+        settings: Store<Packed<EmailSettings>>,
+        identities: Store<Packed<SenderIdentity>>,
     ) -> Self {
         Self {
             settings,
@@ -292,16 +293,22 @@ impl<B: Backends> Context<B> {
 
     /// The status to reconcile `si` from (see [`Context::prior_status`]).
     pub fn identity_prior(&self, si: &SenderIdentity) -> SenderIdentityStatus {
-        let key = ObjectRef::new(&si.name_any()).within(&si.namespace().unwrap_or_default());
-        let now = self.caches.identities.get(&key);
-        let now = now.as_ref().and_then(|g| g.0.as_ref().ok());
-        self.prior_of(si, now, |si| si.status.as_ref())
+        let now = self
+            .caches
+            .identities
+            .get(&cache_ref(si))
+            .and_then(|p| p.get());
+        self.prior_of(si, now.as_ref(), |si| si.status.as_ref())
     }
 
     /// The status to reconcile `es` from (see [`Context::prior_status`]).
     pub fn settings_prior(&self, es: &EmailSettings) -> EmailSettingsStatus {
-        let now = self.caches.settings.get(&ObjectRef::from_obj(es));
-        self.prior_of(es, now.as_deref(), |es| es.status.as_ref())
+        let now = self
+            .caches
+            .settings
+            .get(&cache_ref(es))
+            .and_then(|p| p.get());
+        self.prior_of(es, now.as_ref(), |es| es.status.as_ref())
     }
 
     /// [`Context::prior_status`] of `obj`, whose cached copy is `now` (if it is the same
@@ -370,14 +377,24 @@ impl<B: Backends> Context<B> {
         true
     }
 
-    /// The well-formed SenderIdentities of one namespace (only those are copied).
+    /// The well-formed SenderIdentities of one namespace.
     pub fn identities_in(&self, namespace: &str) -> Vec<SenderIdentity> {
         self.caches
             .identities_index
             .objects(&self.caches.identities, namespace)
             .iter()
-            .filter_map(|g| g.0.as_ref().ok().cloned())
+            .filter_map(|p| p.get())
             .collect()
+    }
+
+    /// The EmailSettings `namespace/name`.
+    pub fn settings(&self, namespace: &str, name: &str) -> Option<Arc<EmailSettings>> {
+        let key = ObjectRef::new(name).within(namespace);
+        self.caches
+            .settings
+            .get(&key)
+            .and_then(|p| p.get())
+            .map(Arc::new)
     }
 
     /// The EmailSettings of one namespace.
@@ -385,6 +402,9 @@ impl<B: Backends> Context<B> {
         self.caches
             .settings_index
             .objects(&self.caches.settings, namespace)
+            .iter()
+            .filter_map(|p| p.get().map(Arc::new))
+            .collect()
     }
 
     /// Marks an identity to be read again (or, for [`Stale::Listed`], to take the listing's

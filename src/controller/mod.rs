@@ -23,6 +23,7 @@ pub mod gauges;
 pub mod index;
 pub mod leader;
 pub mod memory;
+pub mod packed;
 pub mod recheck;
 pub mod scope;
 pub mod secrets;
@@ -34,7 +35,7 @@ pub mod watches;
 pub use backends::{Backends, Live, SesKey};
 pub use config::Config;
 pub use context::{Caches, Context, FIELD_MANAGER, Stale, apply_status};
-pub use watches::{guard_ref, run};
+pub use watches::{identity_ref, run};
 
 /// The finalizer on SenderIdentities (SES cleanup).
 pub const FINALIZER: &str = "email.ops.dev/ses-identity";

@@ -4,9 +4,9 @@
 
 use super::backends::Backends;
 use super::context::Context;
-use super::guard_ref;
 use super::index::NamespaceIndex;
 use super::memory::{self, Change, Relisted, key_of};
+use super::packed::Packed;
 use crate::crd::email_settings::Delivery;
 use crate::crd::{EmailSettings, SenderIdentity};
 use crate::names::{DomainName, EmailAddress, IdentityName};
@@ -217,20 +217,17 @@ impl<'a, B: Backends> Cluster<'a, B> {
     }
 
     fn settings(&self, ns: &str, name: &str) -> Option<Arc<EmailSettings>> {
-        self.ctx
-            .caches
-            .settings
-            .get(&ObjectRef::new(name).within(ns))
+        self.ctx.settings(ns, name)
     }
 
     /// The claim of the SenderIdentity `ns/name`, if the policy of its EmailSettings admits it.
     fn identity(&self, ns: &str, name: &str) -> Option<Claim> {
-        let guard = self
+        let packed = self
             .ctx
             .caches
             .identities
             .get(&ObjectRef::new(name).within(ns))?;
-        let si = guard.0.as_ref().ok()?;
+        let si = &packed.get()?;
         let es_name = &si.spec.email_settings_ref.name;
         let es = self.settings(ns, es_name)?;
         let key = (ns.to_string(), es_name.clone());
@@ -338,11 +335,11 @@ pub fn relay_credentials<B: Backends>(
 /// The initial listing wakes nobody (every object is reconciled then anyway).
 pub struct ClaimTriggers {
     seen: memory::Seen<u64>,
-    identities: Store<DeserializeGuard<SenderIdentity>>,
+    identities: Store<Packed<SenderIdentity>>,
     identities_index: NamespaceIndex,
     claims: ClaimIndex,
-    wake_identities: UnboundedSender<ObjectRef<DeserializeGuard<SenderIdentity>>>,
-    wake_settings: UnboundedSender<ObjectRef<EmailSettings>>,
+    wake_identities: UnboundedSender<ObjectRef<Packed<SenderIdentity>>>,
+    wake_settings: UnboundedSender<ObjectRef<Packed<EmailSettings>>>,
 }
 
 fn hash_of(parts: impl Hash) -> u64 {
@@ -353,11 +350,11 @@ fn hash_of(parts: impl Hash) -> u64 {
 
 impl ClaimTriggers {
     pub fn new(
-        identities: Store<DeserializeGuard<SenderIdentity>>,
+        identities: Store<Packed<SenderIdentity>>,
         identities_index: NamespaceIndex,
         claims: ClaimIndex,
-        wake_identities: UnboundedSender<ObjectRef<DeserializeGuard<SenderIdentity>>>,
-        wake_settings: UnboundedSender<ObjectRef<EmailSettings>>,
+        wake_identities: UnboundedSender<ObjectRef<Packed<SenderIdentity>>>,
+        wake_settings: UnboundedSender<ObjectRef<Packed<EmailSettings>>>,
     ) -> Self {
         Self {
             seen: memory::Seen::default(),
@@ -375,9 +372,9 @@ impl ClaimTriggers {
         self.identities_index
             .objects(&self.identities, ns)
             .iter()
-            .filter_map(|g| g.0.as_ref().ok())
+            .filter_map(|p| p.get())
             .filter(|si| si.spec.email_settings_ref.name == settings)
-            .filter_map(identity_domain)
+            .filter_map(|si| identity_domain(&si))
             .collect()
     }
 
@@ -471,14 +468,14 @@ impl ClaimTriggers {
 /// Wakes every SenderIdentity and EmailSettings: a SenderPolicy, or the labels of a namespace
 /// a policy may select, changed what every claim's verdict may be. Rare, so not narrowed.
 pub fn wake_everyone(
-    identities: &Store<DeserializeGuard<SenderIdentity>>,
-    settings: &Store<EmailSettings>,
-    wake_identities: &UnboundedSender<ObjectRef<DeserializeGuard<SenderIdentity>>>,
-    wake_settings: &UnboundedSender<ObjectRef<EmailSettings>>,
+    identities: &Store<Packed<SenderIdentity>>,
+    settings: &Store<Packed<EmailSettings>>,
+    wake_identities: &UnboundedSender<ObjectRef<Packed<SenderIdentity>>>,
+    wake_settings: &UnboundedSender<ObjectRef<Packed<EmailSettings>>>,
 ) {
-    for g in identities.state() {
-        if let Ok(si) = &g.0 {
-            let _ = wake_identities.unbounded_send(guard_ref(si));
+    for p in identities.state() {
+        if p.is_valid() {
+            let _ = wake_identities.unbounded_send(ObjectRef::from_obj(p.as_ref()));
         }
     }
     for es in settings.state() {

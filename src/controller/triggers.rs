@@ -18,7 +18,8 @@
 //! sibling and the EmailSettings on each write was most of the operator's work.
 
 use super::index::NamespaceIndex;
-use super::{guard_ref, memory};
+use super::packed::Packed;
+use super::{identity_ref, memory};
 use crate::crd::{EmailSettings, SenderIdentity};
 use futures::channel::mpsc::UnboundedSender;
 use kube::ResourceExt;
@@ -65,18 +66,18 @@ struct Wake {
 /// Remembers what was last seen of each SenderIdentity and sends the triggers.
 pub struct Triggers {
     seen: memory::Seen<Seen>,
-    identities: Store<DeserializeGuard<SenderIdentity>>,
+    identities: Store<Packed<SenderIdentity>>,
     index: NamespaceIndex,
-    siblings: UnboundedSender<ObjectRef<DeserializeGuard<SenderIdentity>>>,
-    settings: UnboundedSender<ObjectRef<EmailSettings>>,
+    siblings: UnboundedSender<ObjectRef<Packed<SenderIdentity>>>,
+    settings: UnboundedSender<ObjectRef<Packed<EmailSettings>>>,
 }
 
 impl Triggers {
     pub fn new(
-        identities: Store<DeserializeGuard<SenderIdentity>>,
+        identities: Store<Packed<SenderIdentity>>,
         index: NamespaceIndex,
-        siblings: UnboundedSender<ObjectRef<DeserializeGuard<SenderIdentity>>>,
-        settings: UnboundedSender<ObjectRef<EmailSettings>>,
+        siblings: UnboundedSender<ObjectRef<Packed<SenderIdentity>>>,
+        settings: UnboundedSender<ObjectRef<Packed<EmailSettings>>>,
     ) -> Self {
         Self {
             seen: memory::Seen::default(),
@@ -146,19 +147,19 @@ impl Triggers {
 }
 
 /// The cache keys of the well-formed SenderIdentities of `namespace` that name the
-/// EmailSettings `settings` (read in the cache, not copied).
+/// EmailSettings `settings`.
 fn naming(
-    identities: &Store<DeserializeGuard<SenderIdentity>>,
+    identities: &Store<Packed<SenderIdentity>>,
     index: &NamespaceIndex,
     namespace: &str,
     settings: &str,
-) -> Vec<ObjectRef<DeserializeGuard<SenderIdentity>>> {
+) -> Vec<ObjectRef<Packed<SenderIdentity>>> {
     index
         .objects(identities, namespace)
         .iter()
-        .filter_map(|g| g.0.as_ref().ok())
+        .filter_map(|p| p.get())
         .filter(|si| si.spec.email_settings_ref.name == settings)
-        .map(guard_ref)
+        .map(|si| identity_ref(&si))
         .collect()
 }
 
@@ -168,16 +169,16 @@ fn naming(
 /// nobody.
 pub struct SettingsTriggers {
     seen: memory::Seen<u64>,
-    identities: Store<DeserializeGuard<SenderIdentity>>,
+    identities: Store<Packed<SenderIdentity>>,
     index: NamespaceIndex,
-    wake: UnboundedSender<ObjectRef<DeserializeGuard<SenderIdentity>>>,
+    wake: UnboundedSender<ObjectRef<Packed<SenderIdentity>>>,
 }
 
 impl SettingsTriggers {
     pub fn new(
-        identities: Store<DeserializeGuard<SenderIdentity>>,
+        identities: Store<Packed<SenderIdentity>>,
         index: NamespaceIndex,
-        wake: UnboundedSender<ObjectRef<DeserializeGuard<SenderIdentity>>>,
+        wake: UnboundedSender<ObjectRef<Packed<SenderIdentity>>>,
     ) -> Self {
         Self {
             seen: memory::Seen::default(),
@@ -293,7 +294,7 @@ mod tests {
     }
 
     /// A cache of `a` and `b` (EmailSettings `notifications`) and `other` (`marketing`).
-    fn cached() -> (Store<DeserializeGuard<SenderIdentity>>, NamespaceIndex) {
+    fn cached() -> (Store<Packed<SenderIdentity>>, NamespaceIndex) {
         let (store, mut writer) = kube::runtime::reflector::store();
         let index = NamespaceIndex::default();
         let mut other = si("other", "someone@yourcompany.com");
@@ -304,7 +305,9 @@ mod tests {
             other,
         ] {
             let event = watcher::Event::Apply(DeserializeGuard(Ok(s)));
-            writer.apply_watcher_event(&event);
+            if let watcher::Event::Apply(g) = &event {
+                writer.apply_watcher_event(&watcher::Event::Apply(Packed::pack_guard(g)));
+            }
             index.observe(&event);
         }
         (store, index)

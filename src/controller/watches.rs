@@ -22,6 +22,7 @@
 use super::backends::Backends;
 use super::config::Config;
 use super::context::{Cache, Caches, Context};
+use super::packed::{Packable, Packed, cache_ref};
 use super::recheck;
 use super::scope::{self, Scope};
 use super::tenancy::{ClaimTriggers, wake_everyone};
@@ -37,27 +38,30 @@ use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use std::sync::Arc;
 
-/// A watch that fills a cache, each event reaching, in this order: the indexes (`index`), the
-/// cache, its sync flag, then `then` (triggers, memory).
-fn cached<K, B>(
+/// A watch that fills a cache of packed objects ([`Packed`]), each event reaching, in this
+/// order: the indexes (`index`), the cache, its sync flag, then `then` (triggers, memory).
+/// Everything but the cache sees the whole object the watch delivered.
+fn cached<K, C, B>(
     watch: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
     mut index: impl FnMut(&watcher::Event<K>) + Send + 'static,
-    writer: Writer<K>,
+    pack: fn(&K) -> Packed<C>,
+    mut writer: Writer<Packed<C>>,
     ctx: Arc<Context<B>>,
     cache: Cache,
     mut then: impl FnMut(&watcher::Event<K>) + Send + 'static,
 ) -> impl Stream<Item = Result<K, watcher::Error>> + Send
 where
     K: Resource<DynamicType = ()> + Clone + Send + Sync + std::fmt::Debug + 'static,
+    C: Packable,
     B: Backends,
 {
     watch
         .inspect(move |event| {
             if let Ok(event) = event {
                 index(event);
+                writer.apply_watcher_event(&packed_event(event, pack));
             }
         })
-        .reflect(writer)
         .inspect(move |event| {
             if let Ok(event) = event {
                 ctx.caches.sync.observe(cache, event);
@@ -65,6 +69,20 @@ where
             }
         })
         .applied_objects()
+}
+
+/// The same event with its object packed for a cache.
+fn packed_event<K, C: Packable>(
+    event: &watcher::Event<K>,
+    pack: fn(&K) -> Packed<C>,
+) -> watcher::Event<Packed<C>> {
+    match event {
+        watcher::Event::Apply(o) => watcher::Event::Apply(pack(o)),
+        watcher::Event::Delete(o) => watcher::Event::Delete(pack(o)),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitApply(o) => watcher::Event::InitApply(pack(o)),
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
 }
 
 /// Forgets what this process learned of an object once its watch reports it deleted.
@@ -139,12 +157,9 @@ pub async fn run<B: Backends>(
 
     let (identities, settings, clock) = (si_reader.clone(), es_reader.clone(), ctx.clock.clone());
     crate::metrics::on_scrape(move || {
-        let (identities, settings) = (identities.state(), settings.state());
-        super::gauges::refresh(
-            identities.iter().filter_map(|g| g.0.as_ref().ok()),
-            settings.iter().map(|es| es.as_ref()),
-            clock.now(),
-        );
+        let identities: Vec<_> = identities.state().iter().filter_map(|p| p.get()).collect();
+        let settings: Vec<_> = settings.state().iter().filter_map(|p| p.get()).collect();
+        super::gauges::refresh(&identities, &settings, clock.now());
     });
     tokio::spawn(recheck::run(ctx.clone(), si_wake.clone()));
 
@@ -190,9 +205,9 @@ pub async fn run<B: Backends>(
 
 /// Drives a watch that fills a cache (and its triggers) and wakes each object it shows, by
 /// namespace and name, until `stop` resolves.
-async fn wake_plainly<K: Resource<DynamicType = ()>>(
+async fn wake_plainly<K: Resource<DynamicType = ()>, C: Packable>(
     events: impl Stream<Item = Result<K, watcher::Error>>,
-    wake: Wake<K>,
+    wake: Wake<Packed<C>>,
     stop: impl std::future::Future<Output = ()>,
 ) {
     events
@@ -200,22 +215,13 @@ async fn wake_plainly<K: Resource<DynamicType = ()>>(
         .for_each(|event| {
             match event {
                 Ok(obj) => {
-                    let _ = wake.unbounded_send(plain_ref(&obj));
+                    let _ = wake.unbounded_send(cache_ref(&obj));
                 }
                 Err(e) => tracing::debug!(kind = %K::kind(&()), error = %e, "watch error"),
             }
             futures::future::ready(())
         })
         .await;
-}
-
-/// The reference of `obj` by namespace and name only (no uid or resourceVersion).
-fn plain_ref<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectRef<K> {
-    let name = obj.meta().name.as_deref().unwrap_or_default();
-    match obj.meta().namespace.as_deref() {
-        Some(ns) => ObjectRef::new(name).within(ns),
-        None => ObjectRef::new(name),
-    }
 }
 
 /// An EmailSettings is reconciled this long after the last of a burst of changes (kube's
@@ -229,9 +235,9 @@ const SETTINGS_DEBOUNCE: std::time::Duration = std::time::Duration::from_secs(1)
 fn settings_stream<B: Backends>(
     ctx: &Arc<Context<B>>,
     scope: &Scope,
-    writer: Writer<EmailSettings>,
-    si_wake: Wake<DeserializeGuard<SenderIdentity>>,
-    es_wake: Wake<EmailSettings>,
+    writer: Writer<Packed<EmailSettings>>,
+    si_wake: Wake<Packed<SenderIdentity>>,
+    es_wake: Wake<Packed<EmailSettings>>,
 ) -> impl Stream<Item = Result<EmailSettings, watcher::Error>> + Send + use<B> {
     let caches = &ctx.caches;
     let mut triggers = SettingsTriggers::new(
@@ -248,6 +254,7 @@ fn settings_stream<B: Backends>(
             index.observe(event);
             claim_index.observe_settings(event);
         },
+        Packed::pack,
         writer,
         ctx.clone(),
         Cache::Settings,
@@ -265,9 +272,9 @@ fn settings_stream<B: Backends>(
 fn identities_stream<B: Backends>(
     ctx: &Arc<Context<B>>,
     scope: &Scope,
-    writer: Writer<DeserializeGuard<SenderIdentity>>,
-    si_wake: Wake<DeserializeGuard<SenderIdentity>>,
-    es_wake: Wake<EmailSettings>,
+    writer: Writer<Packed<SenderIdentity>>,
+    si_wake: Wake<Packed<SenderIdentity>>,
+    es_wake: Wake<Packed<EmailSettings>>,
 ) -> impl Stream<Item = Result<DeserializeGuard<SenderIdentity>, watcher::Error>> + Send + use<B> {
     let caches = &ctx.caches;
     let mut triggers = Triggers::new(
@@ -285,6 +292,7 @@ fn identities_stream<B: Backends>(
             index.observe(event);
             claim_index.observe_identities(event);
         },
+        Packed::pack_guard,
         writer,
         ctx.clone(),
         Cache::Identities,
@@ -301,8 +309,8 @@ fn identities_stream<B: Backends>(
 
 fn claim_triggers<B: Backends>(
     ctx: &Context<B>,
-    si_wake: Wake<DeserializeGuard<SenderIdentity>>,
-    es_wake: Wake<EmailSettings>,
+    si_wake: Wake<Packed<SenderIdentity>>,
+    es_wake: Wake<Packed<EmailSettings>>,
 ) -> ClaimTriggers {
     ClaimTriggers::new(
         ctx.caches.identities.clone(),
@@ -318,8 +326,8 @@ fn claim_triggers<B: Backends>(
 async fn policies<B: Backends>(
     ctx: Arc<Context<B>>,
     writer: Writer<SenderPolicy>,
-    si_wake: Wake<DeserializeGuard<SenderIdentity>>,
-    es_wake: Wake<EmailSettings>,
+    si_wake: Wake<Packed<SenderIdentity>>,
+    es_wake: Wake<Packed<EmailSettings>>,
 ) {
     let api: Api<SenderPolicy> =
         Api::namespaced(ctx.client.clone(), &ctx.config.tenancy.policy_namespace);
@@ -340,8 +348,8 @@ async fn policies<B: Backends>(
 async fn namespace_labels<B: Backends>(
     ctx: Arc<Context<B>>,
     writer: Writer<PartialObjectMeta<Namespace>>,
-    si_wake: Wake<DeserializeGuard<SenderIdentity>>,
-    es_wake: Wake<EmailSettings>,
+    si_wake: Wake<Packed<SenderIdentity>>,
+    es_wake: Wake<Packed<EmailSettings>>,
 ) {
     let api: Api<PartialObjectMeta<Namespace>> = Api::all(ctx.client.clone());
     let selecting = ctx.clone();
@@ -389,8 +397,8 @@ async fn follow<B, K>(
     events: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
     writer: Writer<K>,
     cache: Cache,
-    si_wake: Wake<DeserializeGuard<SenderIdentity>>,
-    es_wake: Wake<EmailSettings>,
+    si_wake: Wake<Packed<SenderIdentity>>,
+    es_wake: Wake<Packed<EmailSettings>>,
     mut wakes: impl FnMut(&watcher::Event<K>) -> bool,
 ) where
     B: Backends,
@@ -454,7 +462,9 @@ fn secret_events<B: Backends>(
 /// the default relay concerns other namespaces.
 fn secret_mapper<B: Backends>(
     ctx: Arc<Context<B>>,
-) -> impl Fn(PartialObjectMeta<k8s_openapi::api::core::v1::Secret>) -> Vec<ObjectRef<EmailSettings>>
+) -> impl Fn(
+    PartialObjectMeta<k8s_openapi::api::core::v1::Secret>,
+) -> Vec<ObjectRef<Packed<EmailSettings>>>
 + Send
 + Sync
 + 'static {
@@ -475,13 +485,19 @@ fn secret_mapper<B: Backends>(
                 .settings
                 .state()
                 .iter()
+                .filter_map(|p| p.get())
                 .filter(|es| es.spec.delivery == crate::crd::email_settings::Delivery::Default)
-                .map(|es| ObjectRef::from_obj(es.as_ref()))
+                .map(|es| cache_ref(&es))
                 .collect();
         }
         let relay = ctx.config.smtp.default_relay.as_ref();
         let candidates = if email_settings::is_default_relay(ns, &name, relay) {
-            ctx.caches.settings.state()
+            ctx.caches
+                .settings
+                .state()
+                .iter()
+                .filter_map(|p| p.get().map(Arc::new))
+                .collect()
         } else {
             ctx.settings_in(ns.unwrap_or_default())
         };
@@ -499,10 +515,10 @@ fn secret_mapper<B: Backends>(
 /// deletion of one is put right); otherwise there is nothing to watch, and a SenderIdentity
 /// asking for one says why in its `DnsEndpointReady` condition.
 async fn with_dns_endpoints(
-    controller: Controller<DeserializeGuard<SenderIdentity>>,
+    controller: Controller<Packed<SenderIdentity>>,
     client: &Client,
     scope: &Scope,
-) -> Controller<DeserializeGuard<SenderIdentity>> {
+) -> Controller<Packed<SenderIdentity>> {
     let endpoints = sender_identity::dns_endpoint::api_resource();
     let apis: Vec<Api<kube::api::DynamicObject>> = match scope {
         Scope::Cluster => vec![Api::all_with(client.clone(), &endpoints)],
@@ -545,7 +561,7 @@ async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// The cache key of a SenderIdentity in the guarded cache.
-pub fn guard_ref(si: &SenderIdentity) -> ObjectRef<DeserializeGuard<SenderIdentity>> {
-    ObjectRef::new(&si.name_any()).within(&si.namespace().unwrap_or_default())
+/// The cache key of a SenderIdentity.
+pub fn identity_ref(si: &SenderIdentity) -> ObjectRef<Packed<SenderIdentity>> {
+    cache_ref(si)
 }

@@ -19,6 +19,7 @@ mod tests;
 
 use crate::controller::Context;
 use crate::controller::backends::Backends;
+use crate::controller::packed::{Packed, cache_ref};
 use crate::crd::EmailSettings;
 use crate::crd::conditions::reasons;
 use crate::crd::email_settings::Delivery;
@@ -51,17 +52,21 @@ impl Error {
 
 /// Entry point from the controller runtime.
 pub async fn reconcile<B: Backends>(
-    es: Arc<EmailSettings>,
+    cached: Arc<Packed<EmailSettings>>,
     ctx: Arc<Context<B>>,
 ) -> Result<Action, Error> {
     // Its SenderIdentities are not all cached yet (see `CacheSync`).
     ctx.caches.sync.wait().await;
+    // Always well-formed: the watch delivers EmailSettings it could read.
+    let Some(es) = cached.get() else {
+        return Ok(Action::await_change());
+    };
     crate::metrics::reconcile("EmailSettings", Error::reason, pipeline(&es, &ctx)).await
 }
 
 /// Transient API failures back off; the next watch event or this delay retries.
 pub fn error_policy<B: Backends>(
-    es: Arc<EmailSettings>,
+    es: Arc<Packed<EmailSettings>>,
     err: &Error,
     _ctx: Arc<Context<B>>,
 ) -> Action {
@@ -176,7 +181,7 @@ pub fn settings_for_secret(
     owners: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference],
     default_relay: Option<&(String, String)>,
     settings: &[Arc<EmailSettings>],
-) -> Vec<ObjectRef<EmailSettings>> {
+) -> Vec<ObjectRef<Packed<EmailSettings>>> {
     let is_relay = is_default_relay(secret_ns, secret_name, default_relay);
     settings
         .iter()
@@ -189,6 +194,6 @@ pub fn settings_for_secret(
                             .iter()
                             .any(|o| o.kind == "EmailSettings" && o.name == es.name_any())))
         })
-        .map(|es| ObjectRef::from_obj(es.as_ref()))
+        .map(|es| cache_ref(es.as_ref()))
         .collect()
 }

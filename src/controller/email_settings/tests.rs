@@ -577,7 +577,9 @@ fn secret_changes_reach_the_settings_that_read_or_publish_them() {
     elsewhere.metadata.namespace = Some("other".into());
     let all = vec![external.clone(), default.clone(), Arc::new(elsewhere)];
     let relay = ("email-system".to_string(), "relay".to_string());
-    let names = |v: Vec<kube::runtime::reflector::ObjectRef<EmailSettings>>| {
+    let names = |v: Vec<
+        kube::runtime::reflector::ObjectRef<crate::controller::packed::Packed<EmailSettings>>,
+    >| {
         v.into_iter()
             .map(|r| format!("{}/{}", r.namespace.unwrap_or_default(), r.name))
             .collect::<Vec<_>>()

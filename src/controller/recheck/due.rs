@@ -5,7 +5,8 @@ use crate::controller::backends::SesKey;
 use crate::controller::context::Stale;
 use crate::crd::SenderIdentity;
 use crate::ses::VerificationStatus;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -16,29 +17,46 @@ pub struct Cadence {
     pub pending_every: Duration,
 }
 
-/// What a SenderIdentity's status says about its place in SES.
-pub struct Recorded<'a> {
-    si: &'a SenderIdentity,
-    key: SesKey,
+/// What a SenderIdentity's status says about its place in SES: all the bulk re-check reads of
+/// it, kept beside it in the cache ([`crate::controller::packed::Packable::Summary`]) so that a
+/// round does not unpack ten thousand identities.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    /// `spec.identity`.
+    pub identity: Box<str>,
+    key: Arc<SesKey>,
     status: VerificationStatus,
     /// Whether SES let it send, when last read.
     sending: Option<bool>,
     last_checked: Option<k8s_openapi::jiff::Timestamp>,
 }
 
+/// One shared copy of each location: thousands of identities share a handful. Locations are
+/// few (regions, and a namespace's role), so the set is never pruned.
+fn interned(key: SesKey) -> Arc<SesKey> {
+    static KEYS: LazyLock<Mutex<HashSet<Arc<SesKey>>>> = LazyLock::new(Mutex::default);
+    let mut keys = KEYS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(k) = keys.get(&key) {
+        return k.clone();
+    }
+    let k = Arc::new(key);
+    keys.insert(k.clone());
+    k
+}
+
 /// What the listing says of one identity: its verification status and whether it may send
 /// (`SendingEnabled`, which turns false for an identity SES stops, whatever its status).
 pub type Listed = HashMap<String, (VerificationStatus, bool)>;
 
-pub fn recorded(si: &SenderIdentity) -> Option<Recorded<'_>> {
+pub fn recorded(si: &SenderIdentity) -> Option<Recorded> {
     let status = si.status.as_ref()?;
     let location = status.ses.as_ref()?;
     Some(Recorded {
-        si,
-        key: SesKey::of(
+        identity: si.spec.identity.as_str().into(),
+        key: interned(SesKey::of(
             location,
             si.metadata.namespace.as_deref().unwrap_or_default(),
-        ),
+        )),
         status: VerificationStatus::from_shown(status.verification_status.as_deref()?)?,
         sending: status.verified_for_sending,
         last_checked: status.last_checked_time.as_ref().map(|t| t.0),
@@ -63,7 +81,10 @@ pub struct Period {
 
 /// How often each location in use is listed now: every `pending_every` while an identity of it
 /// is in flight, every `verified_every` otherwise.
-pub fn periods(identities: &[Recorded<'_>], cadence: Cadence) -> BTreeMap<SesKey, Period> {
+pub fn periods<'a>(
+    identities: impl IntoIterator<Item = &'a Recorded>,
+    cadence: Cadence,
+) -> BTreeMap<SesKey, Period> {
     let mut in_flight_by_key: BTreeMap<&SesKey, bool> = BTreeMap::new();
     for r in identities {
         *in_flight_by_key.entry(&r.key).or_default() |= in_flight(r.status);
@@ -163,34 +184,33 @@ impl Schedule {
 
 /// The identities of `key` to look at again, and why: their listed status, or whether they
 /// may send, differs from the recorded one, or they are missing from a listing that began
-/// after they were last read (deleted behind our back).
-pub fn changed<'a>(
-    identities: &'a [Recorded<'a>],
+/// after they were last read (deleted behind our back). Each identity comes with `T` (what
+/// wakes it), handed back with the verdict.
+pub fn changed<'a, T>(
+    identities: impl IntoIterator<Item = (T, &'a Recorded)>,
     key: &SesKey,
     listed: &'a Listed,
     listing_began: k8s_openapi::jiff::Timestamp,
-) -> impl Iterator<Item = (&'a SenderIdentity, Stale)> {
+) -> impl Iterator<Item = (T, &'a Recorded, Stale)> {
     identities
-        .iter()
-        .filter(move |r| &r.key == key)
-        .filter_map(
-            move |r| match listed.get(&crate::ses::identity_key(&r.si.spec.identity)) {
-                Some(&(status, sending)) => {
-                    (status != r.status || r.sending.is_some_and(|s| s != sending)).then_some((
-                        r.si,
-                        Stale::Listed {
-                            began: listing_began,
-                            status,
-                            sending,
-                        },
-                    ))
-                }
+        .into_iter()
+        .filter(move |(_, r)| *r.key == *key)
+        .filter_map(move |(t, r)| {
+            let stale = match listed.get(&crate::ses::identity_key(&r.identity)) {
+                Some(&(status, sending)) => (status != r.status
+                    || r.sending.is_some_and(|s| s != sending))
+                .then_some(Stale::Listed {
+                    began: listing_began,
+                    status,
+                    sending,
+                }),
                 None => r
                     .last_checked
                     .is_some_and(|t| t < listing_began)
-                    .then_some((r.si, Stale::Unread)),
-            },
-        )
+                    .then_some(Stale::Unread),
+            };
+            Some((t, r, stale?))
+        })
 }
 
 #[cfg(test)]
@@ -370,9 +390,14 @@ mod tests {
         })
         .collect();
         let began = Timestamp::from_second(150).expect("time");
-        let names: Vec<&str> = changed(&identities, &key("eu-west-1"), &listed, began)
-            .map(|(si, _)| si.spec.identity.as_str())
-            .collect();
+        let names: Vec<&str> = changed(
+            identities.iter().map(|r| ((), r)),
+            &key("eu-west-1"),
+            &listed,
+            began,
+        )
+        .map(|(_, r, _)| &*r.identity)
+        .collect();
         // just-read is missing too, but it was read after the listing began: not concluded.
         assert_eq!(
             names,

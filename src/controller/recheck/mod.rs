@@ -12,11 +12,12 @@ mod due;
 
 use super::Context;
 use super::backends::{Backends, SesKey};
+use super::packed::Packed;
 use crate::crd::SenderIdentity;
 use crate::ses::SesApi;
-use due::{Cadence, Listed, Recorded, Schedule, changed, periods, recorded};
+use due::{Cadence, Listed, Schedule, changed, periods};
+pub use due::{Recorded, recorded};
 use futures::channel::mpsc;
-use kube::core::DeserializeGuard;
 use kube::runtime::reflector::ObjectRef;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -48,20 +49,12 @@ async fn list_all(ses: &impl SesApi, key: &SesKey) -> Option<Listed> {
     }
 }
 
-/// What the cached SenderIdentities' statuses record.
-fn recorded_all(all: &[Arc<DeserializeGuard<SenderIdentity>>]) -> Vec<Recorded<'_>> {
-    all.iter()
-        .filter_map(|g| g.0.as_ref().ok())
-        .filter_map(recorded)
-        .collect()
-}
-
 /// Lists the locations in use on their cadence and wakes the SenderIdentities whose listed
 /// status differs from the recorded one. Comparing with the recorded status (not with the
 /// previous listing) keeps this right across operator restarts.
 pub async fn run<B: Backends>(
     ctx: Arc<Context<B>>,
-    trigger: mpsc::UnboundedSender<ObjectRef<DeserializeGuard<SenderIdentity>>>,
+    trigger: mpsc::UnboundedSender<ObjectRef<Packed<SenderIdentity>>>,
 ) {
     let cadence = Cadence {
         verified_every: ctx.config.recheck.verified_every,
@@ -72,10 +65,10 @@ pub async fn run<B: Backends>(
     loop {
         tokio::time::sleep_until(wake).await;
         // Every location a SenderIdentity's status names, so a restarted operator re-checks
-        // identities it has not read since. Borrowed from the cache's shared copies: cloning
-        // ten thousand objects every round was most of the operator's CPU at that size.
+        // identities it has not read since. Read from each one's summary in the cache, which
+        // a round leaves packed.
         let all = ctx.caches.identities.state();
-        let periods = periods(&recorded_all(&all), cadence);
+        let periods = periods(all.iter().filter_map(|p| p.summary().as_ref()), cadence);
         drop(all);
         for (key, period) in schedule.due(&periods, Instant::now()) {
             let ses = ctx.backends.ses(&key).await;
@@ -99,10 +92,10 @@ pub async fn run<B: Backends>(
             // an identity whose own reconcile saw it verified while the listing was under way
             // is not read a second time.
             let now = ctx.caches.identities.state();
-            let identities = recorded_all(&now);
-            for (si, why) in changed(&identities, &key, &listed, began) {
-                ctx.mark_dirty(&key, &si.spec.identity, why);
-                let _ = trigger.unbounded_send(super::guard_ref(si));
+            let recorded = now.iter().filter_map(|p| Some((p, p.summary().as_ref()?)));
+            for (p, r, why) in changed(recorded, &key, &listed, began) {
+                ctx.mark_dirty(&key, &r.identity, why);
+                let _ = trigger.unbounded_send(ObjectRef::from_obj(p.as_ref()));
             }
         }
         // From the periods the round began with: a location whose period shortened meanwhile

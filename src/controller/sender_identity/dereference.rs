@@ -11,7 +11,6 @@ use crate::policy::{self, Verdict};
 use crate::ses::{Owner, VerificationStatus};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::runtime::reflector::ObjectRef;
 use std::sync::Arc;
 
 /// Where the policy leaves the SenderIdentity.
@@ -72,10 +71,7 @@ pub fn read<B: Backends>(si: &SenderIdentity, ctx: &Context<B>) -> Read {
     let uid = si.uid().unwrap_or_default();
     let mut prior = ctx.identity_prior(si);
     let settings_name = &si.spec.email_settings_ref.name;
-    let settings = ctx
-        .caches
-        .settings
-        .get(&ObjectRef::new(settings_name).within(&ns));
+    let settings = ctx.settings(&ns, settings_name);
     let siblings = ctx.identities_in(&ns);
     let admission = admission(si, settings, &siblings, ctx);
     let mut stale = None;

@@ -17,12 +17,12 @@ pub mod status;
 pub mod step;
 
 use crate::controller::backends::Backends;
+use crate::controller::packed::Packed;
 use crate::controller::{Context, FINALIZER};
 use crate::crd::SenderIdentity;
 use crate::crd::conditions::reasons;
 use crate::ses::SesError;
 use decide::Plan;
-use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Api, ResourceExt};
@@ -55,11 +55,12 @@ impl Error {
 
 /// Entry point from the controller runtime.
 pub async fn reconcile<B: Backends>(
-    guard: Arc<DeserializeGuard<SenderIdentity>>,
+    cached: Arc<Packed<SenderIdentity>>,
     ctx: Arc<Context<B>>,
 ) -> Result<Action, Error> {
     // Its EmailSettings or siblings may not be cached yet (see `CacheSync`).
     ctx.caches.sync.wait().await;
+    let guard = cached.unpack();
     let si = match &guard.0 {
         Ok(si) => Arc::new(si.clone()),
         Err(invalid) => {
@@ -68,8 +69,7 @@ pub async fn reconcile<B: Backends>(
                 "the object cannot be read as a SenderIdentity: {}",
                 invalid.error
             );
-            ctx.event(guard.as_ref(), true, reasons::INVALID_OBJECT, note)
-                .await;
+            ctx.event(&guard, true, reasons::INVALID_OBJECT, note).await;
             return Ok(Action::await_change());
         }
     };
@@ -127,11 +127,11 @@ async fn pipeline<B: Backends>(
 
 /// Transient failures back off; the next watch event or this delay retries.
 pub fn error_policy<B: Backends>(
-    guard: Arc<DeserializeGuard<SenderIdentity>>,
+    cached: Arc<Packed<SenderIdentity>>,
     err: &Error,
     _ctx: Arc<Context<B>>,
 ) -> Action {
-    let si = guard.as_ref();
+    let si = cached.as_ref();
     tracing::warn!(name = %si.name_any(), namespace = si.namespace().unwrap_or_default(), reason = err.reason(), error = %err, "reconcile failed");
     let transient = !matches!(err, Error::Ses(e) if !e.is_transient());
     Action::requeue(decide::backoff(transient))

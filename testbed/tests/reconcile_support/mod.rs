@@ -9,6 +9,7 @@
 use email_operator::clock::Clock;
 use email_operator::controller::config::{Recheck, Ses, Smtp, Tenancy, Windows};
 use email_operator::controller::context::Cache;
+use email_operator::controller::packed::Packed;
 use email_operator::controller::{
     Backends, Caches, Config, Context, SesKey, Stale, email_settings, sender_identity,
 };
@@ -439,8 +440,8 @@ pub struct Harness {
     pub ctx: Arc<Context<Fakes>>,
     pub fakes: Fakes,
     pub clock: Arc<ManualClock>,
-    settings: Mutex<Writer<EmailSettings>>,
-    identities: Mutex<Writer<DeserializeGuard<SenderIdentity>>>,
+    settings: Mutex<Writer<Packed<EmailSettings>>>,
+    identities: Mutex<Writer<Packed<SenderIdentity>>>,
     policies: Mutex<Writer<SenderPolicy>>,
     namespaces: Mutex<Writer<PartialObjectMeta<Namespace>>>,
 }
@@ -594,6 +595,7 @@ impl Harness {
                 caches.claims.observe_settings(e);
             },
             settings.items,
+            Packed::pack,
         );
         relist(
             &mut self.identities.lock().expect("lock"),
@@ -602,16 +604,19 @@ impl Harness {
                 caches.claims.observe_identities(e);
             },
             identities.items,
+            Packed::pack_guard,
         );
         relist(
             &mut self.policies.lock().expect("lock"),
             |_| {},
             policies.items,
+            Clone::clone,
         );
         relist(
             &mut self.namespaces.lock().expect("lock"),
             |_| {},
             namespaces.items,
+            Clone::clone,
         );
         for cache in [
             Cache::Settings,
@@ -636,7 +641,7 @@ impl Harness {
             .get(name)
             .await
             .expect("the SenderIdentity exists");
-        sender_identity::reconcile(Arc::new(guard), self.ctx.clone()).await
+        sender_identity::reconcile(Arc::new(Packed::pack_guard(&guard)), self.ctx.clone()).await
     }
 
     /// Reconciles `snapshot`, an older copy of a SenderIdentity, as the controller does when
@@ -646,7 +651,7 @@ impl Harness {
         snapshot: SenderIdentity,
     ) -> Result<Action, sender_identity::Error> {
         self.sync_caches().await;
-        sender_identity::reconcile(Arc::new(DeserializeGuard(Ok(snapshot))), self.ctx.clone()).await
+        sender_identity::reconcile(Arc::new(Packed::pack(&snapshot)), self.ctx.clone()).await
     }
 
     /// Reconciles the SenderIdentity until its finalizer is on and one reconcile has acted
@@ -672,7 +677,7 @@ impl Harness {
             .get(name)
             .await
             .expect("the EmailSettings exists");
-        email_settings::reconcile(Arc::new(es), self.ctx.clone()).await
+        email_settings::reconcile(Arc::new(Packed::pack(&es)), self.ctx.clone()).await
     }
 
     pub async fn si(&self, ns: &str, name: &str) -> Option<SenderIdentity> {
@@ -791,17 +796,27 @@ impl Harness {
 }
 
 /// A complete listing of `items`, through the indexes (`index`) and into the cache.
-fn relist<K>(writer: &mut Writer<K>, index: impl Fn(&watcher::Event<K>), items: Vec<K>)
-where
-    K: kube::Resource<DynamicType = ()> + Clone,
+/// A complete listing of `items`, through `index` (whole objects) and into the cache `writer`
+/// (each object as `cached` keeps it), as the operator's watches deliver one.
+fn relist<K, C>(
+    writer: &mut Writer<C>,
+    index: impl Fn(&watcher::Event<K>),
+    items: Vec<K>,
+    cached: impl Fn(&K) -> C,
+) where
+    C: kube::Resource<DynamicType = ()> + Clone,
 {
-    let mut events = vec![watcher::Event::Init];
-    events.extend(items.into_iter().map(watcher::Event::InitApply));
-    events.push(watcher::Event::InitDone);
-    for event in &events {
-        index(event);
-        writer.apply_watcher_event(event);
+    index(&watcher::Event::Init);
+    writer.apply_watcher_event(&watcher::Event::Init);
+    for item in items {
+        let event = watcher::Event::InitApply(item);
+        index(&event);
+        if let watcher::Event::InitApply(obj) = &event {
+            writer.apply_watcher_event(&watcher::Event::InitApply(cached(obj)));
+        }
     }
+    index(&watcher::Event::InitDone);
+    writer.apply_watcher_event(&watcher::Event::InitDone);
 }
 
 /// The condition `type_` of a status's conditions: (status, reason).
